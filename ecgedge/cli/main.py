@@ -1,0 +1,29 @@
+"""The ``ecgedge`` command: one module per command group, joined here."""
+
+from __future__ import annotations
+
+import typer
+
+from ecgedge import __version__
+from ecgedge.cli import export as export_cli
+from ecgedge.cli import train as train_cli
+
+app = typer.Typer(
+    name="ecgedge",
+    help="Transfer-learned ECG rhythm classifiers: train, export (ONNX/INT8/FP16/TensorRT), gate, bench, stream.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(train_cli.app, name="train")
+app.command("export")(export_cli.export_cmd)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"ecgedge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")):
+    """ecgedge: from ECG records to gated edge models."""

@@ -1,0 +1,99 @@
+"""``ecgedge train pretrain|classify``: thin wrappers over :mod:`ecgedge.train`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ecgedge.cli.common import default_run_dir, echo, user_errors
+from ecgedge.config import ClassifyConfig, Device, LabelScheme, PretrainConfig, config_from_toml
+
+app = typer.Typer(help="Train the CAE (pretrain) and the rhythm classifier (classify).", no_args_is_help=True)
+
+DataOpt = typer.Option(..., "--data", exists=True, help="Record files or folders (searched recursively); repeatable.")
+ConfigOpt = typer.Option(None, "--config", exists=True, dir_okay=False, help="TOML config (e.g. a run's config.toml); flags override it.")
+
+
+@app.command("pretrain")
+@user_errors
+def pretrain_cmd(
+    data: list[Path] = DataOpt,
+    lead: str = typer.Option("II", help="Lead to pretrain on (MLII counts as II; single-lead records use their lead)."),
+    config: Optional[Path] = ConfigOpt,
+    epochs: Optional[int] = typer.Option(None, min=1),
+    batch_size: Optional[int] = typer.Option(None, min=1),
+    lr: Optional[float] = typer.Option(None, min=0.0),
+    hop: Optional[int] = typer.Option(None, min=1, help="Samples between windows at 250 Hz (default 1024)."),
+    max_windows: Optional[int] = typer.Option(None, min=0, help="Train on at most this many windows (0 = all)."),
+    max_records: Optional[int] = typer.Option(None, min=0, help="Read at most this many records (0 = all)."),
+    seed: Optional[int] = typer.Option(None),
+    device: Optional[Device] = typer.Option(None),
+    run_dir: Optional[str] = typer.Option(None, help="Run folder (default runs/cae-TIMESTAMP)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Window cache folder (default ~/.cache/ecgedge)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Pretrain the convolutional autoencoder on unlabeled single-lead windows (8.192 s at 250 Hz)."""
+    from ecgedge.train import pretrain
+
+    cfg = config_from_toml(
+        PretrainConfig, config, data__paths=[str(p) for p in data], lead=lead, epochs=epochs, batch_size=batch_size,
+        lr=lr, window__hop=hop, max_windows=max_windows, data__max_records=max_records, seed=seed,
+        device=device.value if device else None, data__cache_dir=str(cache_dir) if cache_dir else None,
+        run_dir=run_dir or (None if config else default_run_dir("cae")),
+    )
+    res = pretrain(cfg, progress=not quiet)
+    m = res.metrics["held_out"]
+    echo(f"CAE held-out reconstruction MSE: {m.get('mse_normalised', float('nan')):.4f} (normalised), "
+         f"{m.get('mse_uv2', float('nan')):.1f} µV² (paper: 626.6)")
+    echo(f"run folder: {res.run_dir}\ncheckpoint: {res.checkpoint}")
+    if res.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command("classify")
+@user_errors
+def classify_cmd(
+    data: list[Path] = DataOpt,
+    labels: LabelScheme = typer.Option(LabelScheme.chapman4, help="Label scheme."),
+    init: str = typer.Option("random", help="CAE checkpoint (file or run folder) to transfer, or 'random'."),
+    train_fraction: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Fraction of training records used (paper: 1.0, 0.5, 0.25)."),
+    freeze_encoder: bool = typer.Option(False, help="Keep the transferred encoder fixed; train the head only."),
+    leads: Optional[str] = typer.Option(None, help="Comma-separated leads (default the 12 standard leads)."),
+    labels_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Label table: Diagnostics.xlsx, REFERENCE.csv or metadata.csv."),
+    config: Optional[Path] = ConfigOpt,
+    epochs: Optional[int] = typer.Option(None, min=1),
+    batch_size: Optional[int] = typer.Option(None, min=1),
+    lr: Optional[float] = typer.Option(None, min=0.0),
+    test_fraction: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Held-out records (default 0.2, the paper's 8:2)."),
+    max_records: Optional[int] = typer.Option(None, min=0),
+    seed: Optional[int] = typer.Option(None),
+    device: Optional[Device] = typer.Option(None),
+    run_dir: Optional[str] = typer.Option(None, help="Run folder (default runs/clf-TIMESTAMP)."),
+    cache_dir: Optional[Path] = typer.Option(None),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Train the rhythm classifier on 10-s multi-lead records and evaluate it on held-out records."""
+    from ecgedge.train import classify
+
+    cfg = config_from_toml(
+        ClassifyConfig, config, data__paths=[str(p) for p in data], labels=labels.value, init=str(init),
+        train_fraction=train_fraction, freeze_encoder=freeze_encoder or None,
+        leads=[x.strip() for x in leads.split(",")] if leads else None,
+        data__labels_file=str(labels_file) if labels_file else None, epochs=epochs, batch_size=batch_size, lr=lr,
+        test_fraction=test_fraction, data__max_records=max_records, seed=seed, device=device.value if device else None,
+        data__cache_dir=str(cache_dir) if cache_dir else None, run_dir=run_dir or (None if config else default_run_dir("clf")),
+    )
+    res = classify(cfg, progress=not quiet)
+    print_classifier_metrics(res.metrics)
+    echo(f"run folder: {res.run_dir}\ncheckpoint: {res.checkpoint}")
+    if res.interrupted:
+        raise typer.Exit(130)
+
+
+def print_classifier_metrics(metrics: dict) -> None:
+    rec = metrics["test"]["records"]
+    echo(f"held-out records: {metrics['records']['test']}  macro F1 {rec['macro_f1']:.3f}  weighted F1 {rec['weighted_f1']:.3f}  accuracy {rec['accuracy']:.3f}")
+    echo("  " + "  ".join(f"{c} {f:.2f}(n={rec['support'][c]})" for c, f in rec["per_class_f1"].items()))

@@ -1,0 +1,304 @@
+"""Windows cut from records, preprocessed once and cached as a memory-mapped array.
+
+:func:`build_windows` reads every record under the data paths (in parallel worker processes),
+keeps the requested leads, runs the shared preprocessing (``ecgedge.data.preprocess``) and cuts
+``WindowConfig.samples``-long windows aligned to the record's end. Bad records are skipped and
+named in :class:`LoadSummary` with their reason; nothing is silently dropped or padded.
+
+The cache lives in ``DataConfig.cache_dir`` (default ``$ECGEDGE_CACHE`` or ``~/.cache/ecgedge``)
+under a key that hashes the record files (path, size, mtime), the label table, leads, label scheme
+and every preprocessing and window parameter, so a second run with the same inputs opens the
+memory map instead of re-reading thousands of files, and any change rebuilds it.
+
+Cached windows are band-passed mV (float32, not normalised): the trainer normalises per window
+with :func:`ecgedge.data.preprocess.normalise_windows`, keeping the scale so the reconstruction
+error can be reported in µV² as well as in normalised units.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ecgedge.config import DataConfig, LabelScheme, PreprocessConfig, WindowConfig, config_to_dict
+from ecgedge.data import labels as labelmaps
+from ecgedge.data.preprocess import preprocess_signal, window_starts
+from ecgedge.data.quality import signal_problems
+from ecgedge.data.records import RecordRef, find_label_tables, find_records, load_label_table, read_record, select_leads
+from ecgedge.errors import BadRecord, DataNotFound
+from ecgedge.hashing import value_sha256
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class LoadSummary:
+    """What happened to every record found: used (with its window count) or skipped (with why)."""
+
+    found: int = 0
+    used: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def reasons(self) -> Counter:
+        """Skip counts by reason class (the text before the first ':' or digit detail)."""
+        return Counter(_reason_class(r) for r in self.skipped.values())
+
+    def describe(self, max_names: int = 5) -> str:
+        lines = [f"{self.found} records found, {len(self.used)} used ({sum(self.used.values())} windows), {len(self.skipped)} skipped"]
+        by_reason: dict[str, list[str]] = {}
+        for rid, reason in self.skipped.items():
+            by_reason.setdefault(_reason_class(reason), []).append(rid)
+        for reason, ids in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+            more = f" +{len(ids) - max_names} more" if len(ids) > max_names else ""
+            lines.append(f"  skipped {len(ids):>5}  {reason}: {', '.join(ids[:max_names])}{more}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"found": self.found, "used": self.used, "skipped": self.skipped, "skip_reasons": dict(self.reasons())}
+
+
+def _reason_class(reason: str) -> str:
+    head = reason.split(":")[0].split("(")[0]
+    return "".join(c for c in head if not c.isdigit()).strip()
+
+
+@dataclass
+class WindowSet:
+    """Cached windows and their provenance.
+
+    ``windows`` is (N, leads, samples) float32 band-passed mV (a read-only memory map);
+    ``window_record[i]`` indexes ``record_ids`` and ``window_start[i]`` is the window's first
+    sample in the preprocessed record; ``labels[i]`` indexes ``class_names`` (-1 when unlabeled).
+    """
+
+    windows: np.ndarray
+    record_ids: list[str]
+    window_record: np.ndarray
+    window_start: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    leads: tuple[str, ...]
+    summary: LoadSummary
+    cache_dir: Path
+    key: str
+
+    def __len__(self) -> int:
+        return len(self.window_record)
+
+    def record_labels(self) -> np.ndarray:
+        """One label per record (majority of its windows), -1 for unlabeled records."""
+        out = np.full(len(self.record_ids), -1, dtype=np.int64)
+        for r in range(len(self.record_ids)):
+            lab = self.labels[self.window_record == r]
+            lab = lab[lab >= 0]
+            if len(lab):
+                out[r] = np.bincount(lab).argmax()
+        return out
+
+    def windows_of_records(self, record_indices) -> np.ndarray:
+        """Indices of the windows that belong to the given records."""
+        return np.flatnonzero(np.isin(self.window_record, np.asarray(record_indices)))
+
+
+@dataclass(frozen=True)
+class _Job:
+    ref: RecordRef
+    leads: tuple[str, ...]
+    scheme: LabelScheme | None
+    preprocess: PreprocessConfig
+    window: WindowConfig
+    label_table_paths: tuple[str, ...]
+
+
+_TABLE_CACHE: dict[tuple[str, ...], list] = {}
+
+
+def _tables(paths: tuple[str, ...]) -> list:
+    if paths not in _TABLE_CACHE:
+        _TABLE_CACHE[paths] = [load_label_table(p) for p in paths]
+    return _TABLE_CACHE[paths]
+
+
+def _label_table_for(record_id: str, tables: list):
+    for t in tables:
+        if record_id in t:
+            return t
+    return None
+
+
+def _windows_for_record(job: _Job):
+    """Worker: (record_id, source, windows (n, leads, samples) float32, starts, labels list | None, error reason)."""
+    ref = job.ref
+    try:
+        table = _label_table_for(ref.record_id, _tables(job.label_table_paths))
+        rec = read_record(ref, label_table=table, with_annotations=job.scheme == LabelScheme.atr)
+        sig = select_leads(rec, job.leads)
+        problems = signal_problems(sig, rec.fs, job.leads)
+        if problems:
+            raise BadRecord(rec.record_id, "; ".join(problems))
+        record_label = None
+        if job.scheme is not None and job.scheme != LabelScheme.atr:
+            record_label = labelmaps.record_label(rec, job.scheme)
+        pre = preprocess_signal(sig, rec.fs, job.preprocess)
+        starts = window_starts(pre.shape[-1], job.window.samples, job.window.hop, job.preprocess.settle_samples, job.window.max_per_record)
+        if not starts:
+            need = (job.window.samples + job.preprocess.settle_samples) / job.preprocess.fs_hz
+            raise BadRecord(rec.record_id, f"too short: {rec.duration_s:.2f} s < {need:.2f} s (window + settling)")
+        if job.scheme == LabelScheme.atr:
+            fs = job.preprocess.fs_hz
+            win_labels = [labelmaps.window_label(rec.rhythm_annotations, s / fs, (s + job.window.samples) / fs, rec.fs) for s in starts]
+            keep = [i for i, lab in enumerate(win_labels) if lab is not None]
+            if not keep:
+                raise BadRecord(rec.record_id, "no rhythm annotation covers any window")
+            starts = [starts[i] for i in keep]
+            labels = [win_labels[i] for i in keep]
+        else:
+            labels = None if record_label is None else [record_label] * len(starts)
+        w = np.stack([pre[:, s:s + job.window.samples] for s in starts]).astype(np.float32)
+        return rec.record_id, rec.source, w, starts, labels, None
+    except BadRecord as exc:
+        return exc.record, ref.path, None, None, None, exc.reason
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("ECGEDGE_CACHE", Path.home() / ".cache" / "ecgedge"))
+
+
+def build_windows(
+    data: DataConfig,
+    leads: tuple[str, ...],
+    preprocess: PreprocessConfig,
+    window: WindowConfig,
+    scheme: LabelScheme | None = None,
+    *,
+    progress: bool = True,
+) -> WindowSet:
+    """Read, preprocess and window every record under ``data.paths`` (cached; see module doc).
+
+    Raises :class:`DataNotFound` when no record is found or none is usable; otherwise bad records
+    are skipped and listed in the summary.
+    """
+    refs = find_records(data.paths)
+    if data.max_records:
+        refs = refs[: data.max_records]
+    tables = [str(p) for p in ([data.labels_file] if data.labels_file else find_label_tables(data.paths))]
+    key = value_sha256({
+        "version": CACHE_VERSION,
+        "records": [(r.path, *_stat(r.path)) for r in refs],
+        "tables": [(t, *_stat(t)) for t in tables],
+        "leads": leads,
+        "scheme": scheme.value if scheme else None,
+        "preprocess": config_to_dict(preprocess),
+        "window": config_to_dict(window),
+    })[:20]
+    root = Path(data.cache_dir) if data.cache_dir else default_cache_root()
+    cache = root / "windows" / key
+    if (cache / "index.json").is_file():
+        return _open_cache(cache, key)
+
+    jobs = [_Job(r, tuple(leads), scheme, preprocess, window, tuple(tables)) for r in refs]
+    workers = data.workers or min(4, os.cpu_count() or 1)
+    root.joinpath("windows").mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root / "windows"))
+    summary = LoadSummary(found=len(refs))
+    record_ids, sources, window_record, window_start, label_names = [], [], [], [], []
+    n_windows = 0
+    try:
+        with open(tmp / "windows.f32", "wb") as out:
+            results = _run_jobs(jobs, workers)
+            for rid, source, w, starts, labs, error in tqdm(results, total=len(jobs), desc="reading records", unit="rec", disable=not progress):
+                if error is not None:
+                    summary.skipped[rid] = error
+                    continue
+                if rid in summary.used:
+                    summary.skipped[f"{rid} ({source})"] = "duplicate record id: kept the first one"
+                    continue
+                out.write(np.ascontiguousarray(w).tobytes())
+                r = len(record_ids)
+                record_ids.append(rid)
+                sources.append(source)
+                window_record += [r] * len(starts)
+                window_start += list(starts)
+                label_names += labs if labs is not None else [None] * len(starts)
+                summary.used[rid] = len(starts)
+                n_windows += len(starts)
+        if not n_windows:
+            raise DataNotFound(f"no usable windows in {', '.join(data.paths)}\n{summary.describe()}")
+        class_names = _class_names(scheme, label_names)
+        lookup = {c: i for i, c in enumerate(class_names)}
+        labels = np.array([lookup.get(x, -1) if x is not None else -1 for x in label_names], dtype=np.int64)
+        np.save(tmp / "window_record.npy", np.asarray(window_record, dtype=np.int64))
+        np.save(tmp / "window_start.npy", np.asarray(window_start, dtype=np.int64))
+        np.save(tmp / "labels.npy", labels)
+        index = {
+            "version": CACHE_VERSION,
+            "shape": [n_windows, len(leads), window.samples],
+            "dtype": "float32",
+            "units": "mV, band-passed, not normalised",
+            "leads": list(leads),
+            "record_ids": record_ids,
+            "sources": sources,
+            "class_names": list(class_names),
+            "summary": summary.to_dict(),
+        }
+        (tmp / "index.json").write_text(json.dumps(index))
+        if cache.exists():  # another process finished first
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(cache)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _open_cache(cache, key)
+
+
+def _run_jobs(jobs, workers):
+    if workers <= 1 or len(jobs) < 8:
+        return map(_windows_for_record, jobs)
+    pool = ProcessPoolExecutor(max_workers=workers)
+
+    def gen():
+        try:
+            yield from pool.map(_windows_for_record, jobs, chunksize=8)
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    return gen()
+
+
+def _class_names(scheme: LabelScheme | None, observed) -> tuple[str, ...]:
+    if scheme is None:
+        return ()
+    return tuple(labelmaps.class_names(scheme, observed=[x for x in observed if x is not None]))
+
+
+def _stat(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def _open_cache(cache: Path, key: str) -> WindowSet:
+    index = json.loads((cache / "index.json").read_text())
+    windows = np.memmap(cache / "windows.f32", dtype=np.float32, mode="r", shape=tuple(index["shape"]))
+    s = index["summary"]
+    return WindowSet(
+        windows=windows,
+        record_ids=index["record_ids"],
+        window_record=np.load(cache / "window_record.npy"),
+        window_start=np.load(cache / "window_start.npy"),
+        labels=np.load(cache / "labels.npy"),
+        class_names=tuple(index["class_names"]),
+        leads=tuple(index["leads"]),
+        summary=LoadSummary(found=s["found"], used=s["used"], skipped=s["skipped"]),
+        cache_dir=cache,
+        key=key,
+    )

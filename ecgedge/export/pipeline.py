@@ -1,0 +1,296 @@
+"""``ecgedge export``: a trained run -> one self-contained, gated artefact folder.
+
+    export/NAME/
+      manifest.json         input spec, preprocessing, labels, artefacts + gate verdicts, versions, sha256 of every file
+      model.fp32.onnx       opset >= 17, dynamic batch; parity with PyTorch checked on real windows
+      model.int8.onnx       static QDQ, per-channel int8 weights, calibrated on training windows
+      model.fp16.onnx       where asked (--fp16) or where the target is a GPU
+      model.{fp16,int8}.engine + .timing.cache   for --target tensorrt (built on the GPU at hand)
+      check_windows.npz     held-out windows, labels and FP32 reference logits for ``--check``
+
+Calibration windows come from the run's training records; the gate runs on its held-out test
+records (never the same records; both sets are named in the manifest by id and hash). An artefact
+that fails the gate is kept for inspection but marked ``rejected``, and export exits with
+:class:`~ecgedge.errors.GateFailed`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ecgedge import __version__
+from ecgedge.config import DataConfig, ExportConfig, LabelScheme, Target, config_from_dict, config_to_dict
+from ecgedge.data.preprocess import normalise_windows, preprocess_params
+from ecgedge.data.splits import Split
+from ecgedge.data.windows import WindowSet, build_windows
+from ecgedge.errors import ArtefactError, BackendUnavailable, ConfigError, GateFailed
+from ecgedge.evaluate.gate import GateReport, gate_logits, gate_table
+from ecgedge.export.manifest import FORMAT, Manifest, load_manifest
+from ecgedge.export.onnx_export import INPUT_NAME, OUTPUT_NAME, onnx_from_checkpoint, parity
+from ecgedge.export.quantize import fp16_onnx_from_onnx, int8_onnx_from_onnx, quantization_loss_by_layer
+from ecgedge.export.targets import PRESETS
+from ecgedge.hashing import file_sha256, value_sha256
+from ecgedge.runtime.base import Backend, InputSpec, Precision, available_backends
+from ecgedge.runtime.loader import artefact_key, input_spec, runner_from_export, runner_from_onnx
+
+CHECK_FILE = "check_windows.npz"
+
+
+@dataclass
+class RunData:
+    """A training run reopened: its checkpoint, cached windows and record split."""
+
+    ckpt: object
+    run_dir: Path
+    windows: WindowSet
+    split: Split
+    train_used: np.ndarray
+    scheme: LabelScheme
+
+
+def open_run(source: str | Path, *, progress: bool = True) -> RunData:
+    """Checkpoint + the run's windows (from the cache) + split.json; clear errors when pieces are missing."""
+    from ecgedge.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(source)
+    if ckpt.kind != "classifier":
+        raise ConfigError(f"{ckpt.path} is a {ckpt.kind} checkpoint; export takes a classifier run (ecgedge train classify)")
+    run_dir = Path(ckpt.path).parent
+    split_file = run_dir / "split.json"
+    if not split_file.is_file():
+        raise ArtefactError(f"{split_file} not found: export needs the training run folder (its split names the held-out records)")
+    tc = ckpt.train_config
+    scheme = LabelScheme(tc["labels"])
+    data = config_from_dict(DataConfig, tc["data"])
+    ws = build_windows(data, ckpt.leads, ckpt.preprocess, ckpt.window, scheme, progress=progress)
+    if tuple(ws.class_names) != tuple(ckpt.labels):
+        raise ArtefactError(f"the run's data now give classes {ws.class_names}, the checkpoint has {ckpt.labels}: the data changed since training")
+    split_json = json.loads(split_file.read_text())
+    try:
+        split = Split.from_dict(split_json, ws.record_ids)
+        train_used = Split.from_dict({"train": split_json["train_used"], "val": [], "test": []}, ws.record_ids).train
+    except KeyError as exc:
+        raise ArtefactError(f"the run's records are no longer all readable ({exc}); export needs the data the run was trained on") from None
+    return RunData(ckpt, run_dir, ws, split, train_used, scheme)
+
+
+def _pick(indices: np.ndarray, n: int, seed: int) -> np.ndarray:
+    if len(indices) <= n:
+        return np.sort(indices)
+    return np.sort(np.random.default_rng(seed).choice(indices, n, replace=False))
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {"ecgedge": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(), "machine": platform.machine()}
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    manifest: Manifest
+    reports: list[GateReport]
+    table: str
+
+    @property
+    def passed(self) -> bool:
+        return all(self.reports)
+
+
+def main_export(cfg: ExportConfig, *, progress: bool = True, log=print) -> ExportResult:
+    """Export, quantize, compile and gate; writes the manifest even when the gate fails, then raises GateFailed."""
+    from ecgedge.train import predict_logits
+
+    preset = PRESETS[cfg.target]
+    backends = available_backends()
+    if cfg.target == Target.tensorrt and backends[Backend.tensorrt]:
+        raise BackendUnavailable(f"--target tensorrt builds engines on the GPU they will run on: {backends[Backend.tensorrt]}")
+    gate_backends = [b for b in preset.gate_backends if backends[b] is None]
+    skipped_backends = {b.value: backends[b] for b in preset.gate_backends if backends[b]}
+    if Backend.ort_cpu not in gate_backends:
+        raise BackendUnavailable(f"ONNX Runtime CPU is needed for the gate: {backends[Backend.ort_cpu]}")
+
+    run = open_run(cfg.source, progress=progress)
+    ckpt, ws = run.ckpt, run.windows
+    folder = Path(cfg.out or Path("export") / run.run_dir.name)
+    _fresh_folder(folder)
+    spec = InputSpec(INPUT_NAME, tuple(ckpt.leads), ckpt.preprocess.fs_hz, ckpt.window.samples)
+
+    gate_idx = ws.windows_of_records(run.split.test)
+    gate_idx = gate_idx[ws.labels[gate_idx] >= 0]
+    calib_pool = ws.windows_of_records(run.train_used)
+    calib_idx = _pick(calib_pool, cfg.calib_windows, cfg.seed)
+    if not len(gate_idx):
+        raise ArtefactError("the run has no labelled held-out windows to gate on")
+    assert not set(ws.window_record[gate_idx]) & set(ws.window_record[calib_idx]), "calibration and gate records overlap"
+    gate_x, _ = normalise_windows(ws.windows[gate_idx], ckpt.preprocess)
+    gate_y = ws.labels[gate_idx]
+    calib_x, _ = normalise_windows(ws.windows[calib_idx], ckpt.preprocess)
+
+    log(f"exporting {ckpt.path} -> {folder}  (target {cfg.target.value}; gate on {len(gate_idx)} held-out windows "
+        f"from {len(run.split.test)} records; calibration on {len(calib_idx)} training windows)")
+    model = ckpt.build_model()
+    reference = predict_logits(model, ws, gate_idx, ckpt.preprocess, "cpu")
+
+    artefacts: dict[str, dict] = {}
+    fp32 = onnx_from_checkpoint(ckpt, folder / "model.fp32.onnx", opset=cfg.opset)
+    with runner_from_onnx(fp32, spec) as r:
+        par = parity(reference[:256], r.infer(gate_x[:256]))
+    if not par["passed"]:
+        raise ArtefactError(f"FP32 ONNX differs from PyTorch by {par['max_abs_logit_error']:.2e} (tolerance {par['tolerance']}): export is broken")
+    log(f"model.fp32.onnx: opset {cfg.opset}, max |logit error| vs PyTorch {par['max_abs_logit_error']:.2e} on {min(256, len(gate_x))} real windows")
+    artefacts["fp32"] = {"file": fp32.name, "precision": "fp32", "runtime": "onnx", "opset": cfg.opset, "parity": par}
+
+    if cfg.int8:
+        q = int8_onnx_from_onnx(fp32, folder / "model.int8.onnx", calib_x, input_name=INPUT_NAME, preset=preset, method=cfg.calib_method)
+        q["calib_records"] = sorted({ws.record_ids[i] for i in ws.window_record[calib_idx]})
+        q["calib_records_sha256"] = value_sha256(q["calib_records"])
+        artefacts["int8"] = {"file": "model.int8.onnx", "precision": "int8", "runtime": "onnx", "opset": cfg.opset, "quantization": q}
+        log(f"model.int8.onnx: QDQ {preset.activation_type}/{preset.weight_type} per-channel, {cfg.calib_method.value} calibration")
+    if cfg.fp16 or preset.fp16_default:
+        artefacts["fp16"] = {"file": "model.fp16.onnx", "precision": "fp16", "runtime": "onnx", "opset": cfg.opset,
+                             **fp16_onnx_from_onnx(fp32, folder / "model.fp16.onnx")}
+        log("model.fp16.onnx: FP16 weights and compute, FP32 input/output")
+    for prec in preset.engines:
+        from ecgedge.runtime.tensorrt_runner import engine_from_onnx
+
+        src = folder / ("model.int8.onnx" if prec == Precision.int8 else "model.fp32.onnx")
+        if not src.exists():
+            continue
+        build = engine_from_onnx(src, folder / f"model.{prec.value}.engine", spec, prec, batch_profile=cfg.batch_profile,
+                                 timing_cache=folder / "timing.cache")
+        artefacts[f"trt-{prec.value}"] = {"file": build.engine.name, "precision": prec.value, "runtime": "tensorrt",
+                                          "profile": list(build.profile), "build_s": build.build_s, "timing_cache": build.timing_cache.name,
+                                          **build.identity.to_dict()}
+        log(f"{build.engine.name}: built in {build.build_s:.1f} s on {build.identity.name} (TensorRT {build.identity.tensorrt_version})")
+
+    # Portable gate set: a seeded subset of the gate windows with the FP32 reference logits.
+    keep = _pick(np.arange(len(gate_idx)), cfg.check_windows, cfg.seed)
+    np.savez(folder / CHECK_FILE, windows=gate_x[keep], labels=gate_y[keep], reference_logits=reference[keep],
+             records=np.array([ws.record_ids[i] for i in ws.window_record[gate_idx[keep]]]))
+
+    gate_records = [ws.record_ids[i] for i in run.split.test]
+    manifest = Manifest(folder, {
+        "format": FORMAT,
+        "name": folder.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "input": {"name": INPUT_NAME, "shape": ["batch", len(ckpt.leads), ckpt.window.samples], "dtype": "float32",
+                  "leads": list(ckpt.leads), "fs_hz": ckpt.preprocess.fs_hz, "window_samples": ckpt.window.samples,
+                  "window_s": ckpt.window.samples / ckpt.preprocess.fs_hz,
+                  "units": "per lead, z-scored window of the band-passed signal in mV (see preprocess)"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ckpt.labels)], "labels": list(ckpt.labels),
+                   "kind": "logits; softmax gives class probabilities"},
+        "label_scheme": run.scheme.value,
+        "preprocess": preprocess_params(ckpt.preprocess),
+        "window": config_to_dict(ckpt.window),
+        "source": {"checkpoint": str(ckpt.path), "checkpoint_sha256": file_sha256(ckpt.path), "epoch": ckpt.epoch,
+                   "run_dir": str(run.run_dir), "init": ckpt.train_config.get("init_checkpoint"),
+                   "test_macro_f1_records": json.loads((run.run_dir / "metrics.json").read_text())["test"]["records"]["macro_f1"]
+                   if (run.run_dir / "metrics.json").is_file() else None},
+        "target": cfg.target.value,
+        "target_notes": list(preset.reasons),
+        "export_config": config_to_dict(cfg),
+        "opset": cfg.opset,
+        "versions": _versions(),
+        "artefacts": artefacts,
+        "gate": {"max_f1_drop": cfg.max_f1_drop, "min_agreement": cfg.min_agreement, "windows": int(len(gate_idx)),
+                 "records": gate_records, "records_sha256": value_sha256(gate_records), "level": "window",
+                 "skipped_backends": skipped_backends},
+        "check_data": {"file": CHECK_FILE, "windows": int(len(keep))},
+        "recommended": preset.recommended,
+    })
+    manifest.save()
+
+    reports = _gate_all(manifest, gate_backends, gate_x, gate_y, reference, ckpt.labels, cfg.max_f1_drop, cfg.min_agreement)
+    for rep in reports:
+        if not rep and rep.artefact == "int8":
+            rep.worst_layers = quantization_loss_by_layer(fp32, folder / "model.int8.onnx", calib_x, INPUT_NAME)
+    _record_verdicts(manifest, reports)
+    manifest.save()
+    sizes = {k: (folder / a["file"]).stat().st_size for k, a in artefacts.items()}
+    table = gate_table(reports, sizes)
+    log(table)
+    if skipped_backends:
+        log("not gated here (backend unavailable): " + "; ".join(f"{b}: {why}" for b, why in skipped_backends.items()))
+    result = ExportResult(folder, manifest, reports, table)
+    if not result.passed:
+        failed = [f"{r.artefact}@{r.backend}: {'; '.join(r.failures)}" for r in reports if not r]
+        worst = [f"{r.artefact}: lowest-SQNR tensors " + ", ".join(f"{w['tensor']} ({w['sqnr_db']:.1f} dB)" for w in r.worst_layers)
+                 for r in reports if r.worst_layers]
+        raise GateFailed("accuracy gate failed (artefacts marked rejected in the manifest):\n  " + "\n  ".join(failed + worst))
+    return result
+
+
+def _fresh_folder(folder: Path) -> None:
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / "manifest.json").is_file():
+            raise ConfigError(f"{folder} exists and is not an ecgedge export folder; choose another --out")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _gate_all(manifest: Manifest, backends, x, y, reference, labels, max_f1_drop, min_agreement) -> list[GateReport]:
+    reports = []
+    for key, art in manifest.artefacts.items():
+        precision = Precision(art["precision"])
+        for backend in backends:
+            if (art["runtime"] == "tensorrt") != (backend == Backend.tensorrt) or artefact_key(backend, precision) != key:
+                continue
+            runner = runner_from_export(manifest.folder, precision, backend, manifest=manifest, allow_rejected=True)
+            with runner:
+                logits = np.concatenate([runner.infer(x[i:i + 64]) for i in range(0, len(x), 64)])
+            reports.append(gate_logits(key, backend.value, logits, reference, y, labels,
+                                       max_f1_drop=max_f1_drop, min_agreement=min_agreement))
+    return reports
+
+
+def _record_verdicts(manifest: Manifest, reports: list[GateReport]) -> None:
+    by_art: dict[str, list[GateReport]] = {}
+    for r in reports:
+        by_art.setdefault(r.artefact, []).append(r)
+    for key, art in manifest.artefacts.items():
+        reps = by_art.get(key, [])
+        art["gate"] = {r.backend: r.to_dict() for r in reps}
+        if not reps:
+            art["status"] = "not gated"
+        elif all(reps):
+            art["status"] = "reference" if key == "fp32" else "accepted"
+        else:
+            art["status"] = "rejected"
+    manifest.data["gate"]["passed"] = all(reports)
+
+
+def check_export(folder: str | Path, *, backends: list[Backend] | None = None, log=print) -> ExportResult:
+    """Re-verify every hash and re-run the gate on the stored check windows, on the backends available here.
+
+    Needs neither torch nor the data set: it is meant to run on the device itself.
+    """
+    manifest = load_manifest(folder, verify=True)
+    data = np.load(manifest.folder / manifest.data["check_data"]["file"])
+    avail = available_backends()
+    wanted = backends or [b for b in Backend if avail[b] is None]
+    usable = [b for b in wanted if avail[b] is None]
+    for b in set(wanted) - set(usable):
+        log(f"skipping {b.value}: {avail[b]}")
+    g = manifest.data["gate"]
+    reports = _gate_all(manifest, usable, data["windows"], data["labels"], data["reference_logits"], manifest.labels,
+                        g["max_f1_drop"], g["min_agreement"])
+    sizes = {k: (manifest.folder / a["file"]).stat().st_size for k, a in manifest.artefacts.items()}
+    table = gate_table(reports, sizes)
+    log(f"{manifest.folder}: all {len(manifest.data['files'])} files match their sha256")
+    log(table)
+    result = ExportResult(manifest.folder, manifest, reports, table)
+    if not result.passed:
+        raise GateFailed("re-check failed: " + "; ".join(f"{r.artefact}@{r.backend}: {'; '.join(r.failures)}" for r in reports if not r))
+    return result

@@ -1,0 +1,43 @@
+"""Target presets: which artefacts and quantization settings each device class gets, and why.
+
+Each constraint carries its reason beside it, so a user reading ``--target`` knows what changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ecgedge.config import Target
+from ecgedge.runtime.base import Backend, Precision
+
+
+@dataclass(frozen=True)
+class TargetPreset:
+    activation_type: str  # onnxruntime.quantization.QuantType name
+    activation_symmetric: bool
+    weight_type: str
+    fp16_default: bool
+    gate_backends: tuple[Backend, ...]
+    engines: tuple[Precision, ...]
+    recommended: dict[str, str]
+    reasons: tuple[str, ...]
+
+
+PRESETS: dict[Target, TargetPreset] = {
+    Target.cpu: TargetPreset(
+        "QUInt8", False, "QInt8", False, (Backend.ort_cpu,), (), {"ort-cpu": "int8"},
+        ("x86-64: U8S8 QDQ (uint8 activations, int8 per-channel weights) maps onto MLAS's VNNI/AMX int8 kernels",
+         "FP16 is not produced by default: ONNX Runtime's CPU provider runs most FP16 ops by casting back to FP32")),
+    Target.arm64: TargetPreset(
+        "QInt8", False, "QInt8", False, (Backend.ort_cpu,), (), {"ort-cpu": "int8"},
+        ("arm64: S8S8 QDQ: signed int8 for both operands matches the SDOT/I8MM dot-product kernels ONNX Runtime uses on ARM",)),
+    Target.cuda: TargetPreset(
+        "QInt8", True, "QInt8", True, (Backend.ort_cpu, Backend.ort_cuda), (), {"ort-cuda": "fp16", "ort-cpu": "int8"},
+        ("cuda: FP16 is produced and recommended: ONNX Runtime's CUDA provider has few INT8 kernels, tensor cores run FP16",
+         "INT8 uses symmetric activations so the same QDQ file also serves the TensorRT provider")),
+    Target.tensorrt: TargetPreset(
+        "QInt8", True, "QInt8", True, (Backend.ort_cpu, Backend.tensorrt), (Precision.fp16, Precision.int8),
+        {"tensorrt": "int8", "ort-cpu": "int8"},
+        ("tensorrt: INT8 must be symmetric (zero point 0) for TensorRT's explicit quantization of Q/DQ nodes",
+         "engines are built for the GPU at hand and its TensorRT version; they are refused elsewhere")),
+}

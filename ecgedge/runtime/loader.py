@@ -1,0 +1,62 @@
+"""Runners from an export folder (checked against its manifest) or from a bare ONNX file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ecgedge.errors import ArtefactError, ConfigError
+from ecgedge.export.manifest import Manifest, load_manifest
+from ecgedge.runtime.base import Backend, InputSpec, Precision, Runner
+from ecgedge.runtime.ort_runner import OrtRunner
+
+
+def input_spec(manifest: Manifest) -> InputSpec:
+    return InputSpec(manifest.input_name, manifest.leads, manifest.fs_hz, manifest.window_samples)
+
+
+def artefact_key(backend: Backend, precision: Precision) -> str:
+    """Manifest key of the artefact a backend runs at a precision (engines are per-precision files)."""
+    return f"trt-{precision.value}" if backend == Backend.tensorrt else precision.value
+
+
+def default_precision(manifest: Manifest, backend: Backend) -> Precision:
+    """The manifest's recommended precision for this backend, else the best accepted one."""
+    rec = manifest.data.get("recommended", {}).get(backend.value)
+    if rec:
+        return Precision(rec)
+    for p in (Precision.int8, Precision.fp16, Precision.fp32):
+        art = manifest.artefacts.get(artefact_key(backend, p))
+        if art and art.get("status") in ("accepted", "reference"):
+            return p
+    raise ArtefactError(f"{manifest.folder} has no accepted artefact for backend {backend.value}")
+
+
+def runner_from_export(folder: str | Path, precision: Precision | str | None = None, backend: Backend | str = Backend.ort_cpu,
+                       *, threads: int | None = None, verify: bool = True, allow_rejected: bool = False,
+                       manifest: Manifest | None = None) -> Runner:
+    """A runner for one artefact of an export folder. Hashes are verified (``verify``) and a
+    rejected artefact is refused unless ``allow_rejected`` (the gate itself needs that)."""
+    backend = Backend(backend)
+    manifest = manifest or load_manifest(folder, verify=verify)
+    precision = Precision(precision) if precision else default_precision(manifest, backend)
+    key = artefact_key(backend, precision)
+    art = manifest.artefact(key)
+    if art.get("status") == "rejected" and not allow_rejected:
+        gate = art.get("gate", {})
+        raise ArtefactError(f"{manifest.folder}/{art['file']} was rejected by the accuracy gate ({'; '.join(gate.get('failures', [])) or 'see manifest'}); "
+                            "re-export, or pass allow_rejected=True to inspect it")
+    spec = input_spec(manifest)
+    path = manifest.folder / art["file"]
+    if backend == Backend.tensorrt:
+        from ecgedge.runtime.tensorrt_runner import TensorRTRunner
+
+        return TensorRTRunner(path, spec, precision, built_for=art, max_batch=int(art.get("profile", [1, 8, 64])[-1]))
+    if art.get("runtime", "onnx") != "onnx":
+        raise ConfigError(f"artefact {key} is a {art.get('runtime')} file; use --backend tensorrt")
+    return OrtRunner(path, spec, precision, backend=backend, threads=threads, trt_cache_dir=manifest.folder / "trt_cache")
+
+
+def runner_from_onnx(path: str | Path, spec: InputSpec, precision: Precision | str = Precision.fp32,
+                     backend: Backend | str = Backend.ort_cpu, threads: int | None = None) -> Runner:
+    """A runner for an ONNX file outside an export folder (used while exporting, before the manifest exists)."""
+    return OrtRunner(path, spec, Precision(precision), backend=Backend(backend), threads=threads)

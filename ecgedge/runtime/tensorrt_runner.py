@@ -1,0 +1,194 @@
+"""Native TensorRT: build a serialized engine from ONNX, and run it.
+
+Engines are not portable: one built for a GPU (compute capability) with one TensorRT version
+is refused on another, with a message saying so, before TensorRT is asked to deserialize it.
+INT8 engines come from the QDQ ONNX model (explicit quantization; TensorRT deprecated implicit
+calibrators), FP16 engines from the FP32 ONNX model with the FP16 builder flag.
+
+CUDA memory and streams go through cuda-python (``pip install 'ecgedge[trt]'``); nothing here
+imports torch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ecgedge.errors import ArtefactError, BackendUnavailable
+from ecgedge.runtime.base import Backend, InputSpec, Precision, Runner
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python
+        except ImportError:
+            raise BackendUnavailable("cuda-python is not installed: pip install 'ecgedge[trt]' on a machine with an NVIDIA GPU") from None
+    return cudart
+
+
+def _check(result):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise BackendUnavailable(f"CUDA call failed with error {err}")
+    return rest[0] if len(rest) == 1 else rest
+
+
+def _trt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise BackendUnavailable("TensorRT is not installed: on a machine with an NVIDIA GPU, pip install 'ecgedge[trt]'") from None
+    return trt
+
+
+@dataclass(frozen=True)
+class GpuIdentity:
+    name: str
+    compute_capability: str
+    tensorrt_version: str
+
+    def to_dict(self) -> dict:
+        return {"gpu": self.name, "compute_capability": self.compute_capability, "tensorrt_version": self.tensorrt_version}
+
+
+def gpu_identity() -> GpuIdentity:
+    """Name and compute capability of CUDA device 0 and the TensorRT version (raises if none)."""
+    trt = _trt()
+    cudart = _cudart()
+    count = _check(cudart.cudaGetDeviceCount())
+    if count < 1:
+        raise BackendUnavailable("no CUDA GPU visible (TensorRT needs an NVIDIA GPU)")
+    prop = _check(cudart.cudaGetDeviceProperties(0))
+    name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
+    return GpuIdentity(name, f"{prop.major}.{prop.minor}", trt.__version__)
+
+
+def cuda_device_or_reason() -> str | None:
+    try:
+        gpu_identity()
+    except BackendUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def check_engine_portability(built_for: dict) -> None:
+    """Refuse an engine built for another GPU or TensorRT version (engines are not portable)."""
+    here = gpu_identity()
+    if built_for.get("compute_capability") != here.compute_capability or built_for.get("tensorrt_version") != here.tensorrt_version:
+        raise ArtefactError(
+            f"TensorRT engine was built for {built_for.get('gpu')} (compute capability {built_for.get('compute_capability')}) "
+            f"with TensorRT {built_for.get('tensorrt_version')}; this machine has {here.name} (compute capability "
+            f"{here.compute_capability}) with TensorRT {here.tensorrt_version}. Engines are not portable: rebuild it here "
+            f"with 'ecgedge export RUN --target tensorrt'.")
+
+
+@dataclass(frozen=True)
+class EngineBuild:
+    engine: Path
+    timing_cache: Path
+    build_s: float
+    identity: GpuIdentity
+    profile: tuple[int, int, int]
+
+
+def engine_from_onnx(onnx_path: str | Path, engine_path: str | Path, spec: InputSpec, precision: Precision, *,
+                     batch_profile: tuple[int, int, int] = (1, 8, 64), timing_cache: str | Path | None = None,
+                     workspace_mib: int = 1024) -> EngineBuild:
+    """Build and serialize a TensorRT engine with one optimization profile over the batch range.
+
+    ``precision`` fp16 sets the FP16 flag; int8 expects a QDQ model (explicit quantization) and sets
+    INT8 and FP16 so layers without Q/DQ may run in half precision. The timing cache is read from
+    and written back to ``timing_cache`` so rebuilds are fast.
+    """
+    trt = _trt()
+    identity = gpu_identity()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ArtefactError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    if precision in (Precision.fp16, Precision.int8):
+        config.set_flag(trt.BuilderFlag.FP16)
+    if precision == Precision.int8:
+        config.set_flag(trt.BuilderFlag.INT8)
+    lo, opt, hi = batch_profile
+    shape = (len(spec.leads), spec.window_samples)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(spec.name, (lo, *shape), (opt, *shape), (hi, *shape))
+    config.add_optimization_profile(profile)
+    cache_path = Path(timing_cache or Path(engine_path).with_suffix(".timing.cache"))
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    t0 = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    build_s = time.perf_counter() - t0
+    if serialized is None:
+        raise ArtefactError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
+    Path(engine_path).write_bytes(bytes(serialized))
+    cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return EngineBuild(Path(engine_path), cache_path, build_s, identity, batch_profile)
+
+
+class TensorRTRunner(Runner):
+    """Runs a serialized engine on CUDA device 0; buffers are sized for the profile's largest batch."""
+
+    backend = Backend.tensorrt
+
+    def __init__(self, engine_path, spec: InputSpec, precision: Precision, built_for: dict, max_batch: int):
+        super().__init__(engine_path, spec, precision)
+        self.built_for = built_for
+        self.max_batch = max_batch
+
+    def _activate(self) -> None:
+        trt = _trt()
+        cudart = _cudart()
+        check_engine_portability(self.built_for)
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(Path(self.model_path).read_bytes())
+        if self.engine is None:
+            raise ArtefactError(f"TensorRT could not deserialize {self.model_path}")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        outs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.output_name = outs[0]
+        self.n_classes = int(self.engine.get_tensor_shape(self.output_name)[-1])
+        self.stream = _check(cudart.cudaStreamCreate())
+        in_bytes = self.max_batch * len(self.spec.leads) * self.spec.window_samples * 4
+        self.d_in = _check(cudart.cudaMalloc(in_bytes))
+        self.d_out = _check(cudart.cudaMalloc(self.max_batch * self.n_classes * 4))
+        self.context.set_tensor_address(self.spec.name, int(self.d_in))
+        self.context.set_tensor_address(self.output_name, int(self.d_out))
+        self._cudart = cudart
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        outs = [self._infer_batch(x[i:i + self.max_batch]) for i in range(0, len(x), self.max_batch)]
+        return np.concatenate(outs)
+
+    def _infer_batch(self, x: np.ndarray) -> np.ndarray:
+        cudart = self._cudart
+        out = np.empty((len(x), self.n_classes), dtype=np.float32)
+        self.context.set_input_shape(self.spec.name, tuple(x.shape))
+        _check(cudart.cudaMemcpyAsync(self.d_in, x.ctypes.data, x.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise ArtefactError("TensorRT execution failed")
+        _check(cudart.cudaMemcpyAsync(out.ctypes.data, self.d_out, out.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
+        _check(cudart.cudaStreamSynchronize(self.stream))
+        return out
+
+    def _deactivate(self) -> None:
+        cudart = self._cudart
+        cudart.cudaFree(self.d_in)
+        cudart.cudaFree(self.d_out)
+        cudart.cudaStreamDestroy(self.stream)
+        self.context = self.engine = self._runtime = None

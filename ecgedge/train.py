@@ -1,0 +1,383 @@
+"""Training: CAE pretraining and the transfer rhythm classifier. Importable; the CLI only calls it.
+
+Both loops read top to bottom: build (cached) windows -> record-level split -> epochs with a
+progress bar (loss, ETA) -> checkpoint every epoch (``last.pt``) and on improvement (``best.pt``)
+-> held-out evaluation -> metrics, curves and plots in the run folder::
+
+    runs/NAME/
+      config.json        the full config (re-runnable: ``--config`` takes the TOML form, config.toml)
+      split.json         record ids of train / val / test (and the training subsample)
+      data_summary.json  records found / used / skipped with reasons
+      history.csv        one row per epoch
+      metrics.json       held-out metrics
+      best.pt, last.pt   self-describing checkpoints (torch.load(weights_only=True))
+      plots/*.png
+
+Ctrl-C stops after writing ``last.pt`` (marked ``complete: false``) and the metrics so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ecgedge.config import ClassifyConfig, Device, PretrainConfig, config_to_dict
+from ecgedge.data.preprocess import normalise_windows
+from ecgedge.data.splits import Split, split_records, subsample
+from ecgedge.data.windows import WindowSet, build_windows
+from ecgedge.errors import BackendUnavailable, ConfigError, DataNotFound
+from ecgedge.evaluate.metrics import classification_report, record_probabilities, softmax
+from ecgedge.evaluate.plots import plot_confusion, plot_curves, plot_reconstruction
+from ecgedge.models.autoencoder import ConvAutoencoder
+from ecgedge.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ecgedge.models.classifier import RhythmClassifier
+from ecgedge.models.flops import count_macs, count_params
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    metrics: dict[str, Any]
+    interrupted: bool = False
+
+
+def _device(device: Device) -> torch.device:
+    if device == Device.cuda and not torch.cuda.is_available():
+        raise BackendUnavailable("--device cuda asked for, but this torch build sees no CUDA GPU (use --device cpu)")
+    return torch.device(device.value)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def _prepare_run_dir(run_dir: str, cfg) -> Path:
+    path = Path(run_dir)
+    (path / "plots").mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    (path / "config.toml").write_text(_to_toml(config_to_dict(cfg)))
+    return path
+
+
+def _to_toml(d: dict, prefix: str = "") -> str:
+    scalars, tables = [], []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            tables.append(_to_toml(v, f"{prefix}{k}."))
+        elif v is not None:
+            scalars.append(f"{k} = {json.dumps(v)}")
+    head = f"[{prefix[:-1]}]\n" if prefix and scalars else ""
+    return head + "\n".join(scalars) + ("\n\n" if scalars else "") + "".join(tables)
+
+
+def _batches(indices: np.ndarray, batch_size: int, rng: np.random.Generator | None):
+    order = indices[rng.permutation(len(indices))] if rng is not None else indices
+    for i in range(0, len(order), batch_size):
+        yield np.sort(order[i:i + batch_size])  # sorted reads are kind to the memory map
+
+
+def _normalised(ws: WindowSet, idx: np.ndarray, preprocess) -> tuple[np.ndarray, np.ndarray]:
+    return normalise_windows(ws.windows[idx], preprocess)
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    keys = sorted({k for h in history for k in h}, key=lambda k: (k != "epoch", k))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+
+
+# ----------------------------------------------------------------------------------- pretraining
+
+
+def pretrain(cfg: PretrainConfig, *, progress: bool = True) -> TrainResult:
+    """Train the CAE on single-lead windows (``cfg.lead``) and report held-out reconstruction MSE.
+
+    MSE is reported in normalised units (what the loss sees) and in µV² (the reconstruction
+    scaled back by each window's standard deviation: the unit of the paper's 626.6, whose data
+    are in µV).
+    """
+    _seed_everything(cfg.seed)
+    device = _device(cfg.device)
+    run = _prepare_run_dir(cfg.run_dir, cfg)
+    ws = build_windows(cfg.data, (cfg.lead,), cfg.preprocess, cfg.window, None, progress=progress)
+    (run / "data_summary.json").write_text(json.dumps(ws.summary.to_dict(), indent=2))
+    if progress:
+        tqdm.write(ws.summary.describe())
+    if cfg.window.samples % cfg.model.downsampling:
+        raise ConfigError(f"window of {cfg.window.samples} samples is not a multiple of the encoder's downsampling {cfg.model.downsampling}")
+
+    rng = np.random.default_rng(cfg.seed)
+    held_out_records: list[str] = []
+    if len(ws.record_ids) > 1:
+        split = split_records(np.zeros(len(ws.record_ids), dtype=np.int64), test_fraction=cfg.val_fraction, val_fraction=0.0, seed=cfg.seed)
+        train_idx, val_idx = ws.windows_of_records(split.train), ws.windows_of_records(split.test)
+        held_out_records = [ws.record_ids[i] for i in split.test]
+        split_note = "record-level"
+    else:  # one long record: hold out its last windows, with a gap so none overlaps a training window
+        n = len(ws)
+        cut = int(n * (1 - cfg.val_fraction))
+        gap = math.ceil(cfg.window.samples / cfg.window.hop)
+        train_idx, val_idx = np.arange(max(cut - gap, 1)), np.arange(cut, n)
+        split_note = "time-ordered within one record"
+    if cfg.max_windows and len(train_idx) > cfg.max_windows:
+        train_idx = np.sort(rng.choice(train_idx, cfg.max_windows, replace=False))
+        val_idx = np.sort(rng.choice(val_idx, min(len(val_idx), max(cfg.max_windows // 5, 1)), replace=False))
+    if not len(val_idx):
+        raise DataNotFound("too few windows to hold any out for validation; add records or lower --hop")
+    (run / "split.json").write_text(json.dumps({"kind": split_note, "val_records": held_out_records,
+                                                "train_windows": int(len(train_idx)), "val_windows": int(len(val_idx))}, indent=2))
+
+    model = ConvAutoencoder(cfg.model).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    history: list[dict] = []
+    best = math.inf
+    interrupted = False
+
+    def make_ckpt(epoch: int, metrics: dict, complete: bool) -> Checkpoint:
+        return Checkpoint("cae", cfg.model, cfg.preprocess, cfg.window, model.state_dict(), leads=(cfg.lead,),
+                          epoch=epoch, complete=complete, metrics=metrics, train_config=config_to_dict(cfg))
+
+    epoch = 0
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            losses = []
+            bar = tqdm(_batches(train_idx, cfg.batch_size, rng), total=math.ceil(len(train_idx) / cfg.batch_size),
+                       desc=f"pretrain {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
+            for idx in bar:
+                x, _ = _normalised(ws, idx, cfg.preprocess)
+                xt = torch.from_numpy(x).to(device)
+                loss = nn.functional.mse_loss(model(xt), xt)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            sched.step()
+            val = evaluate_cae(model, ws, val_idx, cfg, device)
+            row = {"epoch": epoch, "train_mse": float(np.mean(losses)), "val_mse": val["mse_normalised"], "val_mse_uv2": val["mse_uv2"]}
+            history.append(row)
+            if progress:
+                tqdm.write(f"epoch {epoch}/{cfg.epochs}  train mse {row['train_mse']:.4f}  val mse {val['mse_normalised']:.4f} (normalised), {val['mse_uv2']:.1f} µV²")
+            save_checkpoint(run / "last.pt", make_ckpt(epoch, val, complete=epoch == cfg.epochs))
+            if val["mse_normalised"] < best:
+                best = val["mse_normalised"]
+                save_checkpoint(run / "best.pt", make_ckpt(epoch, val, complete=True))
+    except KeyboardInterrupt:
+        interrupted = True
+        save_checkpoint(run / "last.pt", make_ckpt(epoch, history[-1] if history else {}, complete=False))
+        if progress:
+            tqdm.write(f"interrupted in epoch {epoch}: wrote {run / 'last.pt'}")
+
+    _write_history(run / "history.csv", history)
+    ckpt_path = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
+    best_model = load_checkpoint(ckpt_path).build_model().to(device) if ckpt_path.exists() else model
+    final = evaluate_cae(best_model, ws, val_idx, cfg, device) if history else {}
+    metrics = {
+        "kind": "cae",
+        "held_out": final,
+        "best_epoch": load_checkpoint(ckpt_path).epoch if ckpt_path.exists() else 0,
+        "epochs_run": len(history),
+        "interrupted": interrupted,
+        "train_windows": int(len(train_idx)),
+        "val_windows": int(len(val_idx)),
+        "params": count_params(model),
+        "macs_per_window": count_macs(model.cpu(), (1, cfg.window.samples)),
+        "paper_mse": 626.583,
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if history:
+        plot_curves(history, ["train_mse", "val_mse"], run / "plots" / "loss.png", "CAE reconstruction MSE (normalised)")
+        x, _ = _normalised(ws, val_idx[:1], cfg.preprocess)
+        with torch.no_grad():
+            y = best_model.cpu().eval()(torch.from_numpy(x)).numpy()
+        plot_reconstruction(x[0, 0], y[0, 0], cfg.preprocess.fs_hz, run / "plots" / "reconstruction.png",
+                            f"held-out window {ws.record_ids[ws.window_record[val_idx[0]]]} (lead {cfg.lead})")
+    return TrainResult(run, ckpt_path, metrics, interrupted)
+
+
+@torch.no_grad()
+def evaluate_cae(model: nn.Module, ws: WindowSet, idx: np.ndarray, cfg: PretrainConfig, device) -> dict:
+    model.eval()
+    se_norm = se_uv = count = 0.0
+    for b in _batches(idx, 256, None):
+        x, std = _normalised(ws, b, cfg.preprocess)
+        y = model(torch.from_numpy(x).to(device)).cpu().numpy()
+        err = y - x
+        se_norm += float((err.astype(np.float64) ** 2).sum())
+        se_uv += float(((err * std * 1000.0).astype(np.float64) ** 2).sum())
+        count += err.size
+    return {"mse_normalised": se_norm / count, "mse_uv2": se_uv / count, "rmse_uv": math.sqrt(se_uv / count), "windows": int(len(idx))}
+
+
+# ----------------------------------------------------------------------------------- classifier
+
+
+def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
+    """Train the rhythm classifier (CAE-initialised or random) and evaluate it on held-out records."""
+    _seed_everything(cfg.seed)
+    device = _device(cfg.device)
+    cae = None
+    if cfg.init != "random":
+        cae = load_checkpoint(cfg.init)
+        if cae.kind != "cae":
+            raise ConfigError(f"--init {cfg.init} is a {cae.kind} checkpoint; a CAE checkpoint (ecgedge train pretrain) or 'random' is needed")
+        # The transferred encoder fixes the architecture, the preprocessing and the window length.
+        cfg = replace(cfg, model=replace(cae.model_config, head_channels=cfg.model.head_channels, dropout=cfg.model.dropout),
+                      preprocess=cae.preprocess, window=replace(cfg.window, samples=cae.window.samples))
+    elif cfg.freeze_encoder:
+        raise ConfigError("--freeze-encoder needs --init CAE_CKPT (a frozen random encoder learns nothing)")
+    run = _prepare_run_dir(cfg.run_dir, cfg)
+    ws = build_windows(cfg.data, cfg.leads, cfg.preprocess, cfg.window, cfg.labels, progress=progress)
+    (run / "data_summary.json").write_text(json.dumps(ws.summary.to_dict(), indent=2))
+    if progress:
+        tqdm.write(ws.summary.describe())
+    classes = ws.class_names
+    if len(classes) < 2:
+        raise DataNotFound(f"need at least two classes to train a classifier; found {list(classes)}")
+
+    rec_labels = ws.record_labels()
+    split = split_records(rec_labels, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+    train_records = subsample(split.train, rec_labels, cfg.train_fraction, cfg.seed)
+    (run / "split.json").write_text(json.dumps(split.to_dict(ws.record_ids) | {
+        "train_used": [ws.record_ids[i] for i in train_records], "train_fraction": cfg.train_fraction,
+        "seed": cfg.seed, "cache_key": ws.key}, indent=2))
+    train_idx = ws.windows_of_records(train_records)
+    train_idx = train_idx[ws.labels[train_idx] >= 0]
+    val_idx, test_idx = ws.windows_of_records(split.val), ws.windows_of_records(split.test)
+    if not len(test_idx):
+        raise DataNotFound("no held-out test records: add records (each class needs at least two)")
+
+    model = RhythmClassifier(cfg.model, len(cfg.leads), len(classes))
+    if cae is not None:
+        enc = {k.removeprefix("encoder."): v for k, v in cae.state_dict.items() if k.startswith("encoder.")}
+        model.encoder.load_state_dict(enc)
+    model.to(device)
+    if cfg.freeze_encoder:
+        model.set_encoder_trainable(False)
+    counts = np.bincount(ws.labels[train_idx], minlength=len(classes)).astype(float)
+    weights = np.where(counts > 0, counts.sum() / (len(classes) * np.maximum(counts, 1)), 0.0)
+    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * math.ceil(len(train_idx) / cfg.batch_size))
+    rng = np.random.default_rng(cfg.seed)
+    history: list[dict] = []
+    best = -math.inf
+    interrupted = False
+    init_name = "random" if cae is None else str(cae.path)
+
+    def make_ckpt(epoch: int, metrics: dict, complete: bool) -> Checkpoint:
+        return Checkpoint("classifier", cfg.model, cfg.preprocess, cfg.window, model.state_dict(), leads=cfg.leads,
+                          labels=classes, epoch=epoch, complete=complete, metrics=metrics,
+                          train_config=config_to_dict(cfg) | {"init_checkpoint": init_name, "run_dir": str(run)})
+
+    epoch = 0
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            losses = []
+            bar = tqdm(_batches(train_idx, cfg.batch_size, rng), total=math.ceil(len(train_idx) / cfg.batch_size),
+                       desc=f"classify {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
+            for idx in bar:
+                x, _ = _normalised(ws, idx, cfg.preprocess)
+                y = torch.from_numpy(ws.labels[idx]).to(device)
+                loss = loss_fn(model(torch.from_numpy(x).to(device)), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+            sel_idx = val_idx if len(val_idx) else train_idx
+            sel = evaluate_classifier(model, ws, sel_idx, cfg, device)
+            row |= {"val_macro_f1" if len(val_idx) else "train_macro_f1": sel["records"]["macro_f1"], "val_loss" if len(val_idx) else "train_eval_loss": sel["loss"]}
+            history.append(row)
+            if progress:
+                tqdm.write(f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.3f}  {'val' if len(val_idx) else 'train'} macro F1 {sel['records']['macro_f1']:.3f}")
+            save_checkpoint(run / "last.pt", make_ckpt(epoch, row, complete=epoch == cfg.epochs))
+            score = sel["records"]["macro_f1"]
+            if score > best or math.isnan(best):
+                best = score
+                save_checkpoint(run / "best.pt", make_ckpt(epoch, row, complete=True))
+    except KeyboardInterrupt:
+        interrupted = True
+        save_checkpoint(run / "last.pt", make_ckpt(epoch, history[-1] if history else {}, complete=False))
+        if progress:
+            tqdm.write(f"interrupted in epoch {epoch}: wrote {run / 'last.pt'}")
+
+    _write_history(run / "history.csv", history)
+    ckpt_path = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
+    best_ckpt = load_checkpoint(ckpt_path)
+    best_model = best_ckpt.build_model().to(device)
+    test = evaluate_classifier(best_model, ws, test_idx, cfg, device)
+    metrics = {
+        "kind": "classifier",
+        "labels": cfg.labels.value,
+        "class_names": list(classes),
+        "init": init_name,
+        "freeze_encoder": cfg.freeze_encoder,
+        "train_fraction": cfg.train_fraction,
+        "best_epoch": best_ckpt.epoch,
+        "epochs_run": len(history),
+        "interrupted": interrupted,
+        "records": {"train": int(len(train_records)), "val": int(len(split.val)), "test": int(len(split.test))},
+        "windows": {"train": int(len(train_idx)), "val": int(len(val_idx)), "test": int(len(test_idx))},
+        "test": test,
+        "split_notes": split.notes,
+        "params": count_params(best_model),
+        "macs_per_window": count_macs(best_model.cpu(), (len(cfg.leads), cfg.window.samples)),
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if history:
+        keys = [k for k in history[0] if k != "epoch"]
+        plot_curves(history, keys, run / "plots" / "curves.png", "classifier training")
+    plot_confusion(np.array(test["records"]["confusion"]), classes, run / "plots" / "confusion.png",
+                   f"held-out records: macro F1 {test['records']['macro_f1']:.3f}")
+    return TrainResult(run, ckpt_path, metrics, interrupted)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, ws: WindowSet, idx: np.ndarray, preprocess, device, batch_size: int = 128) -> np.ndarray:
+    """FP32 PyTorch logits of windows ``idx`` (the reference the accuracy gate compares against)."""
+    model.eval()
+    out = []
+    for b in _batches(idx, batch_size, None):
+        x, _ = _normalised(ws, b, preprocess)
+        out.append(model(torch.from_numpy(x).to(device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def evaluate_classifier(model: nn.Module, ws: WindowSet, idx: np.ndarray, cfg: ClassifyConfig, device) -> dict:
+    """Window-level and record-level (window probabilities averaged) metrics and mean loss."""
+    idx = np.sort(idx)
+    idx = idx[ws.labels[idx] >= 0]
+    logits = predict_logits(model, ws, idx, cfg.preprocess, device)
+    y = ws.labels[idx]
+    loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)).item()) if len(y) else float("nan")
+    return scores_from_logits(logits, y, ws.window_record[idx], ws.class_names) | {"loss": loss}
+
+
+def scores_from_logits(logits: np.ndarray, window_labels: np.ndarray, window_record: np.ndarray, class_names) -> dict:
+    """Window-level and record-level classification reports from logits (shared with the gate)."""
+    probs = softmax(logits.astype(np.float64))
+    windows = classification_report(window_labels, probs.argmax(1), class_names)
+    recs, rprobs = record_probabilities(probs, window_record)
+    rec_truth = np.array([np.bincount(window_labels[window_record == r]).argmax() for r in recs], dtype=np.int64)
+    records = classification_report(rec_truth, rprobs.argmax(1), class_names)
+    return {"windows": windows.to_dict(), "records": records.to_dict()}
