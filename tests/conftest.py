@@ -17,3 +17,35 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real ECG records not found at {SHARED_DATA} (see README: 'Real data for tests')")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> Path:
+    """A generated 12-lead data set (16 records per rhythm, 8 rhythms) in ecg-arrhythmia WFDB layout."""
+    from ecgedge.data.synthetic import write_wfdb_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    write_wfdb_dataset(root / "data", records_per_rhythm=16, seed=7)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cae_run(synth):
+    """A CAE pretrained for a few epochs on lead II of the generated set."""
+    from ecgedge.config import DataConfig, PretrainConfig, WindowConfig
+    from ecgedge.train import pretrain
+
+    cfg = PretrainConfig(data=DataConfig(paths=(str(synth / "data"),), cache_dir=str(synth / "cache")), window=WindowConfig(hop=128),
+                         epochs=3, seed=0, run_dir=str(synth / "runs" / "cae"))
+    return pretrain(cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def clf_run(synth, cae_run):
+    """A chapman4 transfer classifier trained on the generated set (the run the export tests gate)."""
+    from ecgedge.config import ClassifyConfig, DataConfig, LabelScheme
+    from ecgedge.train import classify
+
+    cfg = ClassifyConfig(data=DataConfig(paths=(str(synth / "data"),), cache_dir=str(synth / "cache")), labels=LabelScheme.chapman4,
+                         init=str(cae_run.checkpoint), epochs=10, seed=0, run_dir=str(synth / "runs" / "clf"))
+    return classify(cfg, progress=False)

@@ -27,3 +27,16 @@ def _version(value: bool):
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")):
     """ecgedge: from ECG records to gated edge models."""
+
+
+@app.command("quickstart")
+def quickstart_cmd(
+    out: str = typer.Option("ecgedge-quickstart", help="Folder for data, runs, export and cache."),
+    records_per_rhythm: int = typer.Option(40, min=4, help="Synthetic records per rhythm (8 rhythms)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Run the whole chain on generated data: synthesize -> pretrain -> classify -> export INT8 + gate -> check."""
+    from ecgedge.cli.common import user_errors
+    from ecgedge.quickstart import QuickstartConfig, quickstart
+
+    user_errors(quickstart)(QuickstartConfig(out=out, records_per_rhythm=records_per_rhythm), progress=not quiet, log=typer.echo)

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from ecgedge.config import STANDARD_12_LEADS
 from ecgedge.errors import ConfigError
@@ -107,13 +108,13 @@ _DOWER = np.array([
 # zero with LA - RA = I and LL - RA = II; precordial electrodes are their Dower leads.
 _I, _II = _DOWER[0], _DOWER[1]
 _ELECTRODES = np.vstack([-(_I + _II) / 3, (2 * _I - _II) / 3, (2 * _II - _I) / 3, _DOWER[2:]])
-_THIRD = 1.0 / 3.0
-# Leads (12, 9) from electrodes, as the machine forms them (Wilson's terminal = mean of limbs).
-_LEADS_FROM_ELECTRODES = np.array(
-    [[-1, 1, 0], [-1, 0, 1], [0, -1, 1], [1, -0.5, -0.5], [-0.5, 1, -0.5], [-0.5, -0.5, 1]]
-    + [[-_THIRD] * 3] * 6
-)
-_LEADS_FROM_ELECTRODES = np.hstack([_LEADS_FROM_ELECTRODES, np.vstack([np.zeros((6, 6)), np.eye(6)])])
+# Leads (12, 9) from the electrodes, as the machine forms them: I = LA - RA, II = LL - RA,
+# III = LL - LA, aVR = RA - (LA + LL) / 2, ..., Vk = Vk - WCT with Wilson's terminal the limb mean.
+_LEADS_FROM_ELECTRODES = np.block([
+    [np.array([[-1, 1, 0], [-1, 0, 1], [0, -1, 1], [1, -0.5, -0.5], [-0.5, 1, -0.5], [-0.5, -0.5, 1]]),
+     np.zeros((6, 6))],
+    [np.full((6, 3), -1.0 / 3.0), np.eye(6)],
+])
 # Frontal plane: [I, aVF] = _FRONTAL @ [X, Y] + _FRONTAL_Z * Z  (aVF = II - I/2).
 _FRONTAL = np.array([[_I[0], _I[1]], [_II[0] - _I[0] / 2, _II[1] - _I[1] / 2]])
 _FRONTAL_Z = np.array([_I[2], _II[2] - _I[2] / 2])
@@ -168,7 +169,7 @@ def _draw_morphology(rng: np.random.Generator) -> _Morphology:
     u = rng.uniform
     axis = float(np.clip(rng.normal(50.0, 25.0), -30.0, 100.0))
     return _Morphology(
-        r_mv=u(0.9, 1.6), r_axis=axis, r_z=u(-0.5, -0.15),
+        r_mv=u(0.9, 1.6), r_axis=axis, r_z=u(-0.4, -0.05),
         # Septal forces point right and anterior: q in I, aVL, V5-V6 and the r of V1.
         q_mv=u(0.04, 0.14), q_axis=axis + 180.0 + u(-40.0, 40.0), q_z=-u(0.1, 0.3),
         # Terminal forces point right, superior and posterior: S in V1-V4.
@@ -224,7 +225,7 @@ class _Activation:
     p_times: np.ndarray                           # P-wave centres, s (empty: no discrete P)
     p_mv: np.ndarray | float = 0.0
     p_axis: np.ndarray | float = 0.0
-    p_z: np.ndarray | float = 0.0
+    p_z: np.ndarray | float = 0.0                 # left-atrial half's Z; the right-atrial half is anterior
     qrs_gain: np.ndarray | float = 1.0            # per-beat QRS scale (alternans)
     atrial: Callable[[np.ndarray], np.ndarray] | None = None   # continuous atrial dipole (3, n)
 
@@ -333,28 +334,36 @@ def _wandering_pacemaker(rng, morph: _Morphology, t0: float, t1: float) -> _Acti
                        morph.p_axis - (morph.p_axis + 80.0) * s, morph.p_z * (1 - s))
 
 
+def _f_wave(rng: np.random.Generator, peak_mv: float, hz: float) -> Callable[[np.ndarray], np.ndarray]:
+    """One fibrillatory source: a sine plus 30 % second harmonic at ``hz``, frequency-modulated by
+    two slow sinusoids (+-0.2-0.6 Hz each) and amplitude-modulated by +-40 %."""
+    fm_hz, fm_dev = rng.uniform(0.1, 0.5, (2, 1)), rng.uniform(0.2, 0.6, (2, 1))
+    fm_phase, am_hz, am_phase = rng.uniform(0, 2 * np.pi, (2, 1)), rng.uniform(0.1, 0.6), rng.uniform(0, 2 * np.pi)
+    harmonic_phase = rng.uniform(0, 2 * np.pi)
+
+    def wave(t: np.ndarray) -> np.ndarray:
+        phase = 2 * np.pi * hz * t + np.sum(fm_dev / fm_hz * np.sin(2 * np.pi * fm_hz * t + fm_phase), 0)
+        envelope = peak_mv * (1.0 + 0.4 * np.sin(2 * np.pi * am_hz * t + am_phase))
+        return envelope * (np.sin(phase) + 0.3 * np.sin(2 * phase + harmonic_phase))
+
+    return wave
+
+
 def _fibrillation(rng, morph: _Morphology, t0: float, t1: float) -> _Activation:
     mean_rr = 60.0 / _rate(rng, "AFIB", skew=1.3)
-    spread = rng.uniform(0.14, 0.28)   # log-normal sigma: RR coefficient of variation 0.14-0.28
-    # AV-node refractoriness bounds the shortest RR.
-    r = _beats(t0, t1, lambda t, i: max(0.27, mean_rr * np.exp(spread * rng.standard_normal() - spread ** 2 / 2)))
-    f0 = rng.uniform(4.5, 8.5)
-    amplitude = rng.uniform(0.03, 0.08)   # in V1, peak; about twice that peak to peak
-    sources = []
-    # Two partly independent wavefronts: one anterior-rightward (V1), one inferior.
-    for direction, scale, df in (((-0.3, 0.4, -0.85), 1.0, 0.0), ((0.3, 0.9, -0.2), 0.6, rng.uniform(-0.7, 0.7))):
-        fm_hz, fm_dev = rng.uniform(0.1, 0.5, 2), rng.uniform(0.2, 0.6, 2)
-        fm_phase, am_hz, am_phase, harm_phase = rng.uniform(0, 2 * np.pi, 2), rng.uniform(0.1, 0.6), rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi)
-        sources.append((np.asarray(direction) / np.linalg.norm(direction), scale, f0 + df, fm_hz, fm_dev, fm_phase, am_hz, am_phase, harm_phase))
+    spread = rng.uniform(0.16, 0.3)   # log-normal sigma: RR coefficient of variation about 0.16-0.3
+
+    def rr_at(t: float, i: int) -> float:   # independent draws; AV-node refractoriness bounds the shortest
+        return max(0.27, mean_rr * np.exp(spread * rng.standard_normal() - spread ** 2 / 2))
+
+    r = _beats(t0, t1, rr_at)
+    f0, peak_mv = rng.uniform(4.5, 8.5), rng.uniform(0.03, 0.08)   # peak in V1; ~2x that peak to peak
+    # Two partly independent wavefronts: one anterior-rightward (largest in V1), one inferior.
+    sources = [(np.array([-0.3, 0.4, -0.85]), _f_wave(rng, peak_mv, f0)),
+               (np.array([0.3, 0.9, -0.2]), _f_wave(rng, 0.6 * peak_mv, f0 + rng.uniform(-0.7, 0.7)))]
 
     def atrial(t: np.ndarray) -> np.ndarray:
-        out = np.zeros((3, t.size))
-        for u, scale, f, fm_hz, fm_dev, fm_phase, am_hz, am_phase, harm_phase in sources:
-            phase = 2 * np.pi * f * t + np.sum(fm_dev[:, None] / fm_hz[:, None]
-                                                 * np.sin(2 * np.pi * fm_hz[:, None] * t + fm_phase[:, None]), 0)
-            envelope = amplitude * scale * (1.0 + 0.4 * np.sin(2 * np.pi * am_hz * t + am_phase))
-            out += u[:, None] * envelope * (np.sin(phase) + 0.3 * np.sin(2 * phase + harm_phase))
-        return out
+        return sum((u / np.linalg.norm(u))[:, None] * wave(t) for u, wave in sources)
 
     return _Activation(r, np.empty(0), atrial=atrial)
 
@@ -412,9 +421,12 @@ _BUILDERS: dict[str, Callable[..., _Activation]] = {
 
 
 def _heart_waves(morph: _Morphology, act: _Activation) -> _Waves:
+    def breathing(t):   # amplitude modulation as the heart moves against the electrodes
+        return 1.0 + morph.resp_qrs * np.sin(2 * np.pi * morph.resp_hz * t + morph.resp_phase)
+
     waves = _Waves([], [], [])
     r = act.r_times
-    resp = 1.0 + morph.resp_qrs * np.sin(2 * np.pi * morph.resp_hz * r + morph.resp_phase)
+    resp = breathing(r)
     qrs_gain = (resp * np.asarray(act.qrs_gain))[:, None]
     w = morph.qrs_width
     for dt, sigma, mv, axis, z in (
@@ -434,7 +446,7 @@ def _heart_waves(morph: _Morphology, act: _Activation) -> _Waves:
     if act.p_times.size:
         p = act.p_times
         # Right atrium first (more anterior), left atrium second (more posterior): biphasic in V1.
-        mv = np.broadcast_to(act.p_mv, p.shape) * 0.6 * (1.0 + morph.resp_qrs * np.sin(2 * np.pi * morph.resp_hz * p + morph.resp_phase))
+        mv = 0.6 * np.broadcast_to(act.p_mv, p.shape) * breathing(p)
         axis, z = np.broadcast_to(act.p_axis, p.shape), np.broadcast_to(act.p_z, p.shape)
         waves.add(p - 0.9 * morph.p_sigma, morph.p_sigma, _dipole(mv, axis + 10.0, -np.abs(z) - 0.02))
         waves.add(p + 0.9 * morph.p_sigma, morph.p_sigma, _dipole(mv, axis - 10.0, z))
@@ -497,7 +509,8 @@ def synthesize_ecg(rhythm: str, *, seed: int, duration_s: float = 10.0, fs: floa
         the R-wave centres inside the record (the QRS fiducial, also for beats whose R is small).
 
     Raises:
-        SyntheticSpecError (a ValueError): unknown rhythm or lead, non-positive duration, fs < 100 Hz.
+        SyntheticSpecError (a ValueError): unknown rhythm or lead, non-positive duration,
+            fs < 100 Hz, negative seed.
     """
     rows = _check(rhythm, leads, duration_s, fs, seed)
     n = int(round(duration_s * fs))
@@ -543,6 +556,21 @@ def _header(name: str, val: np.ndarray, fs: float, stamp: str, comments: list[st
     return "\n".join(lines + [f"#{c}" for c in comments]) + "\n"
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _timestamp(rng: np.random.Generator) -> str:
+    """Upstream's record-line stamp, date first: ``23-Mar-2021 20:20:47``."""
+    day, month, year = rng.integers(1, 29), _MONTHS[rng.integers(12)], rng.integers(2018, 2021)
+    return f"{day:02d}-{month}-{year} {rng.integers(24):02d}:{rng.integers(60):02d}:{rng.integers(60):02d}"
+
+
+def _patient_comments(rng: np.random.Generator, rhythm: str) -> list[str]:
+    sex = "Male" if rng.random() < 0.56 else "Female"
+    return [f"Age: {rng.integers(18, 90)}", f"Sex: {sex}", f"Dx: {SNOMED[rhythm]}",
+            "Rx: Unknown", "Hx: Unknown", "Sx: Unknown"]
+
+
 def write_wfdb_dataset(out_dir: str | Path, *, records_per_rhythm: int = 20,
                        rhythms: Sequence[str] = DEFAULT_DATASET_RHYTHMS, seed: int = 0,
                        duration_s: float = 10.0, fs: float = 500.0, progress: bool = False) -> list[Path]:
@@ -574,35 +602,21 @@ def write_wfdb_dataset(out_dir: str | Path, *, records_per_rhythm: int = 20,
         _check(rhythm, STANDARD_12_LEADS, duration_s, fs, seed)
     if records_per_rhythm < 0:
         raise SyntheticSpecError(f"records_per_rhythm must be >= 0, got {records_per_rhythm}")
-    out_dir = Path(out_dir)
     jobs = [(i, rhythm) for i in range(records_per_rhythm) for rhythm in rhythms]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(jobs), desc="synthetic records", unit="rec")
     paths = []
-    try:
-        for number, (i, rhythm) in enumerate(jobs, start=1):
-            state = np.random.SeedSequence([int(seed), zlib.crc32(rhythm.encode()), i]).generate_state(2, np.uint32)
-            record_seed = int(state[0])
-            signal, _ = synthesize_ecg(rhythm, seed=record_seed, duration_s=duration_s, fs=fs)
-            val = np.clip(np.round(signal.astype(np.float64) * _GAIN_ADU_PER_MV), -32768, 32767).astype(np.int16)
-            meta = np.random.default_rng(state[1])
-            stamp = (f"{int(meta.integers(1, 29)):02d}-{['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'][meta.integers(12)]}"
-                     f"-{int(meta.integers(2019, 2022))} {int(meta.integers(24)):02d}:{int(meta.integers(60)):02d}:{int(meta.integers(60)):02d}")
-            comments = [f"Age: {int(meta.integers(18, 90))}", f"Sex: {'Male' if meta.random() < 0.55 else 'Female'}",
-                        f"Dx: {SNOMED[rhythm]}", "Rx: Unknown", "Hx: Unknown", "Sx: Unknown",
-                        f"Synthetic: ecgedge {rhythm} seed={record_seed}"]
-            name = f"SYN{number:05d}"
-            folder = out_dir / _record_folder(number)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{name}.mat").write_bytes(_mat_v4(val))
-            hea = folder / f"{name}.hea"
-            hea.write_text(_header(name, val, fs, stamp, comments))
-            paths.append(hea)
-            if bar is not None:
-                bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
+    for number, (i, rhythm) in enumerate(tqdm(jobs, desc="synthetic records", unit="rec", disable=not progress), 1):
+        # Each record's seeds depend on (seed, rhythm, index) only: adding rhythms or records to a
+        # data set leaves the existing records' signals unchanged.
+        record_seed, meta_seed = np.random.SeedSequence([int(seed), zlib.crc32(rhythm.encode()), i]).generate_state(2)
+        signal, _ = synthesize_ecg(rhythm, seed=int(record_seed), duration_s=duration_s, fs=fs)
+        val = np.clip(np.round(signal.astype(np.float64) * _GAIN_ADU_PER_MV), -32768, 32767).astype(np.int16)
+        meta = np.random.default_rng(meta_seed)
+        stamp = _timestamp(meta)
+        comments = _patient_comments(meta, rhythm) + [f"Synthetic: ecgedge {rhythm} seed={record_seed}"]
+        name = f"SYN{number:05d}"
+        folder = Path(out_dir) / _record_folder(number)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.mat").write_bytes(_mat_v4(val))
+        (folder / f"{name}.hea").write_text(_header(name, val, fs, stamp, comments))
+        paths.append(folder / f"{name}.hea")
     return paths

@@ -30,7 +30,7 @@ def onnx_from_model(model: torch.nn.Module, example: torch.Tensor, path: str | P
         if opset >= 18:
             batch = torch.export.Dim("batch", min=1, max=4096)
             torch.onnx.export(model, (example,), str(path), input_names=[input_name], output_names=[output_name],
-                              opset_version=opset, dynamo=True, dynamic_shapes=({0: batch},), verbose=False)
+                              opset_version=opset, dynamo=True, dynamic_shapes=({0: batch},), external_data=False, verbose=False)
         else:
             torch.onnx.export(model, (example,), str(path), input_names=[input_name], output_names=[output_name],
                               opset_version=opset, dynamo=False,

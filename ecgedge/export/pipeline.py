@@ -110,6 +110,7 @@ class ExportResult:
 
 def main_export(cfg: ExportConfig, *, progress: bool = True, log=print) -> ExportResult:
     """Export, quantize, compile and gate; writes the manifest even when the gate fails, then raises GateFailed."""
+    from ecgedge.models.flops import count_macs, count_params
     from ecgedge.train import predict_logits
 
     preset = PRESETS[cfg.target]
@@ -191,6 +192,9 @@ def main_export(cfg: ExportConfig, *, progress: bool = True, log=print) -> Expor
                   "units": "per lead, z-scored window of the band-passed signal in mV (see preprocess)"},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ckpt.labels)], "labels": list(ckpt.labels),
                    "kind": "logits; softmax gives class probabilities"},
+        "model": {"architecture": "shared per-lead CAE encoder + conv fusion head", "params": count_params(model),
+                  "macs_per_window": count_macs(model, (len(ckpt.leads), ckpt.window.samples)),
+                  "flops_per_window": 2 * count_macs(model, (len(ckpt.leads), ckpt.window.samples))},
         "label_scheme": run.scheme.value,
         "preprocess": preprocess_params(ckpt.preprocess),
         "window": config_to_dict(ckpt.window),

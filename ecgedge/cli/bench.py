@@ -1,0 +1,48 @@
+"""``ecgedge bench``: one table of latency, throughput, real-time factor, memory and cold start per configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ecgedge.bench import BenchBackend, BenchConfig, main_bench, parse_choices, parse_ints, write_json
+from ecgedge.cli.common import echo, user_errors
+from ecgedge.runtime.base import Precision
+
+D = BenchConfig  # defaults live in one place: the config's
+
+
+@user_errors
+def bench_cmd(
+    export: Path = typer.Argument(..., exists=True, file_okay=False, help="Export folder (export/NAME)."),
+    backend: str = typer.Option(",".join(b.value for b in D.backends), help="Comma-separated: torch (the PyTorch FP32 eager baseline), ort-cpu, ort-cuda, ort-trt, tensorrt."),
+    precision: Optional[str] = typer.Option(None, help="Comma-separated fp32,fp16,int8 (default: every precision the export holds)."),
+    batch: str = typer.Option(",".join(map(str, D.batches)), help="Comma-separated batch sizes (windows per call)."),
+    threads: str = typer.Option(",".join(map(str, D.threads)), help="Comma-separated intra-op thread counts."),
+    warmup: int = typer.Option(D.warmup, min=0, help="Untimed calls before timing (and untimed stream steps before the RTF)."),
+    repeats: int = typer.Option(D.repeats, min=1, help="Timed calls per configuration (fewer if --max-seconds runs out first)."),
+    max_seconds: float = typer.Option(D.max_seconds, min=0.01, help="Bound on each timed loop of a configuration, in seconds."),
+    rtf_steps: int = typer.Option(D.rtf_steps, min=1, help="Timed stream steps (1 s hops) for the real-time factor of batch-1 rows."),
+    source_fs: float = typer.Option(D.source_fs_hz, min=1.0, help="Sampling rate of the stream's input for the RTF, in Hz."),
+    checkpoint: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Checkpoint of the PyTorch baseline (default: the manifest's source.checkpoint)."),
+    baseline: bool = typer.Option(D.baseline, "--baseline/--no-baseline", help="Measure the PyTorch FP32 baseline even when torch is not in --backend."),
+    include_rejected: bool = typer.Option(D.include_rejected, "--include-rejected", help="Also measure artefacts the accuracy gate rejected."),
+    json_out: Optional[Path] = typer.Option(None, "--json", dir_okay=False, help="Write every row, the targets and the machine's description as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line per configuration."),
+):
+    """Measure every backend x precision x batch x threads, each in a fresh process, against PyTorch FP32 eager and the machine's FP32 peak."""
+    cfg = BenchConfig(
+        export=str(export), backends=parse_choices(backend, BenchBackend, "--backend"),
+        precisions=parse_choices(precision, Precision, "--precision") if precision else (),
+        batches=parse_ints(batch, "--batch"), threads=parse_ints(threads, "--threads"), warmup=warmup, repeats=repeats,
+        max_seconds=max_seconds, rtf_steps=rtf_steps, source_fs_hz=source_fs, checkpoint=str(checkpoint) if checkpoint else None,
+        baseline=baseline, include_rejected=include_rejected,
+    )
+    report = main_bench(cfg, log=(lambda _msg: None) if quiet else (lambda msg: typer.echo(msg, err=True)))
+    echo(report.render())
+    if json_out:
+        echo(f"\nwrote {write_json(report, json_out)}")
+    if any(r.status == "failed" for r in report.rows):
+        raise typer.Exit(1)

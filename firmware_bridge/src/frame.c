@@ -1,0 +1,252 @@
+#include <string.h>
+
+#include "ecgbridge.h"
+#include "internal.h"
+
+/* The wire carries gain as IEEE-754 binary32; every target this is built for has one. */
+typedef char ecgb_float_is_binary32[(sizeof(float) == 4) ? 1 : -1];
+
+static const char *const lead_names[ECGB_LEAD_CODE_MAX + 1] = {
+    "?", "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
+    "MLI", "MLII", "MLIII", "V7", "V8", "V9", "V3R", "V4R", "V5R", "X", "Y", "Z"};
+
+const char *ecgb_status_name(ecgb_status status)
+{
+    switch (status) {
+    case ECGB_PENDING: return "pending";
+    case ECGB_OK: return "ok";
+    case ECGB_ERR_BAD_CRC: return "bad_crc";
+    case ECGB_ERR_BAD_LENGTH: return "bad_length";
+    case ECGB_ERR_UNKNOWN_VERSION: return "unknown_version";
+    case ECGB_ERR_OVERSIZE: return "oversize";
+    case ECGB_ERR_BAD_COBS: return "bad_cobs";
+    case ECGB_ERR_BAD_MAGIC: return "bad_magic";
+    case ECGB_ERR_BAD_FIELD: return "bad_field";
+    case ECGB_ERR_RANGE: return "range";
+    case ECGB_ERR_BUFFER: return "buffer";
+    }
+    return "unknown";
+}
+
+const char *ecgb_lead_name(unsigned code)
+{
+    return code <= ECGB_LEAD_CODE_MAX ? lead_names[code] : "?";
+}
+
+static int lower(int c)
+{
+    return (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c;
+}
+
+unsigned ecgb_lead_code(const char *name)
+{
+    unsigned code;
+    for (code = 1; code <= ECGB_LEAD_CODE_MAX; ++code) {
+        const char *a = lead_names[code];
+        const char *b = name;
+        while (*a && *b && lower((unsigned char)*a) == lower((unsigned char)*b)) {
+            ++a;
+            ++b;
+        }
+        if (*a == '\0' && *b == '\0')
+            return code;
+    }
+    return ECGB_LEAD_UNSPEC;
+}
+
+unsigned ecgb_sample_bytes(unsigned sample_format)
+{
+    switch (sample_format) {
+    case ECGB_FMT_INT16: return 2;
+    case ECGB_FMT_INT24: return 3;
+    default: return 0;
+    }
+}
+
+size_t ecgb_frame_size(unsigned n_leads, unsigned samples_per_lead, unsigned sample_format)
+{
+    unsigned b = ecgb_sample_bytes(sample_format);
+    if (b == 0 || n_leads < 1 || n_leads > ECGB_MAX_LEADS || samples_per_lead < 1 ||
+        samples_per_lead > 0xFFFFu)
+        return 0;
+    return ECGB_HEADER_FIXED + n_leads + (size_t)n_leads * samples_per_lead * b + ECGB_CRC_SIZE;
+}
+
+unsigned ecgb_max_samples_per_lead(unsigned n_leads, unsigned sample_format)
+{
+    unsigned b = ecgb_sample_bytes(sample_format);
+    if (b == 0 || n_leads < 1 || n_leads > ECGB_MAX_LEADS)
+        return 0;
+    return (ECGB_MAX_FRAME - ECGB_HEADER_FIXED - n_leads - ECGB_CRC_SIZE) / (n_leads * b);
+}
+
+static uint32_t float_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Finite, positive, not zero: checked on the bits so no floating-point code is needed. */
+static int gain_bits_ok(uint32_t bits)
+{
+    return (bits & 0x80000000u) == 0 && (bits & 0x7F800000u) != 0x7F800000u && bits != 0;
+}
+
+static int lead_table_ok(unsigned n_leads, const uint8_t *ids, uint16_t lead_off)
+{
+    unsigned i;
+    for (i = 0; i < n_leads; ++i)
+        if (ids[i] > ECGB_LEAD_CODE_MAX)
+            return 0;
+    return n_leads >= 16 || (lead_off >> n_leads) == 0;
+}
+
+static void put_le(ecgb_writer *w, uint64_t v, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; ++i)
+        ecgb_writer_byte(w, (uint8_t)(v >> (8 * i)));
+}
+
+static ecgb_status write_frame(const ecgb_frame *f, const int32_t *samples, uint8_t *out,
+                               size_t cap, size_t *len, int cobs)
+{
+    ecgb_writer w;
+    unsigned b = ecgb_sample_bytes(f->sample_format);
+    size_t size = ecgb_frame_size(f->n_leads, f->samples_per_lead, f->sample_format);
+    size_t i, count;
+    int32_t lo, hi;
+
+    if (b == 0 || f->n_leads < 1 || f->n_leads > ECGB_MAX_LEADS || f->samples_per_lead < 1 ||
+        f->fs_mhz == 0 || !gain_bits_ok(float_bits(f->gain_uv)) ||
+        !lead_table_ok(f->n_leads, f->lead_ids, f->lead_off))
+        return ECGB_ERR_BAD_FIELD;
+    if (size > ECGB_MAX_FRAME)
+        return ECGB_ERR_OVERSIZE;
+    count = (size_t)f->n_leads * f->samples_per_lead;
+    hi = b == 2 ? 32767 : 8388607;
+    lo = -hi - 1;
+    for (i = 0; i < count; ++i)
+        if (samples[i] < lo || samples[i] > hi)
+            return ECGB_ERR_RANGE;
+
+    ecgb_writer_start(&w, out, cap, cobs);
+    ecgb_writer_byte(&w, ECGB_MAGIC0);
+    ecgb_writer_byte(&w, ECGB_MAGIC1);
+    ecgb_writer_byte(&w, ECGB_VERSION);
+    ecgb_writer_byte(&w, f->stream_id);
+    put_le(&w, f->seq, 2);
+    put_le(&w, f->samples_per_lead, 2);
+    put_le(&w, f->first_sample, 8);
+    put_le(&w, f->fs_mhz, 4);
+    put_le(&w, float_bits(f->gain_uv), 4);
+    put_le(&w, (uint32_t)f->baseline, 4);
+    ecgb_writer_byte(&w, f->sample_format);
+    ecgb_writer_byte(&w, f->n_leads);
+    put_le(&w, f->device_flags, 2);
+    put_le(&w, f->lead_off, 2);
+    ecgb_writer_bytes(&w, f->lead_ids, f->n_leads);
+    for (i = 0; i < count; ++i)
+        put_le(&w, (uint32_t)samples[i], b); /* two's complement, truncated to b bytes */
+    ecgb_writer_crc(&w);
+    ecgb_writer_finish(&w);
+    if (cobs)
+        ecgb_writer_delimit(&w);
+    if (w.overflow)
+        return ECGB_ERR_BUFFER;
+    *len = w.len;
+    return ECGB_OK;
+}
+
+ecgb_status ecgb_pack(const ecgb_frame *frame, const int32_t *samples, uint8_t *out, size_t cap,
+                      size_t *len)
+{
+    return write_frame(frame, samples, out, cap, len, 0);
+}
+
+ecgb_status ecgb_encode(const ecgb_frame *frame, const int32_t *samples, uint8_t *out,
+                        size_t cap, size_t *len)
+{
+    return write_frame(frame, samples, out, cap, len, 1);
+}
+
+static uint32_t get_le(const uint8_t *p, unsigned n)
+{
+    uint32_t v = 0;
+    unsigned i;
+    for (i = 0; i < n; ++i)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+/* Two's complement of an n-byte field, without implementation-defined conversions. */
+static int32_t to_signed(uint32_t u, unsigned n)
+{
+    uint32_t sign = 1u << (8 * n - 1);
+    if (!(u & sign))
+        return (int32_t)u;
+    return -(int32_t)(~u & (sign - 1u)) - 1; /* u - 2^(8n), computed in range */
+}
+
+/* The frame length its header implies, or 0 when the header's size fields are invalid. */
+static size_t implied_size(const uint8_t *buf)
+{
+    return ecgb_frame_size(buf[29], (unsigned)get_le(buf + 6, 2), buf[28]);
+}
+
+ecgb_status ecgb_parse(const uint8_t *buf, size_t len, ecgb_frame *f)
+{
+    uint32_t gain;
+    int magic_ok;
+    size_t expected;
+
+    if (len < ECGB_MIN_FRAME)
+        return ECGB_ERR_BAD_LENGTH;
+    if (len > ECGB_MAX_FRAME)
+        return ECGB_ERR_OVERSIZE;
+    magic_ok = buf[0] == ECGB_MAGIC0 && buf[1] == ECGB_MAGIC1;
+    expected = implied_size(buf);
+    if (ecgb_crc32(buf, len - ECGB_CRC_SIZE) != get_le(buf + len - ECGB_CRC_SIZE, 4)) {
+        /* Name the likely cause: a v1 header whose sizes disagree with what arrived means
+         * bytes were lost or a delimiter was (truncation, merged frames). */
+        if (magic_ok && buf[2] == ECGB_VERSION && expected != 0 && expected != len)
+            return ECGB_ERR_BAD_LENGTH;
+        return ECGB_ERR_BAD_CRC;
+    }
+    if (!magic_ok)
+        return ECGB_ERR_BAD_MAGIC;
+    if (buf[2] != ECGB_VERSION)
+        return ECGB_ERR_UNKNOWN_VERSION;
+    if (expected == 0)
+        return ECGB_ERR_BAD_FIELD;
+    if (expected != len)
+        return ECGB_ERR_BAD_LENGTH;
+
+    f->version = buf[2];
+    f->stream_id = buf[3];
+    f->seq = (uint16_t)get_le(buf + 4, 2);
+    f->samples_per_lead = (uint16_t)get_le(buf + 6, 2);
+    f->first_sample = (uint64_t)get_le(buf + 8, 4) | ((uint64_t)get_le(buf + 12, 4) << 32);
+    f->fs_mhz = get_le(buf + 16, 4);
+    gain = get_le(buf + 20, 4);
+    memcpy(&f->gain_uv, &gain, sizeof gain);
+    f->baseline = to_signed(get_le(buf + 24, 4), 4);
+    f->sample_format = buf[28];
+    f->n_leads = buf[29];
+    f->device_flags = (uint16_t)get_le(buf + 30, 2);
+    f->lead_off = (uint16_t)get_le(buf + 32, 2);
+    memset(f->lead_ids, 0, sizeof f->lead_ids);
+    memcpy(f->lead_ids, buf + ECGB_HEADER_FIXED, f->n_leads);
+    f->payload = buf + ECGB_HEADER_FIXED + f->n_leads;
+    if (f->fs_mhz == 0 || !gain_bits_ok(gain) ||
+        !lead_table_ok(f->n_leads, f->lead_ids, f->lead_off))
+        return ECGB_ERR_BAD_FIELD;
+    return ECGB_OK;
+}
+
+int32_t ecgb_sample(const ecgb_frame *f, unsigned lead, unsigned t)
+{
+    unsigned b = ecgb_sample_bytes(f->sample_format);
+    return to_signed(get_le(f->payload + ((size_t)t * f->n_leads + lead) * b, b), b);
+}

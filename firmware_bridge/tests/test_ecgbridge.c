@@ -1,0 +1,489 @@
+/*
+ * Host unit tests of the ecgbridge library: `make -C firmware_bridge test`.
+ * argv[1] is test_vectors/frames.json, which must equal what tools/vectors.c generates and
+ * whose bytes must decode to the events stated there. Last line: "N passed, M failed".
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ecgbridge.h"
+#include "vectors.h"
+
+static const char *vectors_path;
+static int failures; /* checks failed in the current test */
+
+#define CHECK(cond)                                                                           \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            fprintf(stderr, "  %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);        \
+            failures++;                                                                       \
+        }                                                                                     \
+    } while (0)
+
+/* Deterministic xorshift64*: the fuzz tests give the same bytes on every host. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+static ecgb_frame make_frame(unsigned n_leads, unsigned n, unsigned fmt)
+{
+    ecgb_frame f;
+    unsigned i;
+    memset(&f, 0, sizeof f);
+    f.stream_id = 3;
+    f.seq = 17;
+    f.samples_per_lead = (uint16_t)n;
+    f.first_sample = 123456789ull;
+    f.fs_mhz = 500000;
+    f.gain_uv = 4.88f;
+    f.baseline = 0;
+    f.sample_format = (uint8_t)fmt;
+    f.n_leads = (uint8_t)n_leads;
+    for (i = 0; i < n_leads && i < ECGB_MAX_LEADS; ++i)
+        f.lead_ids[i] = (uint8_t)((i % ECGB_LEAD_CODE_MAX) + 1);
+    return f;
+}
+
+static void fill_samples(int32_t *s, size_t count, unsigned fmt)
+{
+    int32_t hi = fmt == ECGB_FMT_INT16 ? 32767 : 8388607;
+    size_t i;
+    for (i = 0; i < count; ++i)
+        s[i] = (int32_t)(rnd() % ((uint32_t)hi * 2u + 1u)) - hi - (i == 0 ? 1 : 0);
+}
+
+/* Decode every event of a byte string; returns the number of frames decoded. */
+static size_t decode_all(ecgb_decoder *dec, const uint8_t *data, size_t len, size_t chunk,
+                         ecgb_frame *frames, size_t max_frames, int *errors)
+{
+    size_t pos = 0, n = 0, used;
+    *errors = 0;
+    while (pos < len) {
+        size_t take = len - pos < chunk ? len - pos : chunk;
+        ecgb_frame f;
+        ecgb_status st = ecgb_decoder_feed(dec, data + pos, take, &used, &f);
+        pos += used;
+        if (st == ECGB_OK && n < max_frames)
+            frames[n++] = f;
+        else if (st < 0)
+            (*errors)++;
+    }
+    return n;
+}
+
+/* ---- tests --------------------------------------------------------------------------- */
+
+static void test_crc32_check_value(void)
+{
+    CHECK(ecgb_crc32((const uint8_t *)"123456789", 9) == 0xCBF43926u);
+    CHECK(ecgb_crc32((const uint8_t *)"", 0) == 0x00000000u);
+}
+
+static void cobs_case(const uint8_t *in, size_t n, const uint8_t *expect, size_t expect_n)
+{
+    uint8_t out[600];
+    size_t len = ecgb_cobs_encode(in, n, out, sizeof out);
+    CHECK(len == expect_n);
+    CHECK(len == expect_n && memcmp(out, expect, len) == 0);
+}
+
+static void test_cobs_reference_examples(void)
+{
+    /* The examples of Cheshire & Baker's COBS as listed on Wikipedia. */
+    uint8_t in[300], ex[300];
+    unsigned i;
+    cobs_case((const uint8_t *)"", 0, (const uint8_t *)"\x01", 1);
+    cobs_case((const uint8_t *)"\x00", 1, (const uint8_t *)"\x01\x01", 2);
+    cobs_case((const uint8_t *)"\x00\x00", 2, (const uint8_t *)"\x01\x01\x01", 3);
+    cobs_case((const uint8_t *)"\x00\x11\x00", 3, (const uint8_t *)"\x01\x02\x11\x01", 4);
+    cobs_case((const uint8_t *)"\x11\x22\x00\x33", 4, (const uint8_t *)"\x03\x11\x22\x02\x33", 5);
+    cobs_case((const uint8_t *)"\x11\x22\x33\x44", 4, (const uint8_t *)"\x05\x11\x22\x33\x44", 5);
+    cobs_case((const uint8_t *)"\x11\x00\x00\x00", 4, (const uint8_t *)"\x02\x11\x01\x01\x01", 5);
+    /* 01..FE (254 bytes) -> FF 01..FE */
+    for (i = 0; i < 254; ++i)
+        in[i] = (uint8_t)(i + 1);
+    ex[0] = 0xFF;
+    memcpy(ex + 1, in, 254);
+    cobs_case(in, 254, ex, 255);
+    /* 00 01..FE (255 bytes) -> 01 FF 01..FE */
+    in[0] = 0;
+    for (i = 1; i < 255; ++i)
+        in[i] = (uint8_t)i;
+    ex[0] = 0x01;
+    ex[1] = 0xFF;
+    memcpy(ex + 2, in + 1, 254);
+    cobs_case(in, 255, ex, 256);
+    /* 01..FF (255 bytes) -> FF 01..FE 02 FF */
+    for (i = 0; i < 255; ++i)
+        in[i] = (uint8_t)(i + 1);
+    ex[0] = 0xFF;
+    memcpy(ex + 1, in, 254);
+    ex[255] = 0x02;
+    ex[256] = 0xFF;
+    cobs_case(in, 255, ex, 257);
+    /* 02..FF 00 (255 bytes) -> FF 02..FF 01 01 */
+    for (i = 0; i < 254; ++i)
+        in[i] = (uint8_t)(i + 2);
+    in[254] = 0;
+    ex[0] = 0xFF;
+    memcpy(ex + 1, in, 254);
+    ex[255] = 0x01;
+    ex[256] = 0x01;
+    cobs_case(in, 255, ex, 257);
+    /* 03..FF 00 01 (255 bytes) -> FE 03..FF 02 01 */
+    for (i = 0; i < 253; ++i)
+        in[i] = (uint8_t)(i + 3);
+    in[253] = 0;
+    in[254] = 1;
+    ex[0] = 0xFE;
+    memcpy(ex + 1, in, 253);
+    ex[254] = 0x02;
+    ex[255] = 0x01;
+    cobs_case(in, 255, ex, 256);
+    CHECK(ecgb_cobs_encode(in, 255, ex, 10) == 0); /* too small: refused, not overrun */
+}
+
+static void test_round_trip_all_shapes(void)
+{
+    static int32_t s[ECGB_MAX_FRAME];
+    uint8_t wire[ECGB_MAX_WIRE];
+    unsigned fmt, leads, n;
+    for (fmt = ECGB_FMT_INT16; fmt <= ECGB_FMT_INT24; ++fmt)
+        for (leads = 1; leads <= ECGB_MAX_LEADS; ++leads) {
+            unsigned max_n = ecgb_max_samples_per_lead(leads, fmt);
+            CHECK(ecgb_frame_size(leads, max_n, fmt) <= ECGB_MAX_FRAME);
+            CHECK(ecgb_frame_size(leads, max_n + 1, fmt) > ECGB_MAX_FRAME);
+            for (n = 1; n <= max_n; n += (n < 8 ? 1 : 13)) {
+                ecgb_frame f = make_frame(leads, n, fmt), g;
+                ecgb_decoder dec;
+                size_t len = 0, used = 0;
+                unsigned i, t;
+                ecgb_status st;
+                int ok = 1;
+                f.lead_off = (uint16_t)(rnd() & ((1u << leads) - 1u));
+                f.device_flags = (uint16_t)rnd();
+                fill_samples(s, (size_t)leads * n, fmt);
+                CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_OK);
+                CHECK(len <= ECGB_MAX_WIRE && wire[len - 1] == 0x00);
+                CHECK(memchr(wire, 0, len - 1) == NULL);
+                ecgb_decoder_init(&dec);
+                st = ecgb_decoder_feed(&dec, wire, len, &used, &g);
+                CHECK(st == ECGB_OK && used == len);
+                if (st != ECGB_OK)
+                    continue;
+                CHECK(g.version == ECGB_VERSION && g.stream_id == f.stream_id && g.seq == f.seq);
+                CHECK(g.first_sample == f.first_sample && g.fs_mhz == f.fs_mhz);
+                CHECK(g.gain_uv == f.gain_uv && g.baseline == f.baseline);
+                CHECK(g.lead_off == f.lead_off && g.device_flags == f.device_flags);
+                CHECK(g.n_leads == leads && g.samples_per_lead == n);
+                CHECK(memcmp(g.lead_ids, f.lead_ids, leads) == 0);
+                for (t = 0; t < n; ++t)
+                    for (i = 0; i < leads; ++i)
+                        ok &= ecgb_sample(&g, i, t) == s[t * leads + i];
+                CHECK(ok);
+            }
+        }
+}
+
+static void test_byte_and_chunk_feeds_agree(void)
+{
+    static uint8_t stream[64 * ECGB_MAX_WIRE];
+    static ecgb_frame frames[3][64];
+    int32_t s[64];
+    size_t len = 0, k, chunk_sizes[3] = {1, 7, sizeof stream};
+    unsigned i;
+    int errors[3];
+    size_t n[3];
+    for (i = 0; i < 40; ++i) {
+        ecgb_frame f = make_frame(2, 16, ECGB_FMT_INT16);
+        size_t flen = 0;
+        f.seq = (uint16_t)i;
+        f.first_sample = 16u * i;
+        fill_samples(s, 32, ECGB_FMT_INT16);
+        CHECK(ecgb_encode(&f, s, stream + len, sizeof stream - len, &flen) == ECGB_OK);
+        len += flen;
+    }
+    for (k = 0; k < 3; ++k) {
+        ecgb_decoder dec;
+        ecgb_decoder_init(&dec);
+        n[k] = decode_all(&dec, stream, len, chunk_sizes[k], frames[k], 64, &errors[k]);
+        CHECK(n[k] == 40 && errors[k] == 0);
+        CHECK(dec.stats.frames == 40 && dec.stats.bytes == len);
+    }
+    for (i = 0; i < 40; ++i)
+        CHECK(frames[0][i].seq == i && frames[1][i].seq == i && frames[2][i].seq == i);
+}
+
+static void test_encoder_rejects_bad_input(void)
+{
+    int32_t s[16] = {0};
+    uint8_t wire[ECGB_MAX_WIRE];
+    size_t len = 0;
+    ecgb_frame f = make_frame(2, 4, ECGB_FMT_INT16);
+
+    s[3] = 32768;
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_ERR_RANGE);
+    s[3] = -32769;
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_ERR_RANGE);
+    f.sample_format = ECGB_FMT_INT24;
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_OK);
+    s[3] = 8388608;
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_ERR_RANGE);
+    s[3] = 0;
+    CHECK(ecgb_encode(&f, s, wire, 20, &len) == ECGB_ERR_BUFFER);
+    f = make_frame(2, 4, ECGB_FMT_INT16);
+    f.samples_per_lead = 300;
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_ERR_OVERSIZE);
+    f = make_frame(2, 4, 3);
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_ERR_BAD_FIELD);
+    f = make_frame(17, 1, ECGB_FMT_INT16);
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_ERR_BAD_FIELD);
+    f = make_frame(2, 4, ECGB_FMT_INT16);
+    f.lead_off = 0x0004;
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_ERR_BAD_FIELD);
+    f = make_frame(2, 4, ECGB_FMT_INT16);
+    f.lead_ids[1] = ECGB_LEAD_CODE_MAX + 1;
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_ERR_BAD_FIELD);
+    f = make_frame(2, 4, ECGB_FMT_INT16);
+    f.gain_uv = -1.0f;
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_ERR_BAD_FIELD);
+    f.gain_uv = 0.0f;
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_ERR_BAD_FIELD);
+    f = make_frame(2, 4, ECGB_FMT_INT16);
+    f.fs_mhz = 0;
+    CHECK(ecgb_encode(&f, s, wire, sizeof wire, &len) == ECGB_ERR_BAD_FIELD);
+}
+
+static void test_lead_names(void)
+{
+    unsigned code;
+    for (code = 1; code <= ECGB_LEAD_CODE_MAX; ++code)
+        CHECK(ecgb_lead_code(ecgb_lead_name(code)) == code);
+    CHECK(ecgb_lead_code("avr") == ECGB_LEAD_AVR);
+    CHECK(ecgb_lead_code("mlii") == ECGB_LEAD_MLII);
+    CHECK(ecgb_lead_code("ECG1") == ECGB_LEAD_UNSPEC);
+    CHECK(ecgb_lead_code("") == ECGB_LEAD_UNSPEC);
+    CHECK(strcmp(ecgb_lead_name(0), "?") == 0 && strcmp(ecgb_lead_name(200), "?") == 0);
+    CHECK(strcmp(ecgb_lead_name(ECGB_LEAD_V6), "V6") == 0);
+}
+
+static void test_decoder_recovers_after_every_error(void)
+{
+    /* Each error case followed by a good frame: the good frame must always come out. */
+    const vec_case *cases;
+    size_t n = vectors_build(&cases), i;
+    uint8_t good[ECGB_MAX_WIRE];
+    size_t good_len = 0;
+    int32_t s[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    ecgb_frame f = make_frame(2, 4, ECGB_FMT_INT16);
+    CHECK(ecgb_encode(&f, s, good, sizeof good, &good_len) == ECGB_OK);
+    for (i = 0; i < n; ++i) {
+        ecgb_decoder dec;
+        ecgb_frame got[8];
+        int errors;
+        size_t frames;
+        ecgb_decoder_init(&dec);
+        frames = decode_all(&dec, cases[i].wire, cases[i].wire_len, 5, got, 8, &errors);
+        CHECK(decode_all(&dec, good, good_len, 5, got + frames, 1, &errors) == 1);
+        CHECK(got[frames].seq == f.seq);
+    }
+}
+
+static void test_oversize_garbage_is_bounded(void)
+{
+    /* 10 kB without a zero byte: one oversize error, then the decoder resumes at the delimiter. */
+    static uint8_t junk[10000];
+    uint8_t good[ECGB_MAX_WIRE];
+    size_t good_len = 0;
+    int32_t s[8] = {0};
+    ecgb_decoder dec;
+    ecgb_frame got[2], f = make_frame(2, 4, ECGB_FMT_INT16);
+    int errors;
+    memset(junk, 0xFF, sizeof junk);
+    junk[sizeof junk - 1] = 0x00;
+    ecgb_decoder_init(&dec);
+    CHECK(decode_all(&dec, junk, sizeof junk, 333, got, 2, &errors) == 0);
+    CHECK(errors == 1 && dec.stats.oversize == 1);
+    CHECK(ecgb_encode(&f, s, good, sizeof good, &good_len) == ECGB_OK);
+    CHECK(decode_all(&dec, good, good_len, 333, got, 2, &errors) == 1 && errors == 0);
+}
+
+static int contains(const uint8_t *hay, size_t hay_len, const uint8_t *needle, size_t n)
+{
+    size_t i;
+    for (i = 0; i + n <= hay_len; ++i)
+        if (memcmp(hay + i, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
+static void test_fuzz_never_emits_a_frame_that_was_not_sent(void)
+{
+    /* Mutated streams (bit flips, dropped and inserted bytes) and pure noise: every frame the
+     * decoder emits must re-encode to bytes present in the input, and every byte is counted. */
+    static uint8_t clean[32 * ECGB_MAX_WIRE], dirty[40 * ECGB_MAX_WIRE];
+    static int32_t s[ECGB_MAX_FRAME];
+    unsigned round;
+    int ok = 1;
+    for (round = 0; round < 300; ++round) {
+        size_t clean_len = 0, dirty_len = 0, i, pos = 0, used;
+        unsigned k, frames = 2 + rnd() % 20, noise = round % 3 == 0;
+        ecgb_decoder dec;
+        for (k = 0; k < frames; ++k) {
+            unsigned fmt = 1 + rnd() % 2, leads = 1 + rnd() % 12;
+            unsigned n = 1 + rnd() % ecgb_max_samples_per_lead(leads, fmt);
+            ecgb_frame f = make_frame(leads, n, fmt);
+            size_t flen = 0;
+            f.seq = (uint16_t)k;
+            fill_samples(s, (size_t)leads * n, fmt);
+            ecgb_encode(&f, s, clean + clean_len, sizeof clean - clean_len, &flen);
+            clean_len += flen;
+        }
+        for (i = 0; i < clean_len; ++i) {
+            uint32_t r = rnd() % 1000;
+            uint8_t b = noise ? (uint8_t)rnd() : clean[i];
+            if (r < 2)
+                continue; /* dropped */
+            if (r < 4)
+                b ^= (uint8_t)(1u << (rnd() % 8));
+            dirty[dirty_len++] = b;
+            if (r >= 4 && r < 6)
+                dirty[dirty_len++] = (uint8_t)rnd(); /* inserted */
+        }
+        ecgb_decoder_init(&dec);
+        while (pos < dirty_len) {
+            ecgb_frame f;
+            ecgb_status st = ecgb_decoder_feed(&dec, dirty + pos, dirty_len - pos, &used, &f);
+            pos += used;
+            if (st == ECGB_OK) {
+                uint8_t again[ECGB_MAX_WIRE];
+                size_t alen = 0;
+                unsigned t, l;
+                for (t = 0; t < f.samples_per_lead; ++t)
+                    for (l = 0; l < f.n_leads; ++l)
+                        s[t * f.n_leads + l] = ecgb_sample(&f, l, t);
+                ok &= ecgb_encode(&f, s, again, sizeof again, &alen) == ECGB_OK;
+                ok &= contains(dirty, dirty_len, again, alen);
+            }
+        }
+        ok &= dec.stats.bytes == dirty_len;
+    }
+    CHECK(ok);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    char *buf;
+    long size;
+    if (!fp)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    size = ftell(fp);
+    rewind(fp);
+    buf = malloc((size_t)size + 1);
+    *len = fread(buf, 1, (size_t)size, fp);
+    buf[*len] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+static void test_vector_file_matches_generator(void)
+{
+    const vec_case *cases;
+    size_t n = vectors_build(&cases), file_len = 0, gen_len = 0;
+    char *file = read_file(vectors_path, &file_len), *gen;
+    FILE *tmp = tmpfile();
+    CHECK(file != NULL && tmp != NULL);
+    if (!file || !tmp)
+        return;
+    vectors_write_json(tmp, cases, n);
+    fflush(tmp);
+    rewind(tmp);
+    gen = malloc(file_len + 2);
+    gen_len = fread(gen, 1, file_len + 1, tmp);
+    if (gen_len != file_len || memcmp(gen, file, file_len) != 0)
+        fprintf(stderr, "  %s is stale: run `make -C firmware_bridge vectors`\n", vectors_path);
+    CHECK(gen_len == file_len && memcmp(gen, file, file_len) == 0);
+    fclose(tmp);
+    free(gen);
+    free(file);
+}
+
+static void test_vector_file_decodes_as_stated(void)
+{
+    /* Read every "hex" string from the checked-in file (not the in-memory cases) and decode it. */
+    static uint8_t wire[VEC_MAX_WIRE];
+    const vec_case *cases;
+    size_t n = vectors_build(&cases), file_len = 0, k = 0;
+    char *file = read_file(vectors_path, &file_len), *p, why[200];
+    CHECK(file != NULL);
+    if (!file)
+        return;
+    for (p = strstr(file, "\"hex\": \""); p; p = strstr(p, "\"hex\": \"")) {
+        size_t len = 0;
+        unsigned byte;
+        p += 8;
+        while (*p != '"' && sscanf(p, "%2x", &byte) == 1 && len < sizeof wire) {
+            wire[len++] = (uint8_t)byte;
+            p += 2;
+        }
+        CHECK(k < n);
+        if (k >= n)
+            break;
+        if (!vectors_check(&cases[k], wire, len, why, sizeof why))
+            fprintf(stderr, "  vector %s: %s\n", cases[k].name, why);
+        CHECK(vectors_check(&cases[k], wire, len, why, sizeof why));
+        ++k;
+    }
+    CHECK(k == n);
+    free(file);
+}
+
+static void test_decoder_is_small(void)
+{
+    /* A decoder must fit beside the application on a small MCU. */
+    CHECK(sizeof(ecgb_decoder) <= ECGB_MAX_FRAME + 64);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } tests[] = {
+#define T(f) {#f, f}
+        T(test_crc32_check_value),
+        T(test_cobs_reference_examples),
+        T(test_round_trip_all_shapes),
+        T(test_byte_and_chunk_feeds_agree),
+        T(test_encoder_rejects_bad_input),
+        T(test_lead_names),
+        T(test_decoder_recovers_after_every_error),
+        T(test_oversize_garbage_is_bounded),
+        T(test_fuzz_never_emits_a_frame_that_was_not_sent),
+        T(test_vector_file_matches_generator),
+        T(test_vector_file_decodes_as_stated),
+        T(test_decoder_is_small),
+#undef T
+    };
+    unsigned i, passed = 0, failed = 0;
+    vectors_path = argc > 1 ? argv[1] : "test_vectors/frames.json";
+    for (i = 0; i < sizeof tests / sizeof tests[0]; ++i) {
+        failures = 0;
+        tests[i].fn();
+        printf("%s %s\n", failures ? "FAIL" : "ok  ", tests[i].name);
+        if (failures)
+            failed++;
+        else
+            passed++;
+    }
+    printf("%u passed, %u failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,228 @@
+"""ecgedge bench: the arithmetic and the table on given numbers, the skip rules, and one real run on a
+tiny export folder (an untrained 2-lead x 64-sample classifier). No assertion here is about speed."""
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from ecgedge.bench import (
+    BenchBackend,
+    BenchCase,
+    BenchConfig,
+    BenchRow,
+    checkpoint_path,
+    latency_stats,
+    parse_choices,
+    parse_ints,
+    plan,
+    real_time_factor,
+    render_table,
+    skip_reason,
+    target_checks,
+    throughput,
+    untrained_export,
+    with_ratios,
+)
+from ecgedge.cli.bench import bench_cmd
+from ecgedge.config import ModelConfig
+from ecgedge.errors import ConfigError
+from ecgedge.export.manifest import load_manifest
+from ecgedge.runtime import Backend, Precision, available_backends
+
+LEADS, SAMPLES = ("I", "II"), 64
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench") / "tiny"
+    return untrained_export(folder, model=ModelConfig(channels=(4, 4), kernels=(3, 3), head_channels=8),
+                            leads=LEADS, window_samples=SAMPLES)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("bench")(bench_cmd)
+
+    @app.callback()
+    def _root():
+        """ecgedge (test harness: main.py registers the same command)."""
+
+    return app
+
+
+def _row(backend, precision, batch, threads, p50, **kw) -> BenchRow:
+    wps, gflops = throughput(batch, p50, 50e6)
+    return BenchRow(backend, precision, batch, threads, p50_ms=p50, p90_ms=p50 * 1.1, p99_ms=p50 * 1.3, calls=200,
+                    windows_per_s=wps, gflops_per_s=gflops, **kw)
+
+
+# ----------------------------------------------------------------------------------- arithmetic
+
+
+def test_latency_stats_percentiles_are_ordered_and_in_ms():
+    s = latency_stats([1_000_000, 2_000_000, 3_000_000, 4_000_000, 100_000_000])  # ns
+    assert s["p50_ms"] == 3.0 and s["min_ms"] == 1.0 and s["mean_ms"] == 22.0
+    assert s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] <= 100.0
+
+
+def test_throughput_rtf_and_ratio_arithmetic():
+    wps, gflops = throughput(batch=8, p50_ms=4.0, flops_per_window=50e6)
+    assert wps == pytest.approx(2000.0) and gflops == pytest.approx(100.0)  # 8 windows / 4 ms; 2000 x 50 MFLOP
+    assert throughput(1, 2.0)[1] is None  # no FLOPs in the manifest: no GFLOP/s
+    assert real_time_factor(hop_s=1.0, step_cpu_s=0.0005) == pytest.approx(2000.0)  # 1 s of ECG per 0.5 CPU ms
+    assert real_time_factor(hop_s=2.0, step_cpu_s=0.004) == pytest.approx(500.0)
+    with pytest.raises(ValueError):
+        real_time_factor(1.0, 0.0)
+
+    rows = with_ratios([_row("torch", "fp32", 1, 1, 2.0), _row("ort-cpu", "int8", 1, 1, 0.25),
+                        _row("ort-cpu", "int8", 1, 2, 0.2), BenchRow("ort-cuda", "fp16", 1, 1, status="skipped", reason="no GPU")],
+                       peak_gflops_1core=200.0)
+    torch_row, int8_row, two_threads, skipped = rows
+    assert torch_row.vs_torch == pytest.approx(1.0)
+    assert int8_row.vs_torch == pytest.approx(8.0)  # 4000 vs 500 windows/s, same batch and threads
+    assert two_threads.vs_torch is None  # no torch row at 2 threads: no ratio rather than a wrong one
+    assert skipped.vs_torch is None
+    assert int8_row.peak_fraction == pytest.approx(200.0 / 200.0)  # 4000 win/s x 50 MFLOP = 200 GFLOP/s on 1 core
+    assert two_threads.peak_fraction == pytest.approx(250.0 / 400.0)
+
+
+def test_target_checks_report_met_missed_and_unmeasured():
+    rows = [_row("torch", "fp32", 1, 1, 2.0),
+            _row("ort-cpu", "fp32", 1, 1, 0.8, rtf=800.0, rtf_step_cpu_ms=1.25, rtf_preprocess_cpu_ms=0.35),
+            _row("ort-cpu", "int8", 1, 1, 1.0, rtf=1250.0, rtf_step_cpu_ms=0.8, rtf_preprocess_cpu_ms=0.35,
+                 peak_rss_bytes=120_000_000, rss_loaded_bytes=70_000_000, torch_imported=False)]
+    checks = {c.name: c for c in target_checks(with_ratios(rows), {"int8_dot_product": False})}
+    vs_torch = next(c for n, c in checks.items() if "vs PyTorch" in n)
+    assert vs_torch.met is False and vs_torch.measured.startswith("2.00x")  # 1000 vs 500 windows/s
+    vs_fp32 = next(c for n, c in checks.items() if "not slower" in n)
+    assert vs_fp32.met is False and "lacks VNNI" in vs_fp32.note  # the reason is stated, not just the miss
+    rtf = {c.name: c.met for c in checks.values() if c.name.startswith("real-time")}
+    assert rtf == {"real-time factor, preprocess + ort-cpu int8 (1 thread)": True, "real-time factor, preprocess + ort-cpu fp32 (1 thread)": False}
+    mem = next(c for n, c in checks.items() if "memory" in n)
+    assert mem.met is True and "120.0 MB peak" in mem.measured and "70.0 MB after loading" in mem.measured
+
+    unmeasured = target_checks([_row("torch", "fp32", 1, 1, 2.0)])
+    assert all(c.met is None and c.measured == "not measured" for c in unmeasured)
+
+
+# ----------------------------------------------------------------------------------- table
+
+
+def test_render_table_one_line_per_configuration_and_folded_skips():
+    rows = with_ratios([_row("torch", "fp32", 1, 1, 2.0, rtf=400.0, model_bytes=192_400, peak_rss_bytes=324e6, rss_loaded_bytes=320e6,
+                             cold_start_ms=1288.0),
+                        _row("ort-cpu", "int8", 1, 1, 0.283, rtf=1467.0, model_bytes=75_700, peak_rss_bytes=143.6e6, cold_start_ms=26.0,
+                             note="rejected by the accuracy gate"),
+                        _row("ort-cpu", "int8", 64, 1, 22.6)]
+                       + [BenchRow("ort-cuda", "fp32", b, t, status="skipped", reason="no CUDAExecutionProvider") for b in (1, 64) for t in (1, 2)]
+                       + [BenchRow("tensorrt", "int8", 1, 1, status="failed", reason="worker exited with code -11")])
+    lines = render_table(rows).splitlines()
+    assert lines[0].split()[:6] == ["backend", "prec", "batch", "thr", "n", "p50"]
+    assert set(lines[1]) == {"-"}
+    body = lines[2:]
+    assert len(body) == 3 + 1 + 1  # three measured rows, four skipped folded into one line, one failed
+    torch_line, int8_line, int8_b64 = body[:3]
+    assert torch_line.split()[:4] == ["torch", "fp32", "1", "1"] and "1.00x" in torch_line and "320/324" in torch_line
+    assert "0.283" in int8_line and "3534" in int8_line and "7.07x" in int8_line and "1467" in int8_line and "75.7" in int8_line
+    assert int8_line.endswith("rejected by the accuracy gate")
+    assert "22.6" in int8_b64 and "-" in int8_b64.split()  # no RTF, size or RSS given: dashes, not zeros
+    assert body[3].split()[:4] == ["ort-cuda", "fp32", "1,64", "1,2"] and body[3].endswith("skipped: no CUDAExecutionProvider")
+    assert "failed: worker exited with code -11" in body[4]
+    assert len({len(line) for line in lines[:2]}) == 1  # rule as wide as the header
+
+
+def test_parse_flags():
+    assert parse_choices("torch, ort-cpu,torch", BenchBackend, "--backend") == (BenchBackend.torch, BenchBackend.ort_cpu)
+    assert parse_choices("int8,fp32", Precision, "--precision") == (Precision.int8, Precision.fp32)
+    assert parse_ints("1,8,64", "--batch") == (1, 8, 64)
+    with pytest.raises(ConfigError, match="--backend: 'onnx' is not one of torch, ort-cpu, ort-cuda, ort-trt, tensorrt"):
+        parse_choices("onnx", BenchBackend, "--backend")
+    with pytest.raises(ConfigError, match="--batch"):
+        parse_ints("1,0", "--batch")
+    with pytest.raises(ConfigError, match="--threads"):
+        parse_ints("two", "--threads")
+    with pytest.raises(ConfigError):
+        BenchConfig(export="x", repeats=0)
+
+
+# ----------------------------------------------------------------------------------- planning
+
+
+def test_plan_measures_the_torch_baseline_first_even_when_not_asked(tiny_export):
+    m = load_manifest(tiny_export)
+    cases = plan(BenchConfig(export=str(tiny_export), backends=(BenchBackend.ort_cpu,), batches=(1, 8), threads=(1, 2)), m)
+    assert cases[:4] == [BenchCase(BenchBackend.torch, Precision.fp32, b, t) for t in (1, 2) for b in (1, 8)]
+    assert {c.precision for c in cases if c.backend == BenchBackend.ort_cpu} == {Precision.fp32, Precision.int8}  # what the export holds
+    assert all(c.backend != BenchBackend.torch for c in plan(BenchConfig(export="x", backends=(BenchBackend.ort_cpu,), baseline=False), m))
+
+
+def test_skip_reasons(tiny_export, tmp_path):
+    m = load_manifest(tiny_export)
+    avail = {b: None for b in Backend} | {Backend.ort_cuda: "no CUDAExecutionProvider here"}
+    ckpt = checkpoint_path(m)
+    assert ckpt[0] is not None and ckpt[0].is_file()
+
+    def why(backend, precision, **kw):
+        return skip_reason(BenchCase(backend, precision, 1, 1), m, avail, checkpoint=kw.pop("checkpoint", ckpt), **kw)
+
+    assert why(BenchBackend.torch, Precision.fp32) is None
+    assert why(BenchBackend.ort_cpu, Precision.int8) is None
+    assert "FP32 baseline" in why(BenchBackend.torch, Precision.int8)
+    assert why(BenchBackend.ort_cuda, Precision.fp32) == "no CUDAExecutionProvider here"
+    assert "no fp16 artefact" in why(BenchBackend.ort_cpu, Precision.fp16)
+    assert "no trt-int8 artefact" in why(BenchBackend.tensorrt, Precision.int8)
+    gone = checkpoint_path(m, str(tmp_path / "moved.pt"))
+    assert gone[0] is None and "not found" in why(BenchBackend.torch, Precision.fp32, checkpoint=gone)
+
+    m.data["artefacts"]["int8"]["status"] = "rejected"
+    assert "rejected by the accuracy gate" in why(BenchBackend.ort_cpu, Precision.int8)
+    assert why(BenchBackend.ort_cpu, Precision.int8, include_rejected=True) is None
+    m.data["source"]["checkpoint"] = str(tmp_path / "elsewhere" / "best.pt")
+    assert "not on this machine" in checkpoint_path(m)[1]
+
+
+# ----------------------------------------------------------------------------------- a real run
+
+
+def test_bench_cli_runs_every_configuration(tiny_export, tmp_path):
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(_app(), ["bench", str(tiny_export), "--backend", "ort-cpu,ort-cuda,tensorrt", "--precision", "fp32,int8",
+                                      "--batch", "1,4", "--threads", "1", "--repeats", "5", "--warmup", "1", "--rtf-steps", "5",
+                                      "--json", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    rows = {(r["backend"], r["precision"], r["batch"], r["threads"]): r for r in report["rows"]}
+    asked = {(b, p, n, 1) for b in ("ort-cpu", "ort-cuda", "tensorrt") for p in ("fp32", "int8") for n in (1, 4)}
+    baseline = {("torch", "fp32", n, 1) for n in (1, 4)}
+    assert set(rows) == asked | baseline
+
+    avail = available_backends()
+    for key, r in rows.items():
+        backend = BenchBackend(key[0]).runtime_backend
+        if backend is not None and avail[backend]:
+            assert r["status"] == "skipped" and r["reason"] == avail[backend]  # unavailable: a row with the reason, not an error
+            continue
+        if backend == Backend.tensorrt:
+            assert r["status"] == "skipped" and "no trt-" in r["reason"]  # this export built no engines
+            continue
+        assert r["status"] == "ok", r
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["calls"] == 5 and r["windows_per_s"] == pytest.approx(key[2] / (r["p50_ms"] / 1e3))
+        assert r["peak_rss_bytes"] > 0 and r["cold_start_ms"] > 0 and r["model_bytes"] > 0 and r["gflops_per_s"] > 0
+        assert r["vs_torch"] > 0
+        assert (r["rtf"] is not None) == (key[2] == 1)  # the stream path runs at batch 1
+        assert r["torch_imported"] == (key[0] == "torch")  # ONNX Runtime workers never load torch
+    assert rows[("torch", "fp32", 1, 1)]["vs_torch"] == pytest.approx(1.0)
+
+    assert report["machine"]["cores_usable"] >= 1 and "versions" in report["machine"]
+    assert report["manifest_sha256"] and len(report["targets"]) >= 4
+    assert "skipped:" in res.output and "targets:" in res.output and "p50 ms" in res.output
+
+
+def test_bench_cli_bad_input(tmp_path):
+    res = CliRunner().invoke(_app(), ["bench", str(tmp_path)])
+    assert res.exit_code == 2 and "no manifest.json" in res.output
+    res = CliRunner().invoke(_app(), ["bench", str(tmp_path), "--backend", "onnx"])
+    assert res.exit_code == 2 and "'onnx' is not one of" in res.output
