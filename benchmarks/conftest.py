@@ -17,9 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgedge.bench import machine_info, untrained_export
+from ecgedge.bench import machine_info, steady_malloc_in_process, untrained_export
 from ecgedge.export.manifest import MANIFEST, load_manifest
 from ecgedge.hashing import file_sha256
+
+
+def pytest_configure(config):
+    # As `ecgedge bench` does in its workers: without it PyTorch's eager activations (batch 64:
+    # 25 MB each) are mmapped and page-faulted in again on every call (see benchmarks/README.md).
+    config.ecgedge_steady_malloc = steady_malloc_in_process()
 
 
 def pytest_addoption(parser):
@@ -49,12 +55,13 @@ def threads(request) -> int:
 
 
 @pytest.fixture(scope="session")
-def info(manifest, threads) -> dict:
+def info(request, manifest, threads) -> dict:
     """What every benchmark's ``extra_info`` carries: the device, the export and how it was run."""
     machine = machine_info()
     return {"device": machine["gpu"] or machine["cpu"], "cpu": machine["cpu"], "isa": " ".join(machine["isa"]),
             "export": str(manifest.folder), "manifest_sha256": file_sha256(manifest.folder / MANIFEST),
             "untrained": bool(manifest.data.get("untrained")), "threads": threads,
+            "steady_malloc": request.config.ecgedge_steady_malloc,
             "flops_per_window": (manifest.data.get("model") or {}).get("flops_per_window"),
             "onnxruntime": machine["versions"]["onnxruntime"], "torch": machine["versions"]["torch"]}
 

@@ -13,6 +13,7 @@ from ecgedge.bench import (
     BenchConfig,
     BenchRow,
     checkpoint_path,
+    fastest_precisions,
     latency_stats,
     parse_choices,
     parse_ints,
@@ -103,8 +104,13 @@ def test_target_checks_report_met_missed_and_unmeasured():
     mem = next(c for n, c in checks.items() if "memory" in n)
     assert mem.met is True and "120.0 MB peak" in mem.measured and "70.0 MB after loading" in mem.measured
 
-    unmeasured = target_checks([_row("torch", "fp32", 1, 1, 2.0)])
+    fastest = fastest_precisions(rows + [_row("ort-cpu", "fp16", 1, 1, 0.1, rejected=True)])
+    assert {b: r.precision for b, r in fastest.items()} == {"ort-cpu": "fp32"}  # 0.8 ms beats 1.0 ms; a rejected artefact is no choice
+
+    unmeasured = target_checks([_row("torch", "fp32", 1, 1, 2.0), BenchRow("ort-cpu", "int8", 1, 1, status="skipped", reason="int8 was rejected")])
     assert all(c.met is None and c.measured == "not measured" for c in unmeasured)
+    assert "ort-cpu int8 at batch 1, 1 thread: int8 was rejected" in unmeasured[0].note  # says why it is missing
+    assert "ort-cpu fp32 at batch 1, 1 thread: not requested" in unmeasured[1].note
 
 
 # ----------------------------------------------------------------------------------- table
@@ -214,6 +220,7 @@ def test_bench_cli_runs_every_configuration(tiny_export, tmp_path):
         assert r["vs_torch"] > 0
         assert (r["rtf"] is not None) == (key[2] == 1)  # the stream path runs at batch 1
         assert r["torch_imported"] == (key[0] == "torch")  # ONNX Runtime workers never load torch
+        assert r["other_cpu_cores"] is None or r["other_cpu_cores"] >= 0  # contention is measured, never assumed away
     assert rows[("torch", "fp32", 1, 1)]["vs_torch"] == pytest.approx(1.0)
 
     assert report["machine"]["cores_usable"] >= 1 and "versions" in report["machine"]
@@ -221,8 +228,21 @@ def test_bench_cli_runs_every_configuration(tiny_export, tmp_path):
     assert "skipped:" in res.output and "targets:" in res.output and "p50 ms" in res.output
 
 
-def test_bench_cli_bad_input(tmp_path):
+def test_bench_cli_help_and_bad_input(tmp_path):
+    res = CliRunner().invoke(_app(), ["bench", "--help"])
+    assert res.exit_code == 0 and "--max-seconds" in res.output and "--json" in res.output
     res = CliRunner().invoke(_app(), ["bench", str(tmp_path)])
     assert res.exit_code == 2 and "no manifest.json" in res.output
     res = CliRunner().invoke(_app(), ["bench", str(tmp_path), "--backend", "onnx"])
     assert res.exit_code == 2 and "'onnx' is not one of" in res.output
+
+
+def test_bench_imports_neither_torch_nor_onnxruntime():
+    """The parent process only plans and renders; each worker imports the one runtime it measures."""
+    import subprocess
+    import sys
+
+    code = "import sys, ecgedge.bench, ecgedge.cli.bench; print(sorted(m for m in ('torch', 'onnxruntime') if m in sys.modules))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

@@ -17,7 +17,8 @@ D = BenchConfig  # defaults live in one place: the config's
 @user_errors
 def bench_cmd(
     export: Path = typer.Argument(..., exists=True, file_okay=False, help="Export folder (export/NAME)."),
-    backend: str = typer.Option(",".join(b.value for b in D.backends), help="Comma-separated: torch (the PyTorch FP32 eager baseline), ort-cpu, ort-cuda, ort-trt, tensorrt."),
+    backend: str = typer.Option(",".join(b.value for b in D.backends),
+                                help="Comma-separated: torch (the PyTorch FP32 eager baseline), ort-cpu, ort-cuda, ort-trt, tensorrt."),
     precision: Optional[str] = typer.Option(None, help="Comma-separated fp32,fp16,int8 (default: every precision the export holds)."),
     batch: str = typer.Option(",".join(map(str, D.batches)), help="Comma-separated batch sizes (windows per call)."),
     threads: str = typer.Option(",".join(map(str, D.threads)), help="Comma-separated intra-op thread counts."),
@@ -26,10 +27,15 @@ def bench_cmd(
     max_seconds: float = typer.Option(D.max_seconds, min=0.01, help="Bound on each timed loop of a configuration, in seconds."),
     rtf_steps: int = typer.Option(D.rtf_steps, min=1, help="Timed stream steps (1 s hops) for the real-time factor of batch-1 rows."),
     source_fs: float = typer.Option(D.source_fs_hz, min=1.0, help="Sampling rate of the stream's input for the RTF, in Hz."),
-    checkpoint: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Checkpoint of the PyTorch baseline (default: the manifest's source.checkpoint)."),
+    checkpoint: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                              help="Checkpoint of the PyTorch baseline (default: the manifest's source.checkpoint)."),
     baseline: bool = typer.Option(D.baseline, "--baseline/--no-baseline", help="Measure the PyTorch FP32 baseline even when torch is not in --backend."),
     include_rejected: bool = typer.Option(D.include_rejected, "--include-rejected", help="Also measure artefacts the accuracy gate rejected."),
-    json_out: Optional[Path] = typer.Option(None, "--json", dir_okay=False, help="Write every row, the targets and the machine's description as JSON."),
+    steady_malloc: bool = typer.Option(D.steady_malloc, "--steady-malloc/--default-malloc",
+                                       help="Fix glibc's malloc thresholds in every worker so PyTorch eager does not page-fault its "
+                                            "activations in on every call; --default-malloc measures an untuned process."),
+    json_out: Optional[Path] = typer.Option(None, "--json", dir_okay=False,
+                                            help="Write every row, the targets and the machine's description as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line per configuration."),
 ):
     """Measure every backend x precision x batch x threads, each in a fresh process, against PyTorch FP32 eager and the machine's FP32 peak."""
@@ -38,7 +44,7 @@ def bench_cmd(
         precisions=parse_choices(precision, Precision, "--precision") if precision else (),
         batches=parse_ints(batch, "--batch"), threads=parse_ints(threads, "--threads"), warmup=warmup, repeats=repeats,
         max_seconds=max_seconds, rtf_steps=rtf_steps, source_fs_hz=source_fs, checkpoint=str(checkpoint) if checkpoint else None,
-        baseline=baseline, include_rejected=include_rejected,
+        baseline=baseline, include_rejected=include_rejected, steady_malloc=steady_malloc,
     )
     report = main_bench(cfg, log=(lambda _msg: None) if quiet else (lambda msg: typer.echo(msg, err=True)))
     echo(report.render())

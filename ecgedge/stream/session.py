@@ -1,0 +1,465 @@
+"""One receiving session: bytes from a source -> frames -> one monitor per bed -> JSON records.
+
+    bytes --FrameDecoder--> frames --SequenceTracker (per stream id)--> samples in mV
+          --StreamHub (one BedMonitor per stream id, windows of all beds batched)--> records
+
+Every record is a dict with a ``type`` (the CLI writes one JSON line each):
+
+==================  ===========================================================================
+``session``         first (from :func:`stream_from_export`): export, precision, labels, hop, source
+``stream_start``    a bed's first frame: ``stream``, ``sample``, ``fs_hz``, ``leads``, ``simulated``
+``window``          one per hop: ``t`` (s), ``samples`` [start, end) and ``new`` [start, end) at
+                    the source rate, ``quality`` ``ok`` with ``label`` and ``probs``, or
+                    ``unreliable`` with ``reason`` (and ``leads`` for lead-off)
+``rhythm_change``   a label held ``held_windows`` reliable windows: ``from``, ``to``, ``confidence``
+``quality``         the signal became ``ok`` or ``unreliable`` (``reason``)
+``gap``             samples [start, end) never arrived (``frames_lost``); the stream recovers
+``restart``         the device's sample index went back (reboot): tracking starts over
+``format_change``   sampling rate, leads, format, gain or baseline changed (``changed``)
+``dropped_frame``   a repeated or late frame (``reason`` ``repeat`` / ``out_of_order``)
+``decode_error``    bytes that were not a frame: ``kind`` (``bad_crc``, ...), ``detail``, ``offset``
+``link``            the link went ``down`` or came back ``up`` (``detail``)
+``no_data``         no frame from a bed for ``seconds`` of wall time (once per silence)
+``stream_error``    a bed whose leads the model cannot use (its frames are counted, not classified)
+``summary``         last: bytes, frames, decode errors by kind, and per stream the samples
+                    received / lost / classified / unreliable / pending
+==================  ===========================================================================
+
+Samples are accounted for: per stream, window ``new`` spans and gaps tile the sample index from the
+first frame on, so (without device restarts) ``received + lost == next_sample - first_sample`` and
+``classified + unreliable + pending == received`` (pending: the last part of a hop that no window
+has reached yet).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Iterable, Sequence
+
+import numpy as np
+
+from ecgedge.errors import ArtefactError, ShapeMismatch
+from ecgedge.runtime.base import Backend, Precision
+from ecgedge.stream.monitor import (
+    CALIBRATION_FLAG,
+    SATURATED_FLAG,
+    ModelSpec,
+    StreamHub,
+    StreamSettings,
+)
+from ecgedge.stream.protocol import (
+    DecodeError,
+    DeviceFlag,
+    FormatChange,
+    Frame,
+    FrameDecoder,
+    Gap,
+    OutOfOrder,
+    Repeat,
+    Restart,
+    SequenceTracker,
+)
+from ecgedge.stream.sources import ByteSource, LinkEvent
+
+# A bed that sends nothing for this long (wall time) gets one ``no_data`` record.
+STALL_S = 2.0
+# Longest wait of a window for others to share its inference call: a hop is a second, so a tenth of
+# it costs the bedside nothing and lets one core batch the beds whose windows fall in that time.
+BATCH_DELAY_S = 0.1
+
+
+@dataclass
+class StreamCounts:
+    """What one bed's stream amounted to; samples at the source rate."""
+
+    stream: Hashable
+    fs_hz: float
+    leads: tuple[str, ...]
+    first_sample: int
+    next_sample: int = 0
+    frames: int = 0
+    received: int = 0
+    lost: int = 0
+    classified: int = 0
+    unreliable: int = 0
+    windows_ok: int = 0
+    windows_unreliable: int = 0
+    rhythm_changes: int = 0
+    dropped_frames: int = 0
+    restarts: int = 0
+    format_changes: int = 0
+    rhythm: str | None = None
+    refused: str = ""
+
+    def to_json(self, pending: int) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "refused"}
+        out["leads"] = list(self.leads)
+        out["pending"] = pending
+        if self.refused:
+            out["refused"] = self.refused
+        return out
+
+
+@dataclass
+class _Run:
+    """Contiguous frames of one stream with the same lead-off and device flags, pushed as one chunk."""
+
+    first_sample: int
+    next_sample: int
+    lead_off: int
+    flags: int
+    frames_lost: int | None
+    parts: list = field(default_factory=list)
+
+
+class StreamSession:
+    """Decode, track and classify the bytes of one source (any number of beds, by stream id).
+
+    Args:
+        hub: the :class:`StreamHub` with an activated runner; a monitor per bed is opened on its
+            first frame from the frame's sampling rate and leads.
+        on_frame: called with every frame delivered (for live views).
+        stall_s: wall seconds without a frame before a bed gets a ``no_data`` record.
+    """
+
+    def __init__(self, hub: StreamHub, *, on_frame: Callable[[Frame], None] | None = None, stall_s: float = STALL_S):
+        self.hub = hub
+        self.on_frame = on_frame
+        self.stall_s = stall_s
+        self.decoder = FrameDecoder()
+        self.tracker = SequenceTracker()
+        self.counts: dict[Hashable, StreamCounts] = {}
+        self.link_changes: dict[str, int] = {"up": 0, "down": 0}
+        self._runs: dict[Hashable, _Run] = {}
+        self._last_frame: dict[Hashable, float] = {}
+        self._stalled: set[Hashable] = set()
+        self._now = 0.0
+
+    # ---- input --------------------------------------------------------------------------------
+
+    def feed(self, data: bytes, now: float | None = None, *, flush: bool = True) -> list[dict]:
+        """Bytes in any chunking -> the records they complete, in order.
+
+        With ``flush=False`` the windows wait in the hub (and nothing is returned) so that the
+        windows of several reads, and of several beds, go to the model in one batch: call
+        :meth:`flush` within the latency you accept.
+        """
+        self._now = time.monotonic() if now is None else now
+        for event in self.decoder.feed(data):
+            if isinstance(event, DecodeError):
+                for sid in list(self._runs):  # what was decoded before the error comes out before it
+                    self._push_run(sid)
+                self.hub.note({"type": "decode_error", "kind": event.kind.value, "detail": event.detail,
+                               "offset": event.offset})
+            else:
+                self._frame(event)
+        for sid in list(self._runs):
+            self._push_run(sid)
+        return self.flush() if flush else []
+
+    def flush(self) -> list[dict]:
+        """Classify the windows waiting in the hub (one batch); their records and events, in order."""
+        return self._account(self.hub.flush())
+
+    @property
+    def pending(self) -> int:
+        """Records waiting for :meth:`flush`."""
+        return self.hub.pending
+
+    def link(self, event: LinkEvent, source: str = "") -> list[dict]:
+        """Record a link change (the samples it costs show up as a gap when data resumes); flushes."""
+        self.link_changes[event.state] = self.link_changes.get(event.state, 0) + 1
+        record = {"type": "link", "state": event.state, "detail": event.detail}
+        if source:
+            record["source"] = source
+        self.hub.note(record)
+        return self.flush()
+
+    def tick(self, now: float | None = None) -> list[dict]:
+        """Wall-clock checks: a ``no_data`` record for each bed silent for ``stall_s``."""
+        now = time.monotonic() if now is None else now
+        out = []
+        for sid, last in self._last_frame.items():
+            if sid not in self._stalled and now - last >= self.stall_s:
+                self._stalled.add(sid)
+                c = self.counts[sid]
+                out.append({"type": "no_data", "stream": sid, "t": round(c.next_sample / c.fs_hz, 3),
+                            "after_sample": c.next_sample, "seconds": round(now - last, 1)})
+        return out
+
+    def _frame(self, frame: Frame) -> None:
+        sid = frame.stream_id
+        tracked = self.tracker.push(frame)
+        frames_lost = None
+        for e in tracked.events:
+            if isinstance(e, Gap):
+                frames_lost = e.frames_lost  # the monitor reports the gap when it sees the jump
+            elif isinstance(e, (Repeat, OutOfOrder)):
+                self._push_run(sid)
+                self.counts[sid].dropped_frames += 1
+                self.hub.note({"type": "dropped_frame", "stream": sid, "seq": e.seq, "first_sample": e.first_sample,
+                               "reason": "repeat" if isinstance(e, Repeat) else "out_of_order"})
+            elif isinstance(e, Restart):
+                self._push_run(sid)
+                self.counts[sid].restarts += 1
+                self.hub.note({"type": "restart", "stream": sid, "expected_sample": e.expected_sample,
+                               "first_sample": e.first_sample})
+                if sid in self.hub.monitors:
+                    self.hub.restart(sid, "restart")
+            elif isinstance(e, FormatChange):
+                self._push_run(sid)
+                self.counts[sid].format_changes += 1
+                self.hub.note({"type": "format_change", "stream": sid, "first_sample": e.first_sample,
+                               "changed": list(e.changed)})
+                if {"fs_hz", "lead_ids"} & set(e.changed):
+                    if sid in self.hub.monitors:
+                        self.hub.restart(sid, "format change")
+                    self._open(frame, new=False)
+        if tracked.frame is None:
+            return
+        if sid not in self.counts:
+            self._open(frame, new=True)
+        c = self.counts[sid]
+        c.frames += 1
+        c.received += frame.samples_per_lead
+        c.next_sample = frame.end_sample
+        self._last_frame[sid] = self._now
+        self._stalled.discard(sid)
+        if self.on_frame is not None:
+            self.on_frame(frame)
+        if c.refused:
+            return
+        flags = frame.device_flags & (CALIBRATION_FLAG | SATURATED_FLAG)
+        run = self._runs.get(sid)
+        if not (run and run.next_sample == frame.first_sample and run.lead_off == frame.lead_off
+                and run.flags == flags and frames_lost is None):
+            self._push_run(sid)
+            run = self._runs[sid] = _Run(frame.first_sample, frame.first_sample, frame.lead_off, flags, frames_lost)
+        run.parts.append(frame.samples_mv())
+        run.next_sample = frame.end_sample
+
+    def _open(self, frame: Frame, *, new: bool) -> None:
+        """Start a bed's monitor from its frame's sampling rate and leads (and its counts, if ``new``)."""
+        sid = frame.stream_id
+        if new:
+            self.counts[sid] = StreamCounts(sid, frame.fs_hz, frame.lead_ids, frame.first_sample)
+            self.hub.note({"type": "stream_start", "stream": sid, "t": round(frame.first_sample / frame.fs_hz, 3),
+                           "sample": frame.first_sample, "fs_hz": frame.fs_hz, "leads": list(frame.lead_ids),
+                           "model_leads": list(self.hub.model.leads),
+                           "simulated": bool(frame.flags & DeviceFlag.SIMULATED)})
+        c = self.counts[sid]
+        c.fs_hz, c.leads, c.refused = frame.fs_hz, frame.lead_ids, ""
+        try:
+            self.hub.open(sid, fs_in=frame.fs_hz, lead_names=frame.lead_ids, start_reason="starting up" if new else "format change")
+        except ShapeMismatch as exc:
+            self.hub.monitors.pop(sid, None)
+            c.refused = str(exc)
+            self.hub.note({"type": "stream_error", "stream": sid, "detail": str(exc)})
+
+    def _push_run(self, sid: Hashable) -> None:
+        run = self._runs.pop(sid, None)
+        if run is None:
+            return
+        samples = run.parts[0] if len(run.parts) == 1 else np.concatenate(run.parts, axis=1)
+        lead_off = [i for i in range(samples.shape[0]) if run.lead_off >> i & 1]
+        self.hub.push(sid, samples, run.first_sample, lead_off, device_flags=run.flags, frames_lost=run.frames_lost)
+
+    # ---- accounting ---------------------------------------------------------------------------
+
+    def _account(self, records: list[dict]) -> list[dict]:
+        for r in records:
+            c = self.counts.get(r.get("stream"))
+            if c is None:
+                continue
+            kind = r["type"]
+            if kind == "window":
+                n = r["new"][1] - r["new"][0]
+                if r["quality"] == "ok":
+                    c.classified += n
+                    c.windows_ok += 1
+                else:
+                    c.unreliable += n
+                    c.windows_unreliable += 1
+            elif kind == "gap":
+                c.lost += r["samples"][1] - r["samples"][0]
+            elif kind == "rhythm_change":
+                c.rhythm_changes += 1
+                c.rhythm = r["to"]
+        return records
+
+    def summary(self, **extra) -> dict:
+        """The final record: bytes, frames, decode errors by kind, per-stream counts, link changes."""
+        stats = self.decoder.stats
+        errors = {k: v for k, v in stats.items() if k not in ("bytes", "frames") and v}
+        streams = []
+        for sid, c in self.counts.items():
+            monitor = self.hub.monitors.get(sid)
+            pending = monitor.pending_samples if monitor is not None else c.received - c.classified - c.unreliable
+            streams.append(c.to_json(pending))
+        return {"type": "summary", "bytes": stats["bytes"], "frames": stats["frames"],
+                "decode_errors": sum(errors.values()), "decode_errors_by_kind": errors,
+                "link_down": self.link_changes.get("down", 0), "streams": streams, **extra}
+
+
+def run_session(source: ByteSource, session: StreamSession, emit: Callable[[dict], None], *,
+                watchers: Sequence = (), max_outage_s: float | None = None, idle_s: float = 0.2,
+                batch_delay_s: float = BATCH_DELAY_S, tee=None) -> dict:
+    """Read ``source`` until it ends (or has sent nothing for ``max_outage_s``), emitting every record.
+
+    ``source`` must be open already (so a device that cannot be reached fails before anything is
+    emitted). Windows wait up to ``batch_delay_s`` (or until the link is idle) so that those of
+    many beds share one inference call. ``watchers`` (live views) get ``update(records, now)`` and
+    ``close()``. ``tee`` is a binary file that receives every byte read. The summary record is
+    emitted last (also after Ctrl-C, which then propagates) and returned.
+    """
+    started = last_data = time.monotonic()
+    waiting_since = None
+    ended = "end of stream"
+
+    def out(records: list[dict], now: float) -> None:
+        for r in records:
+            emit(r)
+        for w in watchers:
+            w.update(records, now)
+
+    try:
+        for item in source.chunks(idle_s):
+            now = time.monotonic()
+            records = []
+            if isinstance(item, LinkEvent):
+                records = session.link(item, source.name)
+            elif item:
+                if tee is not None:
+                    tee.write(item)
+                session.feed(item, now, flush=False)
+                last_data = now
+            if session.pending:
+                waiting_since = now if waiting_since is None else waiting_since
+                if not item or now - waiting_since >= batch_delay_s:
+                    records += session.flush()
+            if not session.pending:
+                waiting_since = None
+            out(records + session.tick(now), now)
+            if max_outage_s is not None and now - last_data >= max_outage_s:
+                ended = f"no data for {max_outage_s:g} s"
+                break
+    except KeyboardInterrupt:
+        ended = "interrupted"
+        raise
+    finally:
+        source.close()
+        now = time.monotonic()
+        out(session.flush(), now)
+        for w in watchers:
+            w.close()
+        summary = session.summary(source=source.name, ended=ended, elapsed_s=round(now - started, 3))
+        emit(summary)
+    return summary
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """``ecgedge stream``: which model, which source, how to classify and what to show.
+
+    Args:
+        export: export folder (``manifest.json``).
+        source: source spec (:func:`~ecgedge.stream.sources.source_from_spec`).
+        settings: hop and hysteresis.
+        precision, backend, threads: which artefact runs where (``threads`` intra-op threads);
+            ``precision`` None takes INT8 when the accuracy gate accepted it (:func:`stream_precision`).
+        sim_args: extra ecgsim options for a ``wfdb:`` source.
+        max_outage_s: end when no byte has arrived for this long (None: wait for ever, as a
+            bedside monitor does; stdin and wfdb sources end with their stream).
+        show: draw the terminal strip chart (on ``show_to``); ``show_png``: folder for a PNG strip
+            per event; ``show_lead``: which lead they draw.
+        tee: file that receives every byte read (replay it with ``--source stdin``).
+    """
+
+    export: str
+    source: str
+    settings: StreamSettings = StreamSettings()
+    precision: Precision | None = None
+    backend: Backend = Backend.ort_cpu
+    threads: int | None = 1
+    sim_args: tuple[str, ...] = ()
+    max_outage_s: float | None = None
+    show: bool = False
+    show_png: str | None = None
+    show_lead: str = "II"
+    tee: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "precision", Precision(self.precision) if self.precision else None)
+        object.__setattr__(self, "backend", Backend(self.backend))
+        object.__setattr__(self, "sim_args", tuple(self.sim_args))
+
+
+def stream_precision(manifest, backend: Backend) -> tuple[Precision, str]:
+    """The precision a stream runs when none is asked for, and why.
+
+    INT8 when the accuracy gate accepted it; otherwise the next accepted artefact (FP16 on GPU
+    backends, then the FP32 reference), saying that INT8 was not accepted. A stream never runs an
+    artefact the gate rejected unless asked by name (and then the runtime refuses it).
+    """
+    from ecgedge.runtime.loader import artefact_key
+
+    order = [Precision.int8, Precision.fp32] if backend == Backend.ort_cpu else [Precision.int8, Precision.fp16, Precision.fp32]
+    status = {p: manifest.artefacts.get(artefact_key(backend, p), {}).get("status") for p in order}
+    for p in order:
+        if status[p] in ("accepted", "reference"):
+            why = "" if p == Precision.int8 else (f"int8 is {status[Precision.int8] or 'missing'} in the export; "
+                                                  f"running the {p.value} artefact")
+            return p, why
+    raise ArtefactError(f"{manifest.folder} has no artefact the accuracy gate accepted for {backend.value} "
+                        f"({', '.join(p.value + ': ' + (s or 'missing') for p, s in status.items())}); "
+                        "name one with --precision to run it anyway")
+
+
+def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_to=None) -> dict:
+    """Classify the beds of ``cfg.source`` live with the model of ``cfg.export``; returns the summary.
+
+    Loads the manifest (hashes verified), opens the source (a :class:`StreamError` if the device
+    cannot be reached), runs :func:`run_session` and emits every record through ``emit``: first a
+    ``session`` record (model, precision, settings, source), last the summary.
+    """
+    from ecgedge.export.manifest import load_manifest
+    from ecgedge.runtime import runner_from_export
+    from ecgedge.stream.show import views_from_options
+    from ecgedge.stream.sources import source_from_spec
+
+    manifest = load_manifest(cfg.export)
+    source = source_from_spec(cfg.source, sim_args=cfg.sim_args)
+    precision, why = (cfg.precision, "") if cfg.precision else stream_precision(manifest, cfg.backend)
+    runner = runner_from_export(cfg.export, precision, cfg.backend, threads=cfg.threads, manifest=manifest, verify=False)
+    spec = ModelSpec.from_manifest(manifest)
+    watchers = views_from_options(show=cfg.show, png_dir=cfg.show_png, lead=cfg.show_lead, out=show_to)
+    tee = open(cfg.tee, "wb") if cfg.tee else None
+    try:
+        with runner:
+            session = StreamSession(StreamHub(runner, spec, cfg.settings), on_frame=_fan_out(watchers))
+            source.open()
+            start = {"type": "session", "export": str(manifest.folder), "model": manifest.data.get("name"),
+                     "precision": precision.value, "backend": cfg.backend.value, "labels": list(spec.labels),
+                     "leads": list(spec.leads), "window_s": round(spec.window_samples / spec.preprocess.fs_hz, 3),
+                     "hop_s": cfg.settings.hop_s, "hysteresis": cfg.settings.hysteresis, "source": source.name}
+            if why:
+                start["note"] = why
+            emit(start)
+            return run_session(source, session, emit, watchers=watchers, max_outage_s=cfg.max_outage_s, tee=tee)
+    finally:
+        if tee is not None:
+            tee.close()
+
+
+def _fan_out(watchers: Iterable) -> Callable[[Frame], None] | None:
+    watchers = list(watchers)
+    if not watchers:
+        return None
+
+    def on_frame(frame: Frame) -> None:
+        for w in watchers:
+            w.frame(frame)
+
+    return on_frame
+

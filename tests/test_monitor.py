@@ -1,0 +1,291 @@
+"""ecgedge.stream.monitor on a tiny linear model built in code: windows equal the offline windows,
+gaps and bad signal are reported (never classified), hysteresis, batching across beds, bounded memory.
+
+The model is ``logits = flatten(window) @ W`` with seeded random ``W`` (12 leads x 2048 samples at
+250 Hz, 4 labels): it is cheap, and every sample of the window moves its output, so equal
+probabilities mean equal windows.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from ecgedge.config import STANDARD_12_LEADS, PreprocessConfig
+from ecgedge.data.preprocess import normalise_windows, preprocess_params, preprocess_signal
+from ecgedge.data.synthetic import synthesize_ecg
+from ecgedge.errors import ConfigError, ShapeMismatch
+from ecgedge.export.manifest import FORMAT, Manifest, load_manifest
+from ecgedge.runtime import runner_from_export
+from ecgedge.stream.monitor import BedMonitor, ModelSpec, StreamHub, StreamSettings, WindowVerdict
+
+LABELS = ("SB", "AFIB", "GSVT", "SR")
+WINDOW = 2048
+FS = 500.0
+
+
+def linear_export(folder: Path, *, leads=STANDARD_12_LEADS, samples: int = WINDOW, labels=LABELS, seed: int = 0) -> Path:
+    """An export folder (FP32 only) of ``logits = flatten(x) @ W``, W ~ N(0, 9 / (leads * samples))."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n_in, n_out = len(leads) * samples, len(labels)
+    w = (np.random.default_rng(seed).standard_normal((n_in, n_out)) * 3 / np.sqrt(n_in)).astype(np.float32)
+    x = helper.make_tensor_value_info("ecg", TensorProto.FLOAT, ["batch", len(leads), samples])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n_out])
+    shape = numpy_helper.from_array(np.array([-1, n_in], np.int64), "shape")
+    nodes = [helper.make_node("Reshape", ["ecg", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "W"], ["logits"])]
+    graph = helper.make_graph(nodes, "linear", [x], [y], [numpy_helper.from_array(w, "W"), shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, str(folder / "model.fp32.onnx"))
+    Manifest(folder, {
+        "format": FORMAT, "name": "linear",
+        "input": {"name": "ecg", "shape": ["batch", len(leads), samples], "leads": list(leads), "fs_hz": 250.0,
+                  "window_samples": samples},
+        "output": {"name": "logits", "labels": list(labels)},
+        "preprocess": preprocess_params(PreprocessConfig()),
+        "artefacts": {"fp32": {"file": "model.fp32.onnx", "precision": "fp32", "runtime": "onnx", "status": "reference"}},
+    }).save()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def linear(tmp_path_factory):
+    """(runner, ModelSpec) of the 12-lead linear model, activated."""
+    folder = linear_export(tmp_path_factory.mktemp("linear") / "export")
+    with runner_from_export(folder, "fp32", threads=1) as runner:
+        yield runner, ModelSpec.from_manifest(load_manifest(folder))
+
+
+@pytest.fixture(scope="module")
+def ecg() -> np.ndarray:
+    """40 s of synthetic 12-lead sinus rhythm at 500 Hz, mV (float64)."""
+    return synthesize_ecg("SR", seed=3, duration_s=40.0, fs=FS)[0].astype(np.float64)
+
+
+def stream(hub: StreamHub, sid, x: np.ndarray, chunks, first_sample: int = 0, **kwargs) -> list[dict]:
+    """Push ``x`` in pieces of the given sizes (cycled) and flush after each; all records."""
+    out, a, i = [], 0, 0
+    while a < x.shape[1]:
+        n = chunks[i % len(chunks)]
+        hub.push(sid, x[:, a:a + n], first_sample + a, **kwargs)
+        out += hub.flush()
+        a, i = a + n, i + 1
+    return out
+
+
+def windows(records, quality=None) -> list[dict]:
+    return [r for r in records if r["type"] == "window" and (quality is None or r["quality"] == quality)]
+
+
+def offline_probs(runner, x: np.ndarray, fs: float, ends_in: list[int], cfg=PreprocessConfig()) -> np.ndarray:
+    """Probabilities of the offline windows ending at source samples ``ends_in`` of ``x`` (index 0 = x's start)."""
+    from ecgedge.evaluate.metrics import softmax
+
+    pre = preprocess_signal(x, fs, cfg)
+    ends = [round(e * cfg.fs_hz / fs) for e in ends_in]
+    w, _ = normalise_windows(np.stack([pre[:, e - WINDOW:e] for e in ends]), cfg)
+    return softmax(runner.infer(w).astype(np.float64))
+
+
+def assert_tiled(records, first: int, received_end: int) -> None:
+    """Window ``new`` spans and gaps cover [first, end) exactly once, end within one hop of what was received."""
+    spans = sorted([tuple(r["new"]) for r in windows(records)] + [tuple(r["samples"]) for r in records if r["type"] == "gap"])
+    assert spans[0][0] == first
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:])), "a sample is in two spans or in none"
+    assert 0 <= received_end - spans[-1][1] < FS
+
+
+def test_windows_equal_offline_windows(linear, ecg):
+    runner, spec = linear
+    hub = StreamHub(runner, spec)
+    hub.open("bed", fs_in=FS, lead_names=STANDARD_12_LEADS)
+    records = stream(hub, "bed", ecg, [7, 333, 20, 1500])
+    ok = windows(records, "ok")
+    # Windows end every 250 model samples; the first full, settled one needs 2048 + 250 of them.
+    assert [r["samples"][1] for r in ok] == list(range(2 * 2500, ecg.shape[1] + 1, 500))
+    assert all(r["reason"] == "starting up" for r in windows(records, "unreliable"))
+    expected = offline_probs(runner, ecg, FS, [r["samples"][1] for r in ok])
+    got = np.array([[r["probs"][k] for k in LABELS] for r in ok])
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # 1e-6 rounding in the records, float32 model
+    assert [r["label"] for r in ok] == [LABELS[i] for i in expected.argmax(1)]
+    assert_tiled(records, 0, ecg.shape[1])
+
+
+def test_fractional_rate_and_lead_aliases(tmp_path):
+    """360 Hz MIT-BIH-style leads (MLII, V5) into a lead-II model: index mapping round(n * 360 / 250)."""
+    folder = linear_export(tmp_path / "ii", leads=("II",))
+    x = synthesize_ecg("SR", seed=1, duration_s=15.0, fs=360.0, leads=("II", "V5"))[0].astype(np.float64)
+    with runner_from_export(folder, "fp32") as runner:
+        # A hop of 62 model samples is 89.28 source samples: window ends fall between source samples.
+        hub = StreamHub(runner, ModelSpec.from_manifest(load_manifest(folder)), StreamSettings(hop_s=0.25))
+        hub.open(0, fs_in=360.0, lead_names=("MLII", "V5"))
+        records = stream(hub, 0, x, [14])
+        ok = windows(records, "ok")
+        ends_out = [k * 62 for k in range(38, 100) if round(k * 62 * 360 / 250) <= x.shape[1]]
+        assert [r["samples"][1] for r in ok] == [round(e * 360 / 250) for e in ends_out]
+        got = np.array([[r["probs"][k] for k in LABELS] for r in ok])
+        np.testing.assert_allclose(got, offline_probs(runner, x[:1], 360.0, [r["samples"][1] for r in ok]), atol=1e-5)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chunks=st.lists(st.integers(1, 3000), min_size=1, max_size=6))
+def test_verdicts_do_not_depend_on_chunking(linear, ecg, chunks):
+    runner, spec = linear
+    x = ecg[:, :12_000]
+    results = []
+    for sizes in ([x.shape[1]], chunks):
+        hub = StreamHub(runner, spec)
+        hub.open(0, fs_in=FS, lead_names=STANDARD_12_LEADS)
+        results.append([{k: v for k, v in r.items() if k != "probs"} for r in stream(hub, 0, x, sizes)])
+    assert results[0] == results[1]
+
+
+def test_gap_is_reported_overlapping_windows_unreliable_and_stream_recovers(linear, ecg):
+    runner, spec = linear
+    hub = StreamHub(runner, spec)
+    hub.open(0, fs_in=FS, lead_names=STANDARD_12_LEADS)
+    a, b = 6_250, 6_600  # samples [6250, 6600) never arrive
+    records = stream(hub, 0, ecg[:, :a], [20]) + stream(hub, 0, ecg[:, b:], [20], first_sample=b, frames_lost=17)
+    gap = [r for r in records if r["type"] == "gap"]
+    assert gap == [{"type": "gap", "stream": 0, "t": 12.5, "samples": [a, b], "seconds": 0.7, "frames_lost": 17}]
+    # The window that would have ended across the gap accounts for [6000, 6250) as unreliable.
+    tail = next(r for r in windows(records) if r["samples"][1] == a)
+    assert tail["new"] == [6000, a] and tail["reason"] == "gap"
+    after = [r for r in windows(records) if r["samples"][1] > b]
+    # Windows reaching back over the gap, then those in the filters' settling time, are unreliable.
+    assert {r["reason"] for r in after[:8]} == {"gap"} and after[8]["reason"] == "settling after gap"
+    assert after[9]["quality"] == "ok" and after[9]["samples"][1] == b + 5000
+    # Recovered windows equal the offline windows of the signal since the gap.
+    ok = [r for r in after if r["quality"] == "ok"]
+    expected = offline_probs(runner, ecg[:, b:], FS, [r["samples"][1] - b for r in ok])
+    np.testing.assert_allclose([[r["probs"][k] for k in LABELS] for r in ok], expected, atol=1e-5)
+    assert_tiled(records, 0, ecg.shape[1])
+
+
+def test_lead_off_device_flags_and_bad_signal_are_unreliable(linear, ecg):
+    runner, spec = linear
+    x = ecg[:, :15_000].copy()
+    cases = {}
+    for name, kwargs, change in (
+        ("lead-off", {"lead_off": [6]}, None),
+        ("calibration", {"device_flags": 0x0002}, None),
+        ("flat", {}, lambda y: y.__setitem__((8, slice(None)), 0.0)),
+        ("saturated", {}, lambda y: np.clip(y[10], None, np.percentile(y[10], 80), out=y[10])),
+        ("nan", {}, lambda y: y.__setitem__((2, slice(7000, 7010)), np.nan)),
+    ):
+        y = x.copy()
+        if change:
+            change(y)
+        hub = StreamHub(runner, spec)
+        hub.open(0, fs_in=FS, lead_names=STANDARD_12_LEADS)
+        records = stream(hub, 0, y[:, :5000], [500]) + stream(hub, 0, y[:, 5000:], [500], first_sample=5000, **kwargs)
+        cases[name] = windows(records)[10:]  # windows ending after 5000, where the change starts
+    assert all(r["reason"] == "lead-off: V1" and r["leads"] == ["V1"] for r in cases["lead-off"])
+    assert all(r["reason"] == "device: calibration pulse" for r in cases["calibration"])
+    assert all("lead V3 flat" in r["reason"] for r in cases["flat"])
+    assert all("lead V5 saturated" in r["reason"] for r in cases["saturated"])
+    assert all(("NaN in lead III" in r.get("reason", "")) == (r["samples"][0] < 7010 < r["samples"][1] + 10)
+               for r in cases["nan"])
+    assert [r["quality"] for r in cases["nan"]][-2:] == ["ok", "ok"]  # NaNs out of the window: classified again
+    assert all(r["quality"] == "unreliable" and "label" not in r for c in ("lead-off", "flat") for r in cases[c])
+
+
+def _verdict(label, reliable=True, t=1.0):
+    v = WindowVerdict(0, t, 0, 500, 0, reliable, reason="" if reliable else "lead-off: II")
+    v.label, v.probs = label, {label: 0.9} if label else {}
+    return v
+
+
+def test_hysteresis_raises_a_rhythm_only_after_n_consecutive_windows():
+    spec = ModelSpec(("II",), LABELS, PreprocessConfig(), WINDOW)
+    mon = BedMonitor(0, fs_in=250.0, lead_names=("II",), model=spec, settings=StreamSettings(hysteresis=3))
+    seq = ["SR", "SR", "SR", "AFIB", "AFIB", None, "AFIB", "AFIB", "AFIB", "SR", "AFIB"]
+    events = []
+    for i, label in enumerate(seq):
+        events += [(i, e) for e in mon.resolve(_verdict(label, reliable=label is not None, t=i))]
+    rhythm = [(i, e["from"], e["to"], e["held_windows"]) for i, e in events if e["type"] == "rhythm_change"]
+    assert rhythm == [(2, None, "SR", 3), (8, "SR", "AFIB", 3)]  # the unreliable window at 5 restarted the count
+    quality = [(i, e["quality"]) for i, e in events if e["type"] == "quality"]
+    assert quality == [(0, "ok"), (5, "unreliable"), (6, "ok")]
+
+
+class CountingRunner:
+    """Wraps a runner and records the batch size of every call."""
+
+    def __init__(self, runner):
+        self.runner, self.batches = runner, []
+
+    def infer(self, x):
+        self.batches.append(len(x))
+        return self.runner.infer(x)
+
+
+def test_hub_batches_many_beds_into_one_call(linear, ecg):
+    runner, spec = linear
+    counting = CountingRunner(runner)
+    hub = StreamHub(counting, spec, max_batch=8)
+    beds = {f"bed{i}": np.roll(ecg, 700 * i, axis=1)[:, :6_000] for i in range(5)}
+    for sid in beds:
+        hub.open(sid, fs_in=FS, lead_names=STANDARD_12_LEADS)
+    for sid, x in beds.items():
+        hub.push(sid, x, 0)
+    records = hub.flush()
+    assert counting.batches == [8, 7]  # 5 beds x 3 classifiable windows, in batches of at most 8
+    for sid, x in beds.items():
+        alone = StreamHub(runner, spec)
+        alone.open(sid, fs_in=FS, lead_names=STANDARD_12_LEADS)
+        alone.push(sid, x, 0)
+        assert [r for r in records if r.get("stream") == sid] == alone.flush()
+
+
+def test_missing_lead_is_an_error_not_a_zero_lead():
+    spec = ModelSpec(STANDARD_12_LEADS, LABELS, PreprocessConfig(), WINDOW)
+    with pytest.raises(ShapeMismatch, match="carries leads MLII, V5; the model needs I, III, aVR"):
+        BedMonitor(3, fs_in=360.0, lead_names=("MLII", "V5"), model=spec)
+
+
+@pytest.mark.parametrize("kwargs", [{"hop_s": 0}, {"hysteresis": 0}])
+def test_settings_are_validated(kwargs):
+    with pytest.raises(ConfigError):
+        StreamSettings(**kwargs)
+
+
+def test_restart_starts_a_new_segment(linear, ecg):
+    runner, spec = linear
+    hub = StreamHub(runner, spec)
+    hub.open(0, fs_in=FS, lead_names=STANDARD_12_LEADS)
+    first = stream(hub, 0, ecg[:, :5_700], [20])
+    hub.restart(0, "restart")
+    second = hub.flush() + stream(hub, 0, ecg[:, :5_000], [20])  # the device rebooted: index 0 again
+    assert windows(first)[-1]["samples"][1] == 5_500
+    assert windows(second)[0] == {"type": "window", "stream": 0, "t": 11.4, "samples": [1_604, 5_700],
+                                  "new": [5_500, 5_700], "quality": "unreliable", "reason": "restart"}
+    assert [r["reason"] for r in windows(second)[1:10]] == ["restart"] * 8 + ["settling after restart"]
+    assert windows(second)[10]["quality"] == "ok" and windows(second)[10]["samples"][1] == 5_000
+
+
+def test_memory_per_bed_is_bounded(linear):
+    runner, spec = linear
+    hub = StreamHub(runner, spec)
+    mon = hub.open(0, fs_in=FS, lead_names=STANDARD_12_LEADS)
+    second = np.random.default_rng(0).normal(0, 0.3, (12, 500))
+    tracemalloc.start()
+    try:
+        for s in range(600):  # ten minutes, one push per second
+            hub.push(0, second, s * 500)
+            hub.flush()
+            if s == 120:
+                early = tracemalloc.get_traced_memory()[0]
+        late = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert late - early < 64 * 1024  # bytes; the rings and filter states do not grow with time
+    assert mon.raw.buf.shape == (12, mon._raw_capacity) and mon.out.buf.shape == (12, mon._out_capacity)
