@@ -11,7 +11,7 @@ Method (the README repeats it):
   TensorRT workers block ``import torch`` (an import of it fails loudly), so their memory is that
   of the inference-only runtime a bedside device runs. Two numbers: resident memory right after
   load + first inference (Python, numpy, the runtime library, the model), and the process's peak
-  (``ru_maxrss``) at the end, which for batch-1 rows includes the stream's preprocessing (scipy)
+  (``VmHWM`` on Linux, else ``ru_maxrss``) at the end, which for batch-1 rows includes the stream's preprocessing (scipy)
   run for the real-time factor, and for large batches the activations. The torch worker builds
   the FP32 eager model from the manifest's ``source.checkpoint`` (or ``--checkpoint``); its rows
   are skipped, with the reason, when that checkpoint or torch is missing.
@@ -940,6 +940,15 @@ def _current_rss_bytes() -> int | None:
 
 
 def _peak_rss_bytes() -> int:
+    """This process's peak resident memory. On Linux the VmHWM of /proc/self/status: ``ru_maxrss``
+    survives ``exec``, so a worker spawned by a big process (a quickstart holding torch and a data
+    set) would report its parent's peak instead of its own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB, macOS bytes
 

@@ -106,7 +106,7 @@ class ModelConfig:
 
     channels: tuple[int, ...] = (8, 16, 32, 32, 16)
     kernels: tuple[int, ...] = (7, 7, 5, 5, 3)
-    head_channels: int = 64
+    head_channels: int = 128
     dropout: float = 0.2
 
     def __post_init__(self):

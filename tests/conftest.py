@@ -36,7 +36,7 @@ def cae_run(synth):
     from ecgedge.train import pretrain
 
     cfg = PretrainConfig(data=DataConfig(paths=(str(synth / "data"),), cache_dir=str(synth / "cache")), window=WindowConfig(hop=128),
-                         epochs=3, seed=0, run_dir=str(synth / "runs" / "cae"))
+                         epochs=8, batch_size=32, lr=3e-3, seed=0, run_dir=str(synth / "runs" / "cae"))
     return pretrain(cfg, progress=False)
 
 
@@ -47,5 +47,5 @@ def clf_run(synth, cae_run):
     from ecgedge.train import classify
 
     cfg = ClassifyConfig(data=DataConfig(paths=(str(synth / "data"),), cache_dir=str(synth / "cache")), labels=LabelScheme.chapman4,
-                         init=str(cae_run.checkpoint), epochs=10, seed=0, run_dir=str(synth / "runs" / "clf"))
+                         init=str(cae_run.checkpoint), epochs=30, lr=3e-3, batch_size=16, seed=0, run_dir=str(synth / "runs" / "clf"))
     return classify(cfg, progress=False)

@@ -93,13 +93,7 @@ def test_truncated_artefact_rejected(exported, tmp_path):
 def test_wrong_weights_fail_the_gate(exported, tmp_path):
     """A model with scrambled weights, even with its hash re-signed, is caught by the gate."""
     folder = _copy(exported, tmp_path)
-    model = onnx.load(str(folder / "model.fp16.onnx"))
-    rng = np.random.default_rng(0)
-    for init in model.graph.initializer:
-        w = numpy_helper.to_array(init)
-        if w.ndim >= 2:
-            init.CopyFrom(numpy_helper.from_array(rng.permutation(w.ravel()).reshape(w.shape).astype(w.dtype), init.name))
-    onnx.save(model, str(folder / "model.fp16.onnx"))
+    _scramble_weights(folder / "model.fp16.onnx")
     Manifest(folder, json.loads((folder / "manifest.json").read_text())).save()
     with pytest.raises(GateFailed, match="fp16@ort-cpu"):
         check_export(folder, log=lambda *_: None)
@@ -126,14 +120,35 @@ def test_cli_export_and_check(clf_run, tmp_path):
     assert res.exit_code == 0 and "check passed" in res.output
 
 
-def test_cli_gate_failure_exits_3(clf_run, tmp_path):
-    """An impossible gate (agreement above 100 % is not allowed; F1 may not move at all, with a 1-window calibration)."""
-    res = CliRunner().invoke(app, ["export", str(clf_run.run_dir), "--out", str(tmp_path / "e"), "--calib-windows", "1",
-                                   "--calib-method", "minmax", "--max-f1-drop", "0", "--min-agreement", "1.0", "-q"])
-    if res.exit_code == 0:
-        pytest.skip("INT8 calibrated on one window still matched FP32 exactly on every held-out window")
-    assert res.exit_code == 3 and "accuracy gate failed" in res.output
+def _scramble_weights(path, seed=0):
+    """Permute every weight tensor of an ONNX file in place: the graph stays valid, the model is wrong."""
+    model = onnx.load(str(path))
+    rng = np.random.default_rng(seed)
+    for init in model.graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.ndim >= 2:
+            init.CopyFrom(numpy_helper.from_array(rng.permutation(w.ravel()).reshape(w.shape).astype(w.dtype), init.name))
+    onnx.save(model, str(path))
+
+
+def test_cli_gate_failure_exits_3(clf_run, tmp_path, monkeypatch):
+    """An INT8 model that quantized wrongly (weights scrambled after the real quantizer ran) fails the
+    gate during export: exit 3, the artefact marked rejected, and the runtime refuses to load it."""
+    import ecgedge.export.pipeline as pipeline
+
+    real = pipeline.int8_onnx_from_onnx
+
+    def broken_int8(fp32, out, *args, **kwargs):
+        settings = real(fp32, out, *args, **kwargs)
+        _scramble_weights(out)
+        return settings
+
+    monkeypatch.setattr(pipeline, "int8_onnx_from_onnx", broken_int8)
+    res = CliRunner().invoke(app, ["export", str(clf_run.run_dir), "--out", str(tmp_path / "e"), "-q"])
+    assert res.exit_code == 3, res.output
+    assert "accuracy gate failed" in res.output and "int8@ort-cpu" in res.output
     m = json.loads((tmp_path / "e" / "manifest.json").read_text())
     assert m["artefacts"]["int8"]["status"] == "rejected"
+    assert m["artefacts"]["fp32"]["status"] != "rejected"
     with pytest.raises(ArtefactError, match="rejected"):
         runner_from_export(tmp_path / "e", Precision.int8)

@@ -174,3 +174,15 @@ def test_runtime_and_manifest_import_without_torch(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "ok (1, 3)" in res.stdout
+
+
+def test_tensorrt_provider_cache_stays_out_of_the_export_folder(tmp_path, monkeypatch):
+    """The TensorRT EP writes engines to its cache; inside the folder they would fail its verification."""
+    monkeypatch.setenv("ECGEDGE_CACHE", str(tmp_path / "cache"))
+    folder = make_export(tmp_path / "exp")
+    runner = runner_from_export(folder, Precision.fp32, Backend.ort_trt)  # lazy: nothing runs without a GPU
+    trt_options = dict(runner.providers()[0][1])
+    cache = trt_options["trt_engine_cache_path"]
+    assert trt_options["trt_engine_cache_enable"] and trt_options["trt_fp16_enable"] is False
+    assert str(tmp_path / "cache") in cache and str(folder) not in cache
+    load_manifest(folder)  # still verifies: the cache folder created by providers() is not in it

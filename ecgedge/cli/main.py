@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from ecgedge import __version__
+from ecgedge.cli import bench as bench_cli
 from ecgedge.cli import export as export_cli
+from ecgedge.cli import stream as stream_cli
 from ecgedge.cli import train as train_cli
 
 app = typer.Typer(
@@ -16,6 +18,8 @@ app = typer.Typer(
 )
 app.add_typer(train_cli.app, name="train")
 app.command("export")(export_cli.export_cmd)
+app.command("bench")(bench_cli.bench_cmd)
+app.command("stream")(stream_cli.stream_cmd)
 
 
 def _version(value: bool):

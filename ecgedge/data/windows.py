@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -36,6 +37,7 @@ from ecgedge.data.quality import signal_problems
 from ecgedge.data.records import RecordRef, find_label_tables, find_records, load_label_table, read_record, select_leads
 from ecgedge.errors import BadRecord, DataNotFound
 from ecgedge.hashing import value_sha256
+from ecgedge.paths import cache_root
 
 CACHE_VERSION = 1
 
@@ -67,8 +69,12 @@ class LoadSummary:
 
 
 def _reason_class(reason: str) -> str:
-    head = reason.split(":")[0].split("(")[0]
-    return "".join(c for c in head if not c.isdigit()).strip()
+    """The kind of a skip reason, its specifics dropped: 'lead V1 flat (std 0 mV); lead V2 flat ...'
+    -> 'lead flat'; 'no Chapman rhythm among Dx 59118001, 164884008' -> 'no Chapman rhythm among Dx'."""
+    head = reason.split(";")[0].split(":")[0].split("(")[0]
+    head = re.sub(r"\blead \S+", "lead", head)
+    head = re.sub(r"[\d.,]+", " ", head)
+    return " ".join(head.split())
 
 
 @dataclass
@@ -170,7 +176,7 @@ def _windows_for_record(job: _Job):
 
 
 def default_cache_root() -> Path:
-    return Path(os.environ.get("ECGEDGE_CACHE", Path.home() / ".cache" / "ecgedge"))
+    return cache_root()
 
 
 def build_windows(

@@ -10,6 +10,7 @@ import onnx
 import torch
 
 from ecgedge.errors import ArtefactError
+from ecgedge.export.onnx_tidy import strip_debug_info
 from ecgedge.models.checkpoint import Checkpoint
 
 INPUT_NAME = "ecg"
@@ -35,6 +36,7 @@ def onnx_from_model(model: torch.nn.Module, example: torch.Tensor, path: str | P
             torch.onnx.export(model, (example,), str(path), input_names=[input_name], output_names=[output_name],
                               opset_version=opset, dynamo=False,
                               dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}})
+    strip_debug_info(path)
     check_onnx(path, expected_shape=tuple(example.shape[1:]), opset=opset)
     return path
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ecgedge.errors import ArtefactError, ConfigError
 from ecgedge.export.manifest import Manifest, load_manifest
+from ecgedge.paths import cache_root
 from ecgedge.runtime.base import Backend, InputSpec, Precision, Runner
 from ecgedge.runtime.ort_runner import OrtRunner
 
@@ -53,7 +54,10 @@ def runner_from_export(folder: str | Path, precision: Precision | str | None = N
         return TensorRTRunner(path, spec, precision, built_for=art, max_batch=int(art.get("profile", [1, 8, 64])[-1]))
     if art.get("runtime", "onnx") != "onnx":
         raise ConfigError(f"artefact {key} is a {art.get('runtime')} file; use --backend tensorrt")
-    return OrtRunner(path, spec, precision, backend=backend, threads=threads, trt_cache_dir=manifest.folder / "trt_cache")
+    # The TensorRT provider's engine cache lives outside the export folder (whose files are all hashed),
+    # keyed by the model file's sha256: built once per GPU and model, never mistaken for an artefact.
+    sha = manifest.data.get("files", {}).get(art["file"], {}).get("sha256", "unhashed")
+    return OrtRunner(path, spec, precision, backend=backend, threads=threads, trt_cache_dir=cache_root() / "ort-trt" / sha[:16])
 
 
 def runner_from_onnx(path: str | Path, spec: InputSpec, precision: Precision | str = Precision.fp32,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgedge.paths import cache_root
 from ecgedge.runtime.base import Backend, InputSpec, Precision, Runner, require_backend
 
 
@@ -14,8 +15,9 @@ class OrtRunner(Runner):
     """ONNX Runtime session on one execution provider.
 
     ``threads`` sets intra-op threads (``None`` = ONNX Runtime's default, all cores). On the
-    TensorRT provider the engine cache goes to ``trt_cache_dir`` (the folder of the model by default)
-    so the expensive build happens once per GPU.
+    TensorRT provider the engine cache goes to ``trt_cache_dir`` (default: under the ecgedge cache,
+    keyed by the model's path) so the expensive build happens once per GPU; never inside an export
+    folder, whose every model file must be listed in its manifest.
     """
 
     def __init__(self, model_path, spec: InputSpec, precision: Precision, backend: Backend = Backend.ort_cpu,
@@ -32,7 +34,12 @@ class OrtRunner(Runner):
             return ["CPUExecutionProvider"]
         if self.backend == Backend.ort_cuda:
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        cache = str(self.trt_cache_dir or Path(self.model_path).parent / "trt_cache")
+        if self.trt_cache_dir is None:
+            import hashlib
+
+            key = hashlib.sha256(str(Path(self.model_path).resolve()).encode()).hexdigest()[:16]
+            self.trt_cache_dir = cache_root() / "ort-trt" / key
+        cache = str(self.trt_cache_dir)
         os.makedirs(cache, exist_ok=True)
         trt = {
             "trt_fp16_enable": self.precision != Precision.fp32,

@@ -12,7 +12,7 @@ One core keeps N beds in real time while a step costs at most 1 s of CPU, so it 
 CPU time (``time.process_time``) rather than wall time, so other work on the machine does not
 count; with one inference thread and single-threaded numpy/scipy the two agree on an idle machine.
 
-    pytest benchmarks/bench_stream.py --benchmark-only      # not matched by `pytest benchmarks/`: name the file
+    pytest benchmarks/test_stream_speed.py --benchmark-only
 
 Uses the export of ``benchmarks/conftest.py`` (``--export-dir`` or an untrained export of the real
 architecture: speed does not depend on the weights).
