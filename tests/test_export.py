@@ -150,5 +150,6 @@ def test_cli_gate_failure_exits_3(clf_run, tmp_path, monkeypatch):
     m = json.loads((tmp_path / "e" / "manifest.json").read_text())
     assert m["artefacts"]["int8"]["status"] == "rejected"
     assert m["artefacts"]["fp32"]["status"] != "rejected"
+    assert m["recommended"]["ort-cpu"] == "fp32" and "int8 is rejected" in m["recommended_notes"]["ort-cpu"]
     with pytest.raises(ArtefactError, match="rejected"):
         runner_from_export(tmp_path / "e", Precision.int8)

@@ -273,6 +273,13 @@ def _record_verdicts(manifest: Manifest, reports: list[GateReport]) -> None:
         else:
             art["status"] = "rejected"
     manifest.data["gate"]["passed"] = all(reports)
+    # A recommendation names only an artefact the gate let through; otherwise the FP32 reference.
+    recommended = manifest.data.get("recommended") or {}
+    for backend, precision in list(recommended.items()):
+        status = manifest.artefacts.get(artefact_key(Backend(backend), Precision(precision)), {}).get("status")
+        if status not in ("accepted", "reference"):
+            recommended[backend] = Precision.fp32.value
+            manifest.data.setdefault("recommended_notes", {})[backend] = f"{precision} is {status or 'missing'}: falling back to fp32"
 
 
 def check_export(folder: str | Path, *, backends: list[Backend] | None = None, log=print) -> ExportResult:
