@@ -144,7 +144,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """``ecgedge train pretrain``: the CAE on unlabeled single-lead windows."""
+    """``ecgedge train pretrain``: the CAE on unlabeled single-lead windows.
+
+    ``batch_size`` is per process: under ``torchrun`` with N processes a step sees N x
+    ``batch_size`` windows. ``sync_batchnorm`` (used only then) gives BatchNorm the statistics of
+    that global batch, so N processes train as one process with the global batch would; off, each
+    process normalises by its own share (plain DDP, no extra communication).
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     lead: str = "II"
@@ -160,6 +166,7 @@ class PretrainConfig:
     seed: int = 0
     device: Device = Device.cpu
     run_dir: str = "runs/pretrain"
+    sync_batchnorm: bool = True
 
     def __post_init__(self):
         _check_training(self)

@@ -21,21 +21,23 @@ from __future__ import annotations
 import csv
 import json
 import math
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ecgedge.config import ClassifyConfig, Device, PretrainConfig, config_to_dict
+from ecgedge.config import ClassifyConfig, DataConfig, Device, PretrainConfig, config_to_dict
 from ecgedge.data.preprocess import normalise_windows
-from ecgedge.data.splits import Split, split_records, subsample
+from ecgedge.data.splits import split_records, subsample
+from ecgedge.data.store import WindowStore, is_store
 from ecgedge.data.windows import WindowSet, build_windows
-from ecgedge.errors import BackendUnavailable, ConfigError, DataNotFound
+from ecgedge.distributed import (SINGLE, DistContext, all_sum, barrier, built_once, data_parallel, distributed_context,
+                                 from_main, rank_part, torch_device)
+from ecgedge.errors import ArtefactError, BackendUnavailable, ConfigError, DataNotFound
 from ecgedge.evaluate.metrics import classification_report, record_probabilities, softmax
 from ecgedge.evaluate.plots import plot_confusion, plot_curves, plot_reconstruction
 from ecgedge.models.autoencoder import ConvAutoencoder
@@ -102,19 +104,56 @@ def _write_history(path: Path, history: list[dict]) -> None:
 
 # ----------------------------------------------------------------------------------- pretraining
 
+TRAIN_STATE = "train_state.pt"
+TRAIN_STATE_FORMAT = "ecgedge.train-state/1"
 
-def pretrain(cfg: PretrainConfig, *, progress: bool = True) -> TrainResult:
+
+def pretrain(cfg: PretrainConfig, *, progress: bool = True, resume: bool = False) -> TrainResult:
     """Train the CAE on single-lead windows (``cfg.lead``) and report held-out reconstruction MSE.
 
     MSE is reported in normalised units (what the loss sees) and in µV² (the reconstruction
     scaled back by each window's standard deviation: the unit of the paper's 626.6, whose data
     are in µV).
+
+    ``cfg.data.paths`` may be one window store (``ecgedge data build``) instead of records; the
+    store fixes the preprocessing and the windows, so its ``preprocess`` and ``window`` replace
+    the config's.
+
+    Under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` in the environment) every process
+    runs this with the same config: DistributedDataParallel over NCCL (``--device cuda``, one GPU
+    per process) or gloo (``cpu``). ``cfg.batch_size`` is per process, so a step sees a global
+    batch of ``batch_size x world size`` windows, each rank a disjoint share of the same seeded
+    shuffle; BatchNorm uses the global batch's statistics unless ``cfg.sync_batchnorm`` is off
+    (see :mod:`ecgedge.distributed`). The window cache is built by rank 0 before the others open
+    it, validation is split across ranks, and only rank 0 prints and writes the run folder; the
+    other ranks return a result with empty ``metrics``.
+
+    ``resume`` continues from ``run_dir/train_state.pt``, written beside ``last.pt`` after every
+    completed epoch (model, optimizer, learning-rate schedule, shuffling state, history): the run
+    goes on where the last completed epoch ended, so with the same world size it ends with the
+    weights an uninterrupted run would have had (an epoch cut short by Ctrl-C is redone).
     """
+    with distributed_context(cfg.device) as ctx:
+        return _pretrain(cfg, ctx, progress=progress and ctx.is_main, resume=resume)
+
+
+def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: bool) -> TrainResult:
     _seed_everything(cfg.seed)
     device = _device(cfg.device)
-    run = _prepare_run_dir(cfg.run_dir, cfg)
-    ws = build_windows(cfg.data, (cfg.lead,), cfg.preprocess, cfg.window, None, progress=progress)
-    (run / "data_summary.json").write_text(json.dumps(ws.summary.to_dict(), indent=2))
+    if ctx.is_distributed:
+        device = torch_device(cfg.device, ctx)
+    store = _window_store(cfg.data)
+    if store is not None:
+        if progress and (store.preprocess != cfg.preprocess or store.window != cfg.window):
+            tqdm.write(f"note: using the preprocessing and windows the store was built with ({config_to_dict(store.window)})")
+        cfg = replace(cfg, preprocess=store.preprocess, window=store.window)
+    run = _prepare_run_dir(cfg.run_dir, cfg) if ctx.is_main else Path(cfg.run_dir)
+    if store is not None:
+        ws = store.window_set((cfg.lead,))
+    else:
+        ws = built_once(ctx, lambda: build_windows(cfg.data, (cfg.lead,), cfg.preprocess, cfg.window, None, progress=progress))
+    if ctx.is_main:
+        (run / "data_summary.json").write_text(json.dumps(ws.summary.to_dict(), indent=2))
     if progress:
         tqdm.write(ws.summary.describe())
     if cfg.window.samples % cfg.model.downsampling:
@@ -138,8 +177,10 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True) -> TrainResult:
         val_idx = np.sort(rng.choice(val_idx, min(len(val_idx), max(cfg.max_windows // 5, 1)), replace=False))
     if not len(val_idx):
         raise DataNotFound("too few windows to hold any out for validation; add records or lower --hop")
-    (run / "split.json").write_text(json.dumps({"kind": split_note, "val_records": held_out_records,
-                                                "train_windows": int(len(train_idx)), "val_windows": int(len(val_idx))}, indent=2))
+    global_batch = cfg.batch_size * ctx.world_size
+    if ctx.is_main:
+        (run / "split.json").write_text(json.dumps({"kind": split_note, "val_records": held_out_records,
+                                                    "train_windows": int(len(train_idx)), "val_windows": int(len(val_idx))}, indent=2))
 
     model = ConvAutoencoder(cfg.model).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -147,43 +188,71 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True) -> TrainResult:
     history: list[dict] = []
     best = math.inf
     interrupted = False
+    start = 1
+    if resume:
+        state = from_main(ctx, lambda: _read_train_state(run, cfg))
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        history, best, start = state["history"], state["best"], state["epoch"] + 1
+        if progress:
+            tqdm.write(f"resuming {run} after epoch {state['epoch']}")
+            if state["global_batch"] != global_batch:
+                tqdm.write(f"note: the global batch changes from {state['global_batch']} to {global_batch} windows "
+                           f"({state['world_size']} -> {ctx.world_size} processes)")
+    net = data_parallel(model, ctx, device, sync_bn=cfg.sync_batchnorm)
 
     def make_ckpt(epoch: int, metrics: dict, complete: bool) -> Checkpoint:
         return Checkpoint("cae", cfg.model, cfg.preprocess, cfg.window, model.state_dict(), leads=(cfg.lead,),
                           epoch=epoch, complete=complete, metrics=metrics, train_config=config_to_dict(cfg))
 
-    epoch = 0
+    epoch = start - 1
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(start, cfg.epochs + 1):
             model.train()
             losses = []
-            bar = tqdm(_batches(train_idx, cfg.batch_size, rng), total=math.ceil(len(train_idx) / cfg.batch_size),
+            bar = tqdm(_batches(train_idx, global_batch, rng), total=math.ceil(len(train_idx) / global_batch),
                        desc=f"pretrain {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
             for idx in bar:
+                batch_windows = len(idx)
+                if ctx.is_distributed:
+                    idx = rank_part(idx, ctx)
                 x, _ = _normalised(ws, idx, cfg.preprocess)
                 xt = torch.from_numpy(x).to(device)
-                loss = nn.functional.mse_loss(model(xt), xt)
+                loss = _reconstruction_loss(net(xt), xt, batch_windows, ctx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
             sched.step()
-            val = evaluate_cae(model, ws, val_idx, cfg, device)
+            if ctx.is_distributed:  # each rank's loss is its share of the global batch's MSE, times world size
+                losses = all_sum(losses, ctx) / ctx.world_size
+            val = evaluate_cae(model, ws, val_idx, cfg, device, ctx)
             row = {"epoch": epoch, "train_mse": float(np.mean(losses)), "val_mse": val["mse_normalised"], "val_mse_uv2": val["mse_uv2"]}
             history.append(row)
+            improved = val["mse_normalised"] < best
+            best = min(best, val["mse_normalised"])
             if progress:
                 tqdm.write(f"epoch {epoch}/{cfg.epochs}  train mse {row['train_mse']:.4f}  val mse {val['mse_normalised']:.4f} (normalised), {val['mse_uv2']:.1f} µV²")
-            save_checkpoint(run / "last.pt", make_ckpt(epoch, val, complete=epoch == cfg.epochs))
-            if val["mse_normalised"] < best:
-                best = val["mse_normalised"]
-                save_checkpoint(run / "best.pt", make_ckpt(epoch, val, complete=True))
+            if ctx.is_main:
+                save_checkpoint(run / "last.pt", make_ckpt(epoch, val, complete=epoch == cfg.epochs))
+                if improved:
+                    save_checkpoint(run / "best.pt", make_ckpt(epoch, val, complete=True))
+                # Written last: a crash before this line redoes the epoch on --resume.
+                _write_train_state(run, cfg, ctx, epoch=epoch, model=model, opt=opt, sched=sched, rng=rng, history=history, best=best)
     except KeyboardInterrupt:
         interrupted = True
-        save_checkpoint(run / "last.pt", make_ckpt(epoch, history[-1] if history else {}, complete=False))
+        if ctx.is_main:
+            save_checkpoint(run / "last.pt", make_ckpt(epoch, history[-1] if history else {}, complete=False))
         if progress:
-            tqdm.write(f"interrupted in epoch {epoch}: wrote {run / 'last.pt'}")
+            tqdm.write(f"interrupted in epoch {epoch}: wrote {run / 'last.pt'} (--resume redoes this epoch)")
 
+    if not ctx.is_main:
+        if not interrupted:
+            barrier(ctx)  # return once rank 0 has written the run folder
+        return TrainResult(run, run / "best.pt", {}, interrupted)
     _write_history(run / "history.csv", history)
     ckpt_path = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
     best_model = load_checkpoint(ckpt_path).build_model().to(device) if ckpt_path.exists() else model
@@ -196,6 +265,8 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True) -> TrainResult:
         "interrupted": interrupted,
         "train_windows": int(len(train_idx)),
         "val_windows": int(len(val_idx)),
+        "world_size": ctx.world_size,
+        "global_batch": global_batch,
         "params": count_params(model),
         "macs_per_window": count_macs(model.cpu(), (1, cfg.window.samples)),
         "paper_mse": 626.583,
@@ -208,24 +279,146 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True) -> TrainResult:
             y = best_model.cpu().eval()(torch.from_numpy(x)).numpy()
         plot_reconstruction(x[0, 0], y[0, 0], cfg.preprocess.fs_hz, run / "plots" / "reconstruction.png",
                             f"held-out window {ws.record_ids[ws.window_record[val_idx[0]]]} (lead {cfg.lead})")
+    if not interrupted:
+        barrier(ctx)
     return TrainResult(run, ckpt_path, metrics, interrupted)
 
 
+def _window_store(data: DataConfig) -> WindowStore | None:
+    """The window store ``data.paths`` names, or ``None`` when they are records."""
+    stores = [p for p in data.paths if is_store(p)]
+    if not stores:
+        return None
+    if len(data.paths) > 1:
+        raise ConfigError(f"a window store ({stores[0]}) must be the only --data path; got {len(data.paths)} paths")
+    return WindowStore.open(stores[0])
+
+
+def _reconstruction_loss(y: torch.Tensor, x: torch.Tensor, batch_windows: int, ctx: DistContext) -> torch.Tensor:
+    """MSE of the batch; under DDP this rank's share of the global batch's MSE times the world size,
+    so DDP's mean of the ranks' gradients is the global batch's gradient even when the shares
+    differ in size (the last batch of an epoch) or one is empty."""
+    if not ctx.is_distributed:
+        return nn.functional.mse_loss(y, x)
+    return (y - x).pow(2).sum() * (ctx.world_size / (batch_windows * x.shape[1] * x.shape[2]))
+
+
+def _write_train_state(run: Path, cfg: PretrainConfig, ctx: DistContext, *, epoch: int, model: nn.Module, opt, sched,
+                       rng: np.random.Generator, history: list[dict], best: float) -> None:
+    state = {
+        "format": TRAIN_STATE_FORMAT,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": rng.bit_generator.state,
+        "history": history,
+        "best": best,
+        "world_size": ctx.world_size,
+        "global_batch": cfg.batch_size * ctx.world_size,
+        "model_config": config_to_dict(cfg.model),
+    }
+    tmp = run / (TRAIN_STATE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(run / TRAIN_STATE)
+
+
+def _read_train_state(run: Path, cfg: PretrainConfig) -> dict:
+    path = run / TRAIN_STATE
+    if not path.is_file():
+        raise ConfigError(f"--resume: {path} not found (written after each completed epoch); run without --resume to start afresh")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise ArtefactError(f"{path} is not a loadable training state: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
+        raise ArtefactError(f"{path} is not an ecgedge training state")
+    if state["model_config"] != config_to_dict(cfg.model):
+        raise ConfigError(f"--resume: {path} was trained with model {state['model_config']}, not {config_to_dict(cfg.model)}")
+    return state
+
+
 @torch.no_grad()
-def evaluate_cae(model: nn.Module, ws: WindowSet, idx: np.ndarray, cfg: PretrainConfig, device) -> dict:
+def evaluate_cae(model: nn.Module, ws: WindowSet, idx: np.ndarray, cfg: PretrainConfig, device, ctx: DistContext = SINGLE) -> dict:
+    """Reconstruction MSE of windows ``idx`` (normalised units and µV²); under DDP each rank scores
+    its share and the sums are added up, so every rank gets the same result."""
     model.eval()
     se_norm = se_uv = count = 0.0
-    for b in _batches(idx, 256, None):
+    for b in _batches(rank_part(idx, ctx) if ctx.is_distributed else idx, 256, None):
         x, std = _normalised(ws, b, cfg.preprocess)
         y = model(torch.from_numpy(x).to(device)).cpu().numpy()
         err = y - x
         se_norm += float((err.astype(np.float64) ** 2).sum())
         se_uv += float(((err * std * 1000.0).astype(np.float64) ** 2).sum())
         count += err.size
+    if ctx.is_distributed:
+        se_norm, se_uv, count = map(float, all_sum([se_norm, se_uv, count], ctx))
     return {"mse_normalised": se_norm / count, "mse_uv2": se_uv / count, "rmse_uv": math.sqrt(se_uv / count), "windows": int(len(idx))}
 
 
 # ----------------------------------------------------------------------------------- classifier
+
+
+def load_cae(path: str, flag: str = "--init") -> Checkpoint:
+    """The CAE checkpoint at ``path`` (a file or a run folder); another kind raises :class:`ConfigError` naming ``flag``."""
+    cae = load_checkpoint(path)
+    if cae.kind != "cae":
+        raise ConfigError(f"{flag} {path} is a {cae.kind} checkpoint; a CAE checkpoint (ecgedge train pretrain) is needed")
+    return cae
+
+
+def adopt_cae(cfg: ClassifyConfig, cae: Checkpoint) -> ClassifyConfig:
+    """``cfg`` with the architecture, preprocessing and window length the transferred encoder fixes."""
+    return replace(cfg, model=replace(cae.model_config, head_channels=cfg.model.head_channels, dropout=cfg.model.dropout),
+                   preprocess=cae.preprocess, window=replace(cfg.window, samples=cae.window.samples))
+
+
+def classifier_from_init(cfg: ClassifyConfig, n_classes: int, cae: Checkpoint | None = None) -> RhythmClassifier:
+    """The classifier for ``cfg``: encoder weights copied from ``cae`` (or random when ``None``),
+    frozen when ``cfg.freeze_encoder``. Seed torch first for a reproducible head."""
+    model = RhythmClassifier(cfg.model, len(cfg.leads), n_classes)
+    if cae is not None:
+        enc = {k.removeprefix("encoder."): v for k, v in cae.state_dict.items() if k.startswith("encoder.")}
+        model.encoder.load_state_dict(enc)
+    if cfg.freeze_encoder:
+        model.set_encoder_trainable(False)
+    return model
+
+
+def train_epochs(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cfg: ClassifyConfig, device, *,
+                 progress: bool = True, desc: str = "classify") -> Iterator[dict]:
+    """Fit ``model`` to the windows ``train_idx`` for ``cfg.epochs``, yielding ``{"epoch", "train_loss"}`` after each.
+
+    ``train_idx`` may repeat windows (a bootstrap sample counts a record as often as it was drawn).
+    Loss: cross-entropy weighted by inverse class frequency of the training windows; AdamW on the
+    trainable parameters (``cfg.lr``, ``cfg.weight_decay``) under a one-cycle schedule; batches of
+    ``cfg.batch_size`` shuffled by a generator seeded with ``cfg.seed``. Between yields the caller
+    may evaluate or checkpoint the model; the next epoch puts it back in train mode.
+    """
+    n_classes = len(ws.class_names)
+    counts = np.bincount(ws.labels[train_idx], minlength=n_classes).astype(float)
+    weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = math.ceil(len(train_idx) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
+    rng = np.random.default_rng(cfg.seed)
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        losses = []
+        bar = tqdm(_batches(train_idx, cfg.batch_size, rng), total=steps, desc=f"{desc} {epoch}/{cfg.epochs}",
+                   unit="batch", disable=not progress, leave=False)
+        for idx in bar:
+            x, _ = _normalised(ws, idx, cfg.preprocess)
+            y = torch.from_numpy(ws.labels[idx]).to(device)
+            loss = loss_fn(model(torch.from_numpy(x).to(device)), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        yield {"epoch": epoch, "train_loss": float(np.mean(losses))}
 
 
 def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
@@ -234,12 +427,8 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
     device = _device(cfg.device)
     cae = None
     if cfg.init != "random":
-        cae = load_checkpoint(cfg.init)
-        if cae.kind != "cae":
-            raise ConfigError(f"--init {cfg.init} is a {cae.kind} checkpoint; a CAE checkpoint (ecgedge train pretrain) or 'random' is needed")
-        # The transferred encoder fixes the architecture, the preprocessing and the window length.
-        cfg = replace(cfg, model=replace(cae.model_config, head_channels=cfg.model.head_channels, dropout=cfg.model.dropout),
-                      preprocess=cae.preprocess, window=replace(cfg.window, samples=cae.window.samples))
+        cae = load_cae(cfg.init)
+        cfg = adopt_cae(cfg, cae)
     elif cfg.freeze_encoder:
         raise ConfigError("--freeze-encoder needs --init CAE_CKPT (a frozen random encoder learns nothing)")
     run = _prepare_run_dir(cfg.run_dir, cfg)
@@ -263,19 +452,7 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
     if not len(test_idx):
         raise DataNotFound("no held-out test records: add records (each class needs at least two)")
 
-    model = RhythmClassifier(cfg.model, len(cfg.leads), len(classes))
-    if cae is not None:
-        enc = {k.removeprefix("encoder."): v for k, v in cae.state_dict.items() if k.startswith("encoder.")}
-        model.encoder.load_state_dict(enc)
-    model.to(device)
-    if cfg.freeze_encoder:
-        model.set_encoder_trainable(False)
-    counts = np.bincount(ws.labels[train_idx], minlength=len(classes)).astype(float)
-    weights = np.where(counts > 0, counts.sum() / (len(classes) * np.maximum(counts, 1)), 0.0)
-    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * math.ceil(len(train_idx) / cfg.batch_size))
-    rng = np.random.default_rng(cfg.seed)
+    model = classifier_from_init(cfg, len(classes), cae).to(device)
     history: list[dict] = []
     best = -math.inf
     interrupted = False
@@ -288,22 +465,8 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
 
     epoch = 0
     try:
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            losses = []
-            bar = tqdm(_batches(train_idx, cfg.batch_size, rng), total=math.ceil(len(train_idx) / cfg.batch_size),
-                       desc=f"classify {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
-            for idx in bar:
-                x, _ = _normalised(ws, idx, cfg.preprocess)
-                y = torch.from_numpy(ws.labels[idx]).to(device)
-                loss = loss_fn(model(torch.from_numpy(x).to(device)), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        for row in train_epochs(model, ws, train_idx, cfg, device, progress=progress):
+            epoch = row["epoch"]
             sel_idx = val_idx if len(val_idx) else train_idx
             sel = evaluate_classifier(model, ws, sel_idx, cfg, device)
             row |= {"val_macro_f1" if len(val_idx) else "train_macro_f1": sel["records"]["macro_f1"], "val_loss" if len(val_idx) else "train_eval_loss": sel["loss"]}
@@ -319,7 +482,7 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
         interrupted = True
         save_checkpoint(run / "last.pt", make_ckpt(epoch, history[-1] if history else {}, complete=False))
         if progress:
-            tqdm.write(f"interrupted in epoch {epoch}: wrote {run / 'last.pt'}")
+            tqdm.write(f"interrupted after epoch {epoch}: wrote {run / 'last.pt'}")
 
     _write_history(run / "history.csv", history)
     ckpt_path = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"

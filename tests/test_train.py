@@ -8,10 +8,10 @@ import torch
 from typer.testing import CliRunner
 
 from ecgedge.cli.main import app
-from ecgedge.config import ClassifyConfig, DataConfig, LabelScheme, ModelConfig, PretrainConfig, WindowConfig, config_from_toml
+from ecgedge.config import ClassifyConfig, DataConfig, ModelConfig, PretrainConfig, WindowConfig, config_from_toml
 from ecgedge.errors import ArtefactError, ConfigError
 from ecgedge.models.checkpoint import load_checkpoint
-from ecgedge.train import classify, pretrain
+from ecgedge.train import classify
 
 
 def test_pretrain_learns_and_writes_run_folder(cae_run):

@@ -6,6 +6,8 @@ import typer
 
 from ecgedge import __version__
 from ecgedge.cli import bench as bench_cli
+from ecgedge.cli import data as data_cli
+from ecgedge.cli import experiment as experiment_cli
 from ecgedge.cli import export as export_cli
 from ecgedge.cli import stream as stream_cli
 from ecgedge.cli import train as train_cli
@@ -17,6 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(train_cli.app, name="train")
+app.add_typer(data_cli.app, name="data")
+app.add_typer(experiment_cli.app, name="experiment")
 app.command("export")(export_cli.export_cmd)
 app.command("bench")(bench_cli.bench_cmd)
 app.command("stream")(stream_cli.stream_cmd)
@@ -39,7 +43,7 @@ def quickstart_cmd(
     records_per_rhythm: int = typer.Option(40, min=4, help="Synthetic records per rhythm (8 rhythms)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
-    """Run the whole chain on generated data: synthesize -> pretrain -> classify -> export INT8 + gate -> check."""
+    """Run the whole chain on generated data: synthesize -> pretrain -> classify -> export INT8 + gate -> check -> bench -> stream."""
     from ecgedge.cli.common import user_errors
     from ecgedge.quickstart import QuickstartConfig, quickstart
 

@@ -39,6 +39,8 @@ def stream_cmd(
     show_png: Optional[Path] = typer.Option(None, "--show-png", file_okay=False, help="Write a PNG strip per rhythm change / quality loss into this folder."),
     show_lead: str = typer.Option("II", help="Lead drawn by --show and --show-png."),
     tee: Optional[Path] = typer.Option(None, dir_okay=False, help="Also save every byte received (replay: --source stdin < FILE)."),
+    server: Optional[str] = typer.Option(None, help="Infer on a Triton Inference Server instead of here: grpc://HOST:PORT."),
+    server_model: Optional[str] = typer.Option(None, help="The model's name on that server (default: the export's Triton model name)."),
 ):
     """Decode a bedside device's stream, classify every window with the exported model, raise rhythm events.
 
@@ -50,7 +52,7 @@ def stream_cmd(
     cfg = StreamConfig(export=str(export), source=source, settings=StreamSettings(hop_s=hop, hysteresis=hysteresis),
                        precision=precision, backend=backend, threads=threads, sim_args=tuple(shlex.split(sim)),
                        max_outage_s=max_outage, show=show, show_png=str(show_png) if show_png else None,
-                       show_lead=show_lead, tee=str(tee) if tee else None)
+                       show_lead=show_lead, tee=str(tee) if tee else None, server=server, server_model=server_model)
     try:
         sink = open(out, "w", buffering=1) if out else sys.stdout
     except OSError as exc:

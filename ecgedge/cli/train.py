@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +19,8 @@ ConfigOpt = typer.Option(None, "--config", exists=True, dir_okay=False, help="TO
 @app.command("pretrain")
 @user_errors
 def pretrain_cmd(
-    data: list[Path] = DataOpt,
+    data: list[Path] = typer.Option(..., "--data", exists=True, help="Record files or folders (searched recursively), repeatable; "
+                                    "or one window store (ecgedge data build), whose preprocessing and windows are then used."),
     lead: str = typer.Option("II", help="Lead to pretrain on (MLII counts as II; single-lead records use their lead)."),
     config: Optional[Path] = ConfigOpt,
     epochs: Optional[int] = typer.Option(None, min=1),
@@ -33,10 +33,18 @@ def pretrain_cmd(
     device: Optional[Device] = typer.Option(None),
     run_dir: Optional[str] = typer.Option(None, help="Run folder (default runs/cae-TIMESTAMP)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Window cache folder (default ~/.cache/ecgedge)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir after its last completed epoch (run_dir/train_state.pt)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
-    """Pretrain the convolutional autoencoder on unlabeled single-lead windows (8.192 s at 250 Hz)."""
+    """Pretrain the convolutional autoencoder on unlabeled single-lead windows (8.192 s at 250 Hz).
+
+    Runs unchanged under torchrun (one process per GPU, or per CPU share with --device cpu):
+    --batch-size is per process, the global batch is --batch-size x processes; rank 0 prints and writes.
+    """
     from ecgedge.train import pretrain
+
+    if resume and run_dir is None and config is None:
+        raise typer.BadParameter("--resume needs --run-dir (or --config) naming the run to continue", param_hint="--resume")
 
     cfg = config_from_toml(
         PretrainConfig, config, data__paths=[str(p) for p in data], lead=lead, epochs=epochs, batch_size=batch_size,
@@ -44,7 +52,9 @@ def pretrain_cmd(
         device=device.value if device else None, data__cache_dir=str(cache_dir) if cache_dir else None,
         run_dir=run_dir or (None if config else default_run_dir("cae")),
     )
-    res = pretrain(cfg, progress=not quiet)
+    res = pretrain(cfg, progress=not quiet, resume=resume)
+    if not res.metrics:  # a torchrun rank other than 0: rank 0 reports
+        raise typer.Exit(130 if res.interrupted else 0)
     m = res.metrics["held_out"]
     echo(f"CAE held-out reconstruction MSE: {m.get('mse_normalised', float('nan')):.4f} (normalised), "
          f"{m.get('mse_uv2', float('nan')):.1f} µV² (paper: 626.6)")

@@ -175,6 +175,20 @@ def _windows_for_record(job: _Job):
         return exc.record, ref.path, None, None, None, exc.reason
 
 
+def _usable_windows(jobs: list, workers: int, summary: LoadSummary, *, desc: str, progress: bool):
+    """Read ``jobs`` in parallel; yield (record id, source, windows, starts, labels) of each usable
+    record, in order. Bad records and repeated record ids go into ``summary.skipped`` with their
+    reason; the caller marks what it used."""
+    for rid, source, w, starts, labs, error in tqdm(_run_jobs(jobs, workers), total=len(jobs), desc=desc, unit="rec",
+                                                    disable=not progress):
+        if error is not None:
+            summary.skipped[rid] = error
+        elif rid in summary.used:
+            summary.skipped[f"{rid} ({source})"] = "duplicate record id: kept the first one"
+        else:
+            yield rid, source, w, starts, labs
+
+
 def default_cache_root() -> Path:
     return cache_root()
 
@@ -220,14 +234,7 @@ def build_windows(
     n_windows = 0
     try:
         with open(tmp / "windows.f32", "wb") as out:
-            results = _run_jobs(jobs, workers)
-            for rid, source, w, starts, labs, error in tqdm(results, total=len(jobs), desc="reading records", unit="rec", disable=not progress):
-                if error is not None:
-                    summary.skipped[rid] = error
-                    continue
-                if rid in summary.used:
-                    summary.skipped[f"{rid} ({source})"] = "duplicate record id: kept the first one"
-                    continue
+            for rid, source, w, starts, labs in _usable_windows(jobs, workers, summary, desc="reading records", progress=progress):
                 out.write(np.ascontiguousarray(w).tobytes())
                 r = len(record_ids)
                 record_ids.append(rid)

@@ -38,7 +38,7 @@ from ecgedge.export.quantize import fp16_onnx_from_onnx, int8_onnx_from_onnx, qu
 from ecgedge.export.targets import PRESETS
 from ecgedge.hashing import file_sha256, value_sha256
 from ecgedge.runtime.base import Backend, InputSpec, Precision, available_backends
-from ecgedge.runtime.loader import artefact_key, input_spec, runner_from_export, runner_from_onnx
+from ecgedge.runtime.loader import artefact_key, runner_from_export, runner_from_onnx
 
 CHECK_FILE = "check_windows.npz"
 
@@ -102,14 +102,19 @@ class ExportResult:
     manifest: Manifest
     reports: list[GateReport]
     table: str
+    triton: object = None  # the TritonRepository written with triton=True
 
     @property
     def passed(self) -> bool:
         return all(self.reports)
 
 
-def main_export(cfg: ExportConfig, *, progress: bool = True, log=print) -> ExportResult:
-    """Export, quantize, compile and gate; writes the manifest even when the gate fails, then raises GateFailed."""
+def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: bool = False) -> ExportResult:
+    """Export, quantize, compile and gate; writes the manifest even when the gate fails, then raises GateFailed.
+
+    With ``triton`` a passed export also gets its Triton model repository (``triton/``, see
+    :func:`~ecgedge.export.triton.triton_repository_from_export`).
+    """
     from ecgedge.models.flops import count_macs, count_params
     from ecgedge.train import predict_logits
 
@@ -233,6 +238,10 @@ def main_export(cfg: ExportConfig, *, progress: bool = True, log=print) -> Expor
         worst = [f"{r.artefact}: lowest-SQNR tensors " + ", ".join(f"{w['tensor']} ({w['sqnr_db']:.1f} dB)" for w in r.worst_layers)
                  for r in reports if r.worst_layers]
         raise GateFailed("accuracy gate failed (artefacts marked rejected in the manifest):\n  " + "\n  ".join(failed + worst))
+    if triton:
+        from ecgedge.export.triton import triton_repository_from_export
+
+        result.triton = triton_repository_from_export(folder, manifest=manifest, log=log)
     return result
 
 

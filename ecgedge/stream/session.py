@@ -39,7 +39,7 @@ from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
-from ecgedge.errors import ArtefactError, ShapeMismatch
+from ecgedge.errors import ArtefactError, ConfigError, ShapeMismatch
 from ecgedge.runtime.base import Backend, Precision
 from ecgedge.stream.monitor import (
     CALIBRATION_FLAG,
@@ -374,6 +374,9 @@ class StreamConfig:
         show: draw the terminal strip chart (on ``show_to``); ``show_png``: folder for a PNG strip
             per event; ``show_lead``: which lead they draw.
         tee: file that receives every byte read (replay it with ``--source stdin``).
+        server: ``grpc://HOST:PORT`` of a Triton server that runs the model instead of this process
+            (:class:`~ecgedge.runtime.triton_runner.TritonRunner`); ``server_model`` its model name
+            (default: the export's Triton model name).
     """
 
     export: str
@@ -388,11 +391,18 @@ class StreamConfig:
     show_png: str | None = None
     show_lead: str = "II"
     tee: str | None = None
+    server: str | None = None
+    server_model: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "precision", Precision(self.precision) if self.precision else None)
         object.__setattr__(self, "backend", Backend(self.backend))
         object.__setattr__(self, "sim_args", tuple(self.sim_args))
+        if self.server and self.precision:
+            raise ConfigError("--precision picks a local artefact; with --server the server's model runs "
+                              "(the export's triton/ repository says which)")
+        if self.server_model and not self.server:
+            raise ConfigError("--server-model names a model on a Triton server: give --server grpc://HOST:PORT too")
 
 
 def stream_precision(manifest, backend: Backend) -> tuple[Precision, str]:
@@ -430,8 +440,14 @@ def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_
 
     manifest = load_manifest(cfg.export)
     source = source_from_spec(cfg.source, sim_args=cfg.sim_args)
-    precision, why = (cfg.precision, "") if cfg.precision else stream_precision(manifest, cfg.backend)
-    runner = runner_from_export(cfg.export, precision, cfg.backend, threads=cfg.threads, manifest=manifest, verify=False)
+    if cfg.server:
+        from ecgedge.runtime.triton_runner import triton_runner_from_export
+
+        runner = triton_runner_from_export(manifest, cfg.server, cfg.server_model)
+        precision, why = runner.precision, ""
+    else:
+        precision, why = (cfg.precision, "") if cfg.precision else stream_precision(manifest, cfg.backend)
+        runner = runner_from_export(cfg.export, precision, cfg.backend, threads=cfg.threads, manifest=manifest, verify=False)
     spec = ModelSpec.from_manifest(manifest)
     watchers = views_from_options(show=cfg.show, png_dir=cfg.show_png, lead=cfg.show_lead, out=show_to)
     tee = open(cfg.tee, "wb") if cfg.tee else None
@@ -440,9 +456,12 @@ def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_
             session = StreamSession(StreamHub(runner, spec, cfg.settings), on_frame=_fan_out(watchers))
             source.open()
             start = {"type": "session", "export": str(manifest.folder), "model": manifest.data.get("name"),
-                     "precision": precision.value, "backend": cfg.backend.value, "labels": list(spec.labels),
-                     "leads": list(spec.leads), "window_s": round(spec.window_samples / spec.preprocess.fs_hz, 3),
+                     "precision": precision.value if precision else None, "backend": "triton" if cfg.server else cfg.backend.value,
+                     "labels": list(spec.labels), "leads": list(spec.leads),
+                     "window_s": round(spec.window_samples / spec.preprocess.fs_hz, 3),
                      "hop_s": cfg.settings.hop_s, "hysteresis": cfg.settings.hysteresis, "source": source.name}
+            if cfg.server:
+                start.update(server=cfg.server, server_model=runner.model, server_platform=runner.platform)
             if why:
                 start["note"] = why
             emit(start)

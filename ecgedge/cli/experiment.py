@@ -1,0 +1,134 @@
+"""``ecgedge experiment transfer``: a thin wrapper over :func:`ecgedge.experiment.transfer.run_experiment`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ecgedge.cli.common import default_run_dir, echo, user_errors
+from ecgedge.config import Device, LabelScheme
+from ecgedge.experiment.transfer import Arm, Budget
+
+app = typer.Typer(help="Experiments that answer a question with a grid of training runs.", no_args_is_help=True)
+
+
+@app.callback()  # keeps `experiment` a group (`ecgedge experiment transfer`) while it has a single command
+def experiment():
+    """Experiments that answer a question with a grid of training runs."""
+
+
+def _fractions(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    try:
+        fractions = [float(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma-separated list of numbers, e.g. 1.0,0.5,0.25") from None
+    bad = [f for f in fractions if not 0 < f <= 1]
+    if not fractions or bad:
+        raise typer.BadParameter(f"training fractions must lie in (0, 1]; got {', '.join(map(str, bad or fractions)) or 'none'}")
+    return value
+
+
+def _arms(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    names = [x.strip() for x in value.split(",") if x.strip()]
+    known = [a.value for a in Arm]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise typer.BadParameter(f"unknown arm(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}")
+    return value
+
+
+def _image_size(value: Optional[str]) -> Optional[str]:
+    if value is not None:
+        parts = value.lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise typer.BadParameter(f"{value!r}: give HEIGHTxWIDTH in pixels, e.g. 96x128")
+    return value
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command as the user gave it (options set on the command line, in declaration order), shell-quoted."""
+    import shlex
+
+    parts = ["ecgedge", "experiment", ctx.info_name or "transfer"]
+    for param in ctx.command.params:
+        source = getattr(ctx.get_parameter_source(param.name), "name", None)  # click's ParameterSource, by name: typer vendors click
+        if source not in ("COMMANDLINE", "ENVIRONMENT"):
+            continue
+        value = ctx.params[param.name]
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            parts += [flag] if value else []
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            parts += [flag, str(getattr(v, "value", v))]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+@app.command("transfer")
+@user_errors
+def transfer_cmd(
+    ctx: typer.Context,
+    data: list[Path] = typer.Option(..., "--data", exists=True, help="Labelled record files or folders (searched recursively); repeatable."),
+    labels: LabelScheme = typer.Option(..., help="Label scheme of --data."),
+    pretrain_data: Optional[list[Path]] = typer.Option(None, "--pretrain-data", exists=True,
+                                                       help="Unlabelled records to pretrain the CAE on (repeatable); or use --cae."),
+    cae: Optional[Path] = typer.Option(None, exists=True, help="Reuse this pretrained CAE (checkpoint or run folder) instead of pretraining."),
+    fractions: Optional[str] = typer.Option(None, callback=_fractions, help="Training fractions, comma-separated (default 1.0,0.5,0.25)."),
+    repeats: Optional[int] = typer.Option(None, min=1, help="Bootstrap repeats per fraction (default from --budget)."),
+    arms: Optional[str] = typer.Option(None, callback=_arms, help="Arms, comma-separated, from transfer,random,frozen,2d (default all)."),
+    budget: Budget = typer.Option(Budget.small, help="Preset sizes: small (2 CPU cores, minutes) or paper (paper scale); flags override it."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Classifier epochs per cell, every arm (default from --budget)."),
+    pretrain_epochs: Optional[int] = typer.Option(None, min=1, help="CAE epochs (default from --budget)."),
+    batch_size: Optional[int] = typer.Option(None, min=1),
+    lr: Optional[float] = typer.Option(None, min=0.0, help="Peak learning rate of the one-cycle schedule."),
+    image_weights: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                                 help="torchvision resnet18 ImageNet state dict (e.g. resnet18-f37072d3.pth) for the 2d arm; "
+                                                      "without it the 2d arm starts from random weights."),
+    image_size: Optional[str] = typer.Option(None, callback=_image_size, help="2d arm image HEIGHTxWIDTH in px (default from --budget)."),
+    leads: Optional[str] = typer.Option(None, help="Comma-separated leads the classifiers read (default the 12 standard leads; one lead for single-lead data)."),
+    lead: str = typer.Option("II", help="Lead the CAE is pretrained on."),
+    labels_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Label table: Diagnostics.xlsx, REFERENCE.csv or metadata.csv."),
+    test_fraction: float = typer.Option(0.2, min=0.01, max=0.99, help="Held-out test records (the paper's 8:2)."),
+    max_records: int = typer.Option(0, min=0, help="Read at most this many labelled records (0 = all)."),
+    seed: int = typer.Option(0),
+    device: Device = typer.Option(Device.cpu),
+    threads: int = typer.Option(0, min=0, help="torch CPU threads (0 = one per core); 1 is often faster on a machine shared with other jobs."),
+    out: Optional[str] = typer.Option(None, help="Output folder; rerun with the same one to resume (default runs/experiment-TIMESTAMP)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Window cache folder (default ~/.cache/ecgedge)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Transfer vs random vs frozen vs 2-D: macro F1 as the training set shrinks, bootstrapped (the paper's table).
+
+    One fixed 8:2 record-level split; for each fraction and repeat a stratified bootstrap sample of the training records; every arm trained on it with the same budget and seed, scored on the same test records. Writes results.json, table.md, f1_vs_fraction.png and report.md to --out; a rerun with the same --out resumes.
+    """
+    from ecgedge.config import DataConfig
+    from ecgedge.experiment.transfer import ExperimentConfig, ImageConfig, run_experiment
+
+    cache = str(cache_dir) if cache_dir else None
+    extra = {}
+    if fractions:
+        extra["fractions"] = tuple(float(x) for x in fractions.split(",") if x.strip())
+    if arms:
+        extra["arms"] = tuple(x.strip() for x in arms.split(",") if x.strip())
+    if leads:
+        extra["leads"] = tuple(x.strip() for x in leads.split(","))
+    if image_size:
+        h, w = (int(x) for x in image_size.lower().split("x"))
+        extra["image"] = ImageConfig(height_px=h, width_px=w)
+    cfg = ExperimentConfig(
+        data=DataConfig(paths=tuple(map(str, data)), labels_file=str(labels_file) if labels_file else None, cache_dir=cache, max_records=max_records),
+        labels=labels, pretrain_data=DataConfig(paths=tuple(map(str, pretrain_data or ())), cache_dir=cache),
+        cae=str(cae) if cae else None, lead=lead, budget=budget, repeats=repeats, epochs=epochs, pretrain_epochs=pretrain_epochs,
+        batch_size=batch_size, lr=lr, image_weights=str(image_weights) if image_weights else None, test_fraction=test_fraction,
+        seed=seed, device=device, threads=threads, out=out or default_run_dir("experiment"), **extra,
+    )
+    res = run_experiment(cfg, progress=not quiet, command=_command_line(ctx))
+    echo(res.table)
+    echo(f"\ncells: {res.cells_run} trained, {res.cells_skipped} already done; {res.wall_s / 60:.1f} min")
+    echo(f"report: {res.report}\nresults: {res.out / 'results.json'}\nplot: {res.plot}")

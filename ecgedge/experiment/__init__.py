@@ -1,0 +1,7 @@
+"""Experiments that answer a question with a grid of training runs.
+
+- :mod:`ecgedge.experiment.transfer`: does pretraining a CAE on unlabeled records pay off? The
+  paper's table (Jang, Kim & Yoon 2021): macro F1 of transfer vs random initialisation as the
+  training set shrinks, bootstrapped, with a frozen-encoder arm and the 2-D image-CNN baseline
+  (:mod:`ecgedge.experiment.image2d`).
+"""
