@@ -307,6 +307,9 @@ def test_fuzz_mutated_frames_never_raise_nor_emit_a_damaged_frame(sent, mutation
     _assert_only_sent_frames(events, data, sent)
     if not mutations:
         assert events == sent
+    # The whole-frame fast path and the byte state machine (one byte per feed) agree on every event.
+    exact = lambda e: e if isinstance(e, Frame) else (e.kind, e.detail, e.offset)  # noqa: E731
+    assert [exact(e) for e in _events(FrameDecoder(), data)] == [exact(e) for e in _events(FrameDecoder(), data, 1)]
 
 
 # ---- sequence tracking ------------------------------------------------------------------------
