@@ -4,9 +4,11 @@ synthetic 12-lead records (WFDB, ecg-arrhythmia layout) -> CAE pretraining on le
 transfer classifier (chapman4) -> ONNX FP32 + INT8 export with the accuracy gate -> re-check of
 the export folder through the torch-free runtime -> a short benchmark (PyTorch FP32 eager vs ONNX
 Runtime FP32/INT8, batch 1 and 8, each in its own process) -> a live stream: the C simulated device
-(``firmware_bridge/build/ecgsim``) plays a held-out atrial-fibrillation record through the wire
-protocol and ``ecgedge stream``'s session classifies it window by window. Everything lands under
-one folder (the benchmark as ``bench.json``, the stream's JSON lines as ``stream.jsonl``).
+(``firmware_bridge/build/ecgsim``) plays a held-out synthetic atrial-fibrillation record, then, where
+``../shared/data`` is at hand, a real Chapman-Shaoxing record, at 10x real time through the wire
+protocol, and ``ecgedge stream``'s session classifies them window by window, printing rhythm and
+signal-quality events as they happen. Everything lands under one folder (the benchmark as
+``bench.json``, the stream's JSON lines as ``stream.jsonl``).
 
 The training sizes are chosen for 2 CPU cores and a few minutes, not for accuracy: the synthetic
 rhythms are easy, and the point is the chain. Where ``make`` or a C compiler is missing the stream
@@ -77,7 +79,7 @@ def quickstart(cfg: QuickstartConfig, *, progress: bool = True, log=print) -> Qu
         step("6/7 benchmark: PyTorch FP32 eager vs ONNX Runtime FP32 / INT8 (each in its own process)",
              lambda: _bench(exp.folder, out / "bench.json", log))
     if cfg.stream:
-        step("7/7 stream a held-out AFIB record from the simulated device (C, wire protocol) through the INT8 model",
+        step("7/7 stream ECG from the simulated bedside device (C, wire protocol) into ecgedge stream",
              lambda: _stream(exp.folder, _held_out_record(clf, heas, "AFIB"), out / "stream.jsonl", log))
 
     log("\nwhere everything went:")
@@ -97,10 +99,9 @@ def _bench(export: Path, json_path: Path, log) -> tuple[object, str]:
 
 
 def _stream(export: Path, record: str | None, jsonl: Path, log) -> tuple[object, str]:
-    import json
-
+    """Stream the held-out synthetic record, then a real Chapman record when one is at hand, through
+    the simulated device at 10x real time; events are printed as they happen."""
     from ecgedge.errors import StreamError
-    from ecgedge.stream.session import StreamConfig, stream_from_export
     from ecgedge.stream.sources import ecgsim_path
 
     try:
@@ -108,24 +109,65 @@ def _stream(export: Path, record: str | None, jsonl: Path, log) -> tuple[object,
     except StreamError as exc:
         log(f"skipped: {exc}")
         return None, "skipped (no simulated device)"
-    if record is None:
+    plays = []
+    if record is not None:
+        plays.append((record, "a held-out synthetic AFIB record (the model's own domain)"))
+    real = _real_record()
+    if real is not None:
+        plays.append((real, "a real Chapman-Shaoxing record from ../shared/data (true rhythm in its header: "
+                            f"{_true_rhythm(real)}); the quickstart model has seen only synthetic ECG"))
+    if not plays:
         log("skipped: no held-out AFIB record in the run's test split")
-        return None, "skipped (no held-out AFIB record)"
-    events = []
+        return None, "skipped (no record to stream)"
+    summary = None
     with open(jsonl, "w") as sink:
-        def emit(rec: dict) -> None:
-            sink.write(json.dumps(rec, separators=(",", ":")) + "\n")
-            if rec["type"] not in ("window", "session"):
-                events.append(rec)
-
-        # speed 0: as fast as the simulated device can send; the 10-s record looped to 30 s of signal.
-        log(f"ecgsim --speed 0 --loop --seconds 30 {record}  ->  ecgedge stream")
-        summary = stream_from_export(StreamConfig(export=str(export), source=f"wfdb:{record}@0",
-                                                  sim_args=("--loop", "--seconds", "30")), emit)
-    for rec in events[:-1]:
-        log(json.dumps(rec, separators=(",", ":")))
-    log("summary " + json.dumps({k: v for k, v in summary.items() if k != "type"}, separators=(",", ":"))[:600])
+        for rec, what in plays:
+            log(f"{what}:\n  ecgsim --speed 10 --loop --seconds 30 {rec}  ->  ecgedge stream (INT8)")
+            summary = _stream_one(export, rec, sink, log)
     return summary, str(jsonl)
+
+
+def _stream_one(export: Path, record: str, sink, log) -> dict:
+    import json
+
+    from ecgedge.stream.session import StreamConfig, stream_from_export
+
+    def emit(rec: dict) -> None:
+        sink.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        if rec["type"] in ("rhythm_change", "quality", "gap", "decode_error"):
+            log("  " + json.dumps({k: v for k, v in rec.items() if k != "stream"}, separators=(",", ":")))
+
+    # 10x real time: 30 s of signal in 3 s, the events appearing as the windows are classified.
+    summary = stream_from_export(StreamConfig(export=str(export), source=f"wfdb:{record}@10",
+                                              sim_args=("--loop", "--seconds", "30")), emit)
+    bed = summary["streams"][0]
+    log(f"  summary: {bed['received']} samples received, {bed['lost']} lost, {bed['windows_ok']} windows classified, "
+        f"{bed['windows_unreliable']} unreliable, rhythm now {bed['rhythm']}")
+    return summary
+
+
+def _real_record() -> str | None:
+    """A real 12-lead record from ../shared/data (or $ECGEDGE_SHARED_DATA), if this machine has one."""
+    import os
+
+    roots = [os.environ.get("ECGEDGE_SHARED_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data",
+             Path.cwd().parent / "shared" / "data"]
+    for root in filter(None, roots):
+        hea = Path(root) / "chapman" / "WFDBRecords" / "01" / "010" / "JS00001.hea"
+        if hea.is_file():
+            return str(hea.with_suffix(""))
+    return None
+
+
+def _true_rhythm(record: str) -> str:
+    from ecgedge.data.labels import record_label
+    from ecgedge.data.records import read_record
+    from ecgedge.errors import BadRecord
+
+    try:
+        return record_label(read_record(record + ".hea"), "chapman4")
+    except BadRecord as exc:
+        return f"unreadable ({exc.reason})"
 
 
 def _held_out_record(clf, heas: list[Path], rhythm: str) -> str | None:

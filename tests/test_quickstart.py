@@ -1,0 +1,37 @@
+"""``ecgedge quickstart`` end to end, as a new user runs it: every step, and what each leaves behind."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ecgedge.cli.main import app
+from ecgedge.export.manifest import load_manifest
+
+pytestmark = pytest.mark.slow
+
+
+def test_quickstart_runs_the_whole_chain(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECGEDGE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "qs"
+    res = CliRunner().invoke(app, ["quickstart", "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    for step in range(1, 8):
+        assert f"== {step}/7" in res.output
+    assert "where everything went:" in res.output
+
+    m = load_manifest(out / "export")  # hashes verified
+    assert m.data["gate"]["passed"] and m.artefacts["int8"]["status"] == "accepted"
+    metrics = json.loads((out / "runs" / "classifier" / "metrics.json").read_text())
+    assert metrics["test"]["records"]["macro_f1"] > 0.8  # the synthetic rhythms are easy
+
+    bench = json.loads((out / "bench.json").read_text())
+    ok = [r for r in bench["rows"] if r["status"] == "ok"]
+    assert {(r["backend"], r["precision"]) for r in ok} >= {("torch", "fp32"), ("ort-cpu", "fp32"), ("ort-cpu", "int8")}
+    assert all(r["p50_ms"] > 0 for r in ok)
+
+    records = [json.loads(line) for line in (out / "stream.jsonl").read_text().splitlines()]
+    changes = [r for r in records if r["type"] == "rhythm_change"]
+    assert changes and changes[0]["to"] == "AFIB"  # the held-out synthetic AFIB record, streamed first
+    summaries = [r for r in records if r["type"] == "summary"]
+    assert summaries and all(s["streams"][0]["lost"] == 0 for s in summaries)
