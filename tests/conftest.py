@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ECGEDGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+BRIDGE = REPO / "firmware_bridge"
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +52,22 @@ def clf_run(synth, cae_run):
     cfg = ClassifyConfig(data=DataConfig(paths=(str(synth / "data"),), cache_dir=str(synth / "cache")), labels=LabelScheme.chapman4,
                          init=str(cae_run.checkpoint), epochs=30, lr=3e-3, batch_size=16, seed=0, run_dir=str(synth / "runs" / "clf"))
     return classify(cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def build() -> Path:
+    """firmware_bridge/build with ecgsim and ecgbdump built (skips where make or gcc is missing)."""
+    missing = [tool for tool in ("make", "gcc") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not found: the C firmware bridge cannot be built here")
+    subprocess.run(["make", "-C", str(BRIDGE), "all"], check=True, capture_output=True, timeout=120)
+    return BRIDGE / "build"
+
+
+@pytest.fixture(scope="session")
+def chapman(shared_data) -> Path:
+    """The real Chapman-Shaoxing record JS00001 (WFDB path without extension)."""
+    path = shared_data / "chapman" / "WFDBRecords" / "01" / "010" / "JS00001"
+    if not path.with_suffix(".hea").is_file():
+        pytest.skip(f"record {path} not found")
+    return path

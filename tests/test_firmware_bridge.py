@@ -11,7 +11,6 @@ import os
 import random
 import re
 import select
-import shutil
 import socket
 import subprocess
 import time
@@ -36,16 +35,6 @@ pytestmark = pytest.mark.c
 
 BRIDGE = Path(__file__).resolve().parents[1] / "firmware_bridge"
 MITDB_FS = 360
-
-
-@pytest.fixture(scope="module")
-def build() -> Path:
-    """firmware_bridge/build with ecgsim and ecgbdump built."""
-    missing = [tool for tool in ("make", "gcc") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} not found: the C firmware bridge cannot be built here")
-    subprocess.run(["make", "-C", str(BRIDGE), "all"], check=True, capture_output=True, timeout=120)
-    return BRIDGE / "build"
 
 
 def _record(shared_data: Path, *parts: str) -> Path:

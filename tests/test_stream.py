@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -63,23 +62,6 @@ CFG = PreprocessConfig()
 
 
 # ---- fixtures and helpers -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def build() -> Path:
-    missing = [tool for tool in ("make", "gcc") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} not found: the C simulated device cannot be built here")
-    subprocess.run(["make", "-C", str(BRIDGE), "all"], check=True, capture_output=True, timeout=120)
-    return BRIDGE / "build"
-
-
-@pytest.fixture(scope="module")
-def chapman(shared_data) -> Path:
-    path = shared_data / "chapman" / "WFDBRecords" / "01" / "010" / "JS00001"
-    if not path.with_suffix(".hea").is_file():
-        pytest.skip(f"record {path} not found")
-    return path
 
 
 @pytest.fixture(scope="module")
