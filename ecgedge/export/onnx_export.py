@@ -10,6 +10,7 @@ import onnx
 import torch
 
 from ecgedge.errors import ArtefactError
+from ecgedge.export.onnx_rewrite import polyphase_first_conv
 from ecgedge.export.onnx_tidy import strip_debug_info
 from ecgedge.models.checkpoint import Checkpoint
 
@@ -22,7 +23,8 @@ def onnx_from_model(model: torch.nn.Module, example: torch.Tensor, path: str | P
     """Export with a dynamic batch and static (leads, samples).
 
     Opset >= 18 uses the torch.export-based exporter (BatchNorm folded, a clean graph); opset 17
-    falls back to the TorchScript exporter, which still emits it.
+    falls back to the TorchScript exporter, which still emits it. Debug metadata is stripped and the
+    first convolution rewritten into its exact polyphase form (:mod:`ecgedge.export.onnx_rewrite`).
     """
     path = Path(path)
     model = model.eval()
@@ -37,6 +39,7 @@ def onnx_from_model(model: torch.nn.Module, example: torch.Tensor, path: str | P
                               opset_version=opset, dynamo=False,
                               dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}})
     strip_debug_info(path)
+    polyphase_first_conv(path)
     check_onnx(path, expected_shape=tuple(example.shape[1:]), opset=opset)
     return path
 
