@@ -30,6 +30,7 @@ from ecgedge.stream.protocol import (
     Gap,
     SequenceTracker,
 )
+from sim_helpers import ecgsim_announces
 
 pytestmark = pytest.mark.c
 
@@ -257,22 +258,13 @@ def _read_until_closed(read, timeout: float = 15) -> bytes:
     return b"".join(chunks)
 
 
-def _stderr_line(proc: subprocess.Popen, prefix: str) -> str:
-    while True:
-        line = proc.stderr.readline().decode()
-        if not line:
-            raise AssertionError(f"ecgsim exited before printing {prefix!r}")
-        if line.startswith(prefix):
-            return line.split()[1]
-
-
 @pytest.mark.data
 def test_pty(build, wfdb, mitdb_100):
     n = 5 * MITDB_FS
     sim = subprocess.Popen([str(build / "ecgsim"), "--pty", "--speed", "0", "--seconds", "5", str(mitdb_100)],
                            stderr=subprocess.PIPE)
     try:
-        path = _stderr_line(sim, "PTY ")
+        path = ecgsim_announces(sim, "PTY ")
         fd = os.open(path, os.O_RDONLY | os.O_NOCTTY)
         tty.setraw(fd)  # as a serial reader would; ecgsim has already made it raw
 
@@ -316,7 +308,7 @@ def test_tcp_listen_with_disconnects(build, wfdb, mitdb_100):
                             "--disconnect-after", "2:0.5", str(mitdb_100)], stderr=subprocess.PIPE)
     data, connections = b"", 0
     try:
-        port = int(_stderr_line(sim, "LISTEN ").rsplit(":", 1)[1])
+        port = int(ecgsim_announces(sim, "LISTEN ").rsplit(":", 1)[1])
         while True:
             try:
                 sock = socket.create_connection(("127.0.0.1", port), timeout=5)

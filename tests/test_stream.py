@@ -54,6 +54,7 @@ from ecgedge.stream.sources import (
     source_from_spec,
 )
 from test_monitor import CountingRunner, linear_export
+from sim_helpers import ecgsim_announces
 
 REPO = Path(__file__).resolve().parents[1]
 BRIDGE = REPO / "firmware_bridge"
@@ -428,15 +429,6 @@ def test_terminal_view_and_png_strips(export, runner, tmp_path):
 # ---- end to end with real processes -------------------------------------------------------------
 
 
-def _stderr_line(proc: subprocess.Popen, prefix: str) -> str:
-    while True:
-        line = proc.stderr.readline().decode()
-        if not line:
-            raise AssertionError(f"ecgsim exited before printing {prefix!r}")
-        if line.startswith(prefix):
-            return line.split()[1]
-
-
 def _decode_capture(path: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(samples in ADC units, which were delivered) from a --tee capture."""
     adu, seen = np.zeros((12, n), np.int64), np.zeros(n, bool)
@@ -453,7 +445,7 @@ def test_pty_end_to_end(build, chapman, source_adu, export, runner, tmp_path):
     sim = subprocess.Popen([str(build / "ecgsim"), "--pty", "--speed", "0", "--loop", "--max-samples", str(n),
                             "--drop-frames", "1000-1002", "--lead-off", "V1@20-22", str(chapman)], stderr=subprocess.PIPE)
     try:
-        pty = _stderr_line(sim, "PTY ")
+        pty = ecgsim_announces(sim, "PTY ")
         records, _ = cli(export, "--source", f"serial:{pty}@921600", "--precision", "fp32", "--max-outage", "1",
                          "--tee", tmp_path / "capture.bin")
         assert sim.wait(timeout=15) == 0
@@ -481,7 +473,7 @@ def test_tcp_end_to_end_with_disconnects(build, chapman, source_adu, export, run
     sim = subprocess.Popen([str(build / "ecgsim"), "--tcp-listen", "0", "--speed", "0", "--loop", "--max-samples", str(n),
                             "--disconnect-after", "20:0.5", str(chapman)], stderr=subprocess.PIPE)
     try:
-        port = int(_stderr_line(sim, "LISTEN ").rsplit(":", 1)[1])
+        port = int(ecgsim_announces(sim, "LISTEN ").rsplit(":", 1)[1])
         records, _ = cli(export, "--source", f"tcp://127.0.0.1:{port}", "--precision", "fp32", "--max-outage", "1.5")
         assert sim.wait(timeout=15) == 0
         log = sim.stderr.read().decode()

@@ -123,14 +123,69 @@ class StdinSource(ByteSource):
             yield data
 
 
-class SerialSource(ByteSource):
+class _ReconnectingSource(ByteSource):
+    """A link we open ourselves and reopen with backoff when it drops (serial port, TCP client).
+
+    Subclasses give ``_connect()`` (the link, or :class:`StreamError`), ``_read(link)`` (bytes, or
+    an ``OSError`` / ``"why"`` string when the link is gone), ``_release(link)`` and ``_up_detail``.
+    """
+
+    def __init__(self, up_detail: str):
+        self._link = None
+        self._up_detail = up_detail
+        self._backoff = Backoff()
+
+    def _connect(self):
+        raise NotImplementedError
+
+    def _read(self, link) -> bytes | str:
+        raise NotImplementedError
+
+    def _release(self, link) -> None:
+        link.close()
+
+    def open(self) -> None:
+        self._link = self._connect()
+
+    def chunks(self, idle_s: float = 0.2) -> Iterator[Chunk]:
+        while True:
+            if self._link is None:
+                try:
+                    self._link = self._connect()
+                except StreamError:
+                    yield from self._backoff.wait(idle_s)
+                    continue
+                self._backoff.reset()
+                yield LinkEvent("up", self._up_detail)
+            if not select.select([self._link], [], [], idle_s)[0]:
+                yield b""
+                continue
+            try:
+                data = self._read(self._link)
+            except OSError as exc:
+                data = f"{exc.strerror or exc}"
+            if isinstance(data, str):
+                self.close()
+                yield LinkEvent("down", data)
+                continue
+            yield data
+
+    def close(self) -> None:
+        if self._link is not None:
+            try:
+                self._release(self._link)
+            except OSError:
+                pass
+            self._link = None
+
+
+class SerialSource(_ReconnectingSource):
     """A serial port (UART, USB-CDC) or a pty, through pyserial; reopens the port when it drops."""
 
     def __init__(self, device: str, baud: int = DEFAULT_BAUD):
         self.device, self.baud = device, baud
         self.name = f"serial:{device}@{baud}"
-        self._port = None
-        self._backoff = Backoff()
+        super().__init__(f"{device} reopened")
 
     def _connect(self):
         try:
@@ -142,51 +197,24 @@ class SerialSource(ByteSource):
         except (serial.SerialException, OSError, ValueError) as exc:
             raise StreamError(f"cannot open {self.device}: {exc}") from None
 
-    def open(self) -> None:
-        self._port = self._connect()
-
-    def chunks(self, idle_s: float = 0.2) -> Iterator[Chunk]:
+    def _read(self, port) -> bytes | str:
         import serial
 
-        while True:
-            if self._port is None:
-                try:
-                    self._port = self._connect()
-                except StreamError:
-                    yield from self._backoff.wait(idle_s)
-                    continue
-                self._backoff.reset()
-                yield LinkEvent("up", f"{self.device} reopened")
-            try:
-                if not select.select([self._port.fileno()], [], [], idle_s)[0]:
-                    yield b""
-                    continue
-                data = self._port.read(READ_BYTES)
-                if not data:  # readable but empty: the other end is gone (pyserial raises for most ports)
-                    raise serial.SerialException("device returned no data")
-            except (serial.SerialException, OSError) as exc:
-                self.close()
-                yield LinkEvent("down", f"{self.device}: {exc}")
-                continue
-            yield data
-
-    def close(self) -> None:
-        if self._port is not None:
-            try:
-                self._port.close()
-            except OSError:
-                pass
-            self._port = None
+        try:
+            data = port.read(READ_BYTES)
+        except serial.SerialException as exc:  # an OSError subclass in pyserial; said here for clarity
+            return f"{self.device}: {exc}"
+        # Readable but empty: the other end is gone (pyserial raises for most ports).
+        return data or f"{self.device}: device returned no data"
 
 
-class TcpSource(ByteSource):
+class TcpSource(_ReconnectingSource):
     """Connect to a device serving its stream over TCP; reconnect with backoff when it drops."""
 
     def __init__(self, host: str, port: int, connect_timeout_s: float = 5.0):
         self.host, self.port, self.connect_timeout_s = host, port, connect_timeout_s
         self.name = f"tcp://{host}:{port}"
-        self._sock: socket.socket | None = None
-        self._backoff = Backoff()
+        super().__init__(f"reconnected to {host}:{port}")
 
     def _connect(self) -> socket.socket:
         try:
@@ -194,37 +222,12 @@ class TcpSource(ByteSource):
         except OSError as exc:
             raise StreamError(f"cannot connect to {self.name}: {exc.strerror or exc}") from None
 
-    def open(self) -> None:
-        self._sock = self._connect()
-
-    def chunks(self, idle_s: float = 0.2) -> Iterator[Chunk]:
-        while True:
-            if self._sock is None:
-                try:
-                    self._sock = self._connect()
-                except StreamError:
-                    yield from self._backoff.wait(idle_s)
-                    continue
-                self._backoff.reset()
-                yield LinkEvent("up", f"reconnected to {self.host}:{self.port}")
-            try:
-                if not select.select([self._sock], [], [], idle_s)[0]:
-                    yield b""
-                    continue
-                data = self._sock.recv(READ_BYTES)
-                why = "connection closed by the device"
-            except OSError as exc:
-                data, why = b"", f"connection lost: {exc.strerror or exc}"
-            if not data:
-                self.close()
-                yield LinkEvent("down", why)
-                continue
-            yield data
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+    def _read(self, sock) -> bytes | str:
+        try:
+            data = sock.recv(READ_BYTES)
+        except OSError as exc:
+            return f"connection lost: {exc.strerror or exc}"
+        return data or "connection closed by the device"
 
 
 class TcpListenSource(ByteSource):
