@@ -38,7 +38,10 @@ def _assert_same_windows(store: WindowStore, ws) -> None:
 def test_store_of_real_records_equals_build_windows(shared_data, tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "BROKEN1.hea").write_text(BROKEN_HEADER)
-    data = DataConfig(paths=(str(shared_data), str(tmp_path / "bad")), cache_dir=str(tmp_path / "cache"), workers=2)
+    # Named sub-folders and files, not the whole (growing) tree: bounded at about 90 records.
+    paths = [shared_data / "chapman", shared_data / "cinc2021", shared_data / "mitdb" / "100.hea", shared_data / "mitdb" / "208.hea",
+             shared_data / "cinc2017" / "validation", tmp_path / "bad"]
+    data = DataConfig(paths=tuple(map(str, paths)), cache_dir=str(tmp_path / "cache"), workers=2)
     window = WindowConfig(hop=2048)
     store = build_store(data, tmp_path / "store", ("II",), window=window, shard_windows=256, progress=False)
     ws = build_windows(data, ("II",), PreprocessConfig(), window, progress=False)
