@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from ecgedge.bench import machine_info, steady_malloc_in_process, untrained_export
-from ecgedge.export.manifest import MANIFEST, load_manifest
 from ecgedge.hashing import file_sha256
+from ecgedge.manifest import MANIFEST, load_manifest
 
 
 def pytest_configure(config):

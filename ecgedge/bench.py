@@ -80,10 +80,10 @@ from typing import Callable
 import numpy as np
 
 from ecgedge.errors import ConfigError, EcgEdgeError
-from ecgedge.export.manifest import MANIFEST, Manifest, load_manifest
 from ecgedge.hashing import file_sha256
+from ecgedge.manifest import MANIFEST, ArtefactStatus, Manifest, artefact_key, load_manifest
 from ecgedge.runtime.base import Backend, InputSpec, Precision, available_backends
-from ecgedge.runtime.loader import artefact_key, input_spec
+from ecgedge.runtime.loader import input_spec
 
 WORKER_MARKER = "ECGEDGE_BENCH_RESULT "
 REJECTED_NOTE = "rejected by the accuracy gate"
@@ -454,32 +454,6 @@ def machine_info() -> dict:
 # ----------------------------------------------------------------------------------- planning
 
 
-def parse_choices(text: str, choices: type[enum.Enum], flag: str) -> tuple:
-    """Comma-separated values of a str Enum, e.g. ``"torch,ort-cpu"``; bad ones raise :class:`ConfigError`."""
-    out = []
-    for item in (x.strip() for x in text.split(",")):
-        if not item:
-            continue
-        try:
-            out.append(choices(item))
-        except ValueError:
-            raise ConfigError(f"{flag}: {item!r} is not one of {', '.join(c.value for c in choices)}") from None
-    if not out:
-        raise ConfigError(f"{flag}: give at least one of {', '.join(c.value for c in choices)}")
-    return tuple(dict.fromkeys(out))
-
-
-def parse_ints(text: str, flag: str) -> tuple[int, ...]:
-    """Comma-separated positive integers, e.g. ``"1,8,64"``."""
-    try:
-        values = tuple(dict.fromkeys(int(x) for x in text.split(",") if x.strip()))
-    except ValueError:
-        raise ConfigError(f"{flag}: expected comma-separated integers such as 1,8,64, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"{flag}: expected integers >= 1, got {text!r}")
-    return values
-
-
 def checkpoint_path(manifest: Manifest, override: str | None = None) -> tuple[Path | None, str]:
     """The PyTorch baseline's checkpoint and, when it is not here, why."""
     if override:
@@ -513,7 +487,7 @@ def skip_reason(case: BenchCase, manifest: Manifest, available: dict[Backend, st
         return f"the export has no {key} artefact{hint}"
     if art.get("runtime", "onnx") != ("tensorrt" if case.backend == BenchBackend.tensorrt else "onnx"):
         return f"artefact {key} is a {art.get('runtime')} file"
-    if art.get("status") == "rejected" and not include_rejected:
+    if manifest.status(key) == ArtefactStatus.rejected and not include_rejected:
         return f"{key} was rejected by the accuracy gate (--include-rejected measures it anyway)"
     return None
 
@@ -578,8 +552,8 @@ class BenchReport:
             "",
             render_table(self.rows),
             "",
-            f"p50/p90/p99: latency per call (batch windows); win/s = batch / p50; %pk = GFLOP/s / (FP32 peak x threads); "
-            f"x torch = win/s / PyTorch fp32 eager at the same batch and threads.",
+            "p50/p90/p99: latency per call (batch windows); win/s = batch / p50; %pk = GFLOP/s / (FP32 peak x threads); "
+            "x torch = win/s / PyTorch fp32 eager at the same batch and threads.",
             f"RTF (batch-1 rows): seconds of {len(m.get('leads', [])) or '?'}-lead ECG classified per CPU second, counting the stream's "
             f"preprocessing ({self.config.hop_s:g} s of {self.config.source_fs_hz:g} Hz input resampled + band-passed, window z-scored) "
             f"and batch-1 inference. RSS MB: resident after load + first inference / peak, in the configuration's own process "
@@ -732,7 +706,7 @@ def main_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> Bench
         reason = skip_reason(case, manifest, available, checkpoint=ckpt, include_rejected=cfg.include_rejected)
         row = BenchRow.skipped(case, reason) if reason else run_case(case, cfg, manifest, ckpt[0])
         art = manifest.artefacts.get(artefact_key(case.backend.runtime_backend, case.precision)) if case.backend != BenchBackend.torch else None
-        if row.ok and art and art.get("status") == "rejected":
+        if row.ok and art and art.get("status") == ArtefactStatus.rejected:
             row.rejected = True
         row.note = "; ".join(n for n in (REJECTED_NOTE if row.rejected else "", ckpt_note if case.backend == BenchBackend.torch else "", row.note) if n)
         report.rows.append(row)
@@ -770,10 +744,10 @@ def untrained_export(folder: str | Path, *, model=None, leads: tuple[str, ...] |
 
     from ecgedge.config import STANDARD_12_LEADS, ModelConfig, PreprocessConfig, Target, WindowConfig, config_to_dict
     from ecgedge.data.preprocess import preprocess_params
-    from ecgedge.export.manifest import FORMAT
     from ecgedge.export.onnx_export import INPUT_NAME, OUTPUT_NAME, onnx_from_checkpoint
     from ecgedge.export.quantize import fp16_onnx_from_onnx, int8_onnx_from_onnx
     from ecgedge.export.targets import PRESETS
+    from ecgedge.manifest import FORMAT
     from ecgedge.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from ecgedge.models.classifier import RhythmClassifier
     from ecgedge.models.flops import count_macs, count_params
@@ -791,13 +765,14 @@ def untrained_export(folder: str | Path, *, model=None, leads: tuple[str, ...] |
                                            train_config={"untrained": True}))
     ckpt = load_checkpoint(ckpt_path)
     fp32 = onnx_from_checkpoint(ckpt, folder / "model.fp32.onnx")
-    artefacts = {"fp32": {"file": fp32.name, "precision": "fp32", "runtime": "onnx", "status": "not gated"}}
+    ungated = ArtefactStatus.not_gated.value  # an untrained model: there is nothing to gate against
+    artefacts = {"fp32": {"file": fp32.name, "precision": "fp32", "runtime": "onnx", "status": ungated}}
     if int8:
         calib = np.random.default_rng(seed).standard_normal((16, len(leads), window_samples), dtype=np.float32)
         q = int8_onnx_from_onnx(fp32, folder / "model.int8.onnx", calib, input_name=INPUT_NAME, preset=PRESETS[Target.cpu])
-        artefacts["int8"] = {"file": "model.int8.onnx", "precision": "int8", "runtime": "onnx", "status": "not gated", "quantization": q}
+        artefacts["int8"] = {"file": "model.int8.onnx", "precision": "int8", "runtime": "onnx", "status": ungated, "quantization": q}
     if fp16:
-        artefacts["fp16"] = {"file": "model.fp16.onnx", "precision": "fp16", "runtime": "onnx", "status": "not gated",
+        artefacts["fp16"] = {"file": "model.fp16.onnx", "precision": "fp16", "runtime": "onnx", "status": ungated,
                              **fp16_onnx_from_onnx(fp32, folder / "model.fp16.onnx")}
     macs = count_macs(net, (len(leads), window_samples))
     manifest = Manifest(folder, {

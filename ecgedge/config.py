@@ -35,6 +35,20 @@ class LabelScheme(str, enum.Enum):
     atr = "atr"
 
 
+class ClassWeighting(str, enum.Enum):
+    """How the classifier's cross-entropy weighs classes of unequal size (counted over training windows).
+
+    - ``inverse``: weight n / (k * n_c), every class counts as much as any other;
+    - ``sqrt``: the square root of that, a milder correction that costs the large classes less
+      precision (CinC-2017: A is 9 % and ~ 3 % of the records);
+    - ``none``: plain cross-entropy.
+    """
+
+    inverse = "inverse"
+    sqrt = "sqrt"
+    none = "none"
+
+
 class Device(str, enum.Enum):
     cpu = "cpu"
     cuda = "cuda"
@@ -101,17 +115,24 @@ class ModelConfig:
     The encoder is a stack of stride-2 Conv1d + BatchNorm + ReLU blocks with ``channels`` and
     ``kernels``; the decoder mirrors it with ConvTranspose1d. The classifier applies the same
     encoder to every lead (shared weights), stacks the per-lead feature maps and fuses them with
-    a small convolutional head of width ``head_channels``.
+    a small convolutional head of width ``head_channels``: a 1x1 convolution, then one k=5
+    convolution per entry of ``head_dilations`` (dilation in encoder time steps, each
+    ``2**len(channels)`` input samples). The default ``(1,)`` sees about 0.9 s at 250 Hz; ``(1, 2, 4, 8)``
+    sees about 4 s, several beats, which rhythm irregularity (AF) needs.
     """
 
     channels: tuple[int, ...] = (8, 16, 32, 32, 16)
     kernels: tuple[int, ...] = (7, 7, 5, 5, 3)
     head_channels: int = 128
+    head_dilations: tuple[int, ...] = (1,)
     dropout: float = 0.2
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "kernels", tuple(int(k) for k in self.kernels))
+        object.__setattr__(self, "head_dilations", tuple(int(d) for d in self.head_dilations))
+        if not self.head_dilations or min(self.head_dilations) < 1:
+            raise ConfigError(f"head_dilations must be one or more integers >= 1, got {self.head_dilations}")
         if len(self.channels) != len(self.kernels) or not self.channels:
             raise ConfigError("channels and kernels must be non-empty and of equal length")
         if any(k % 2 == 0 for k in self.kernels):
@@ -179,7 +200,12 @@ class ClassifyConfig:
     ``init`` is a CAE checkpoint path or ``"random"``. The split is record-level, stratified and
     seeded: ``test_fraction`` of records are held out (0.2 = the paper's 8:2), then
     ``val_fraction`` of the training records select the best epoch. ``train_fraction`` subsamples
-    the training part (stratified), as in the paper's 100/50/25 % experiment.
+    the training part (stratified), as in the paper's 100/50/25 % experiment. ``holdout`` names
+    files or folders whose records (matched by record id) always go to the test split, e.g. a
+    validation set that other tools score the model on. The best epoch is the one with the highest
+    validation challenge score (label sets with N, A, O) or macro F1 (all others). An ``init`` CAE
+    from a pretraining run that did not finish is refused unless ``allow_incomplete_init`` (the run
+    then records it as ``init_unfinished``).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -187,6 +213,9 @@ class ClassifyConfig:
     leads: tuple[str, ...] = STANDARD_12_LEADS
     init: str = "random"
     freeze_encoder: bool = False
+    allow_incomplete_init: bool = False
+    class_weighting: ClassWeighting = ClassWeighting.inverse
+    holdout: tuple[str, ...] = ()
     train_fraction: float = 1.0
     test_fraction: float = 0.2
     val_fraction: float = 0.1
@@ -204,6 +233,8 @@ class ClassifyConfig:
     def __post_init__(self):
         object.__setattr__(self, "leads", tuple(self.leads))
         object.__setattr__(self, "labels", LabelScheme(self.labels))
+        object.__setattr__(self, "class_weighting", ClassWeighting(self.class_weighting))
+        object.__setattr__(self, "holdout", tuple(str(p) for p in self.holdout))
         _check_training(self)
         if not 0 < self.train_fraction <= 1 or not 0 < self.test_fraction < 1:
             raise ConfigError("train_fraction must be in (0, 1] and test_fraction in (0, 1)")
@@ -299,6 +330,23 @@ class CalibMethod(str, enum.Enum):
     percentile = "percentile"
 
 
+class Backend(str, enum.Enum):
+    """Where inference runs. ``ort-*`` are ONNX Runtime execution providers; ``tensorrt`` is native TensorRT."""
+
+    ort_cpu = "ort-cpu"
+    ort_cuda = "ort-cuda"
+    ort_trt = "ort-trt"
+    tensorrt = "tensorrt"
+
+
+class Precision(str, enum.Enum):
+    """The numeric precision of an exported artefact (``ecgedge.manifest.precision_for`` picks the one that runs)."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """``ecgedge export``: artefacts, calibration and the accuracy gate.
@@ -307,6 +355,19 @@ class ExportConfig:
     runs on its held-out *test* records, so the two never share a record. ``check_windows`` of the
     gate windows (with the FP32 reference logits) are stored in the folder so
     ``ecgedge export --check`` can re-run the gate on a device with neither torch nor the data set.
+
+    The gate compares each artefact with the FP32 PyTorch reference (``max_f1_drop``,
+    ``min_agreement``) and with absolute floors: ``min_f1`` on macro F1 and ``min_class_f1`` on
+    per-class F1 (0 and none by default, i.e. off). ``min_class_f1`` holds ``(class, F1)`` pairs; the
+    class ``"*"`` sets the floor of every class with held-out windows, a named class overrides it
+    (and fails the gate when it has no held-out window to check). It may be given as a mapping or
+    as ``"CLASS=F1"`` / ``"F1"`` strings (the CLI's ``--min-class-f1``). With fewer than
+    ``min_gate_windows`` held-out windows the gate fails ("too few windows"): one flipped decision
+    among n windows moves agreement by 1/n, and at the default 99 % agreement 1/n must stay
+    <= 1 % for the comparison to tolerate any flip at all, hence 100.
+
+    A checkpoint from a run that did not finish (Ctrl-C's ``last.pt``, or the ``best.pt`` of such a
+    run) is refused unless ``allow_incomplete``; the manifest then records it under ``source``.
     """
 
     source: str = ""
@@ -318,6 +379,10 @@ class ExportConfig:
     calib_method: CalibMethod = CalibMethod.minmax
     max_f1_drop: float = 0.01
     min_agreement: float = 0.99
+    min_f1: float = 0.0
+    min_class_f1: tuple[tuple[str, float], ...] = ()
+    min_gate_windows: int = 100
+    allow_incomplete: bool = False
     opset: int = 18
     check_windows: int = 256
     batch_profile: tuple[int, int, int] = (1, 8, 64)
@@ -327,6 +392,11 @@ class ExportConfig:
         object.__setattr__(self, "target", Target(self.target))
         object.__setattr__(self, "calib_method", CalibMethod(self.calib_method))
         object.__setattr__(self, "batch_profile", tuple(int(b) for b in self.batch_profile))
+        object.__setattr__(self, "min_class_f1", class_f1_floors(self.min_class_f1))
+        if not 0 <= self.min_f1 <= 1:
+            raise ConfigError(f"min_f1 must lie in [0, 1], got {self.min_f1}")
+        if self.min_gate_windows < 0:
+            raise ConfigError(f"min_gate_windows must be >= 0, got {self.min_gate_windows}")
         if self.opset < 17:
             raise ConfigError(f"opset must be >= 17, got {self.opset}")
         if not 0 <= self.max_f1_drop <= 1 or not 0 <= self.min_agreement <= 1:
@@ -336,3 +406,28 @@ class ExportConfig:
         lo, opt, hi = self.batch_profile
         if not 1 <= lo <= opt <= hi:
             raise ConfigError(f"batch profile must satisfy 1 <= min <= opt <= max, got {self.batch_profile}")
+
+
+def class_f1_floors(value) -> tuple[tuple[str, float], ...]:
+    """Per-class F1 floors of the gate as sorted ``(class, F1)`` pairs (class ``"*"``: every class).
+
+    Takes a mapping, ``(class, F1)`` pairs, or strings ``"CLASS=F1"`` / ``"F1"`` (the latter for
+    every class), as ``--min-class-f1`` gives them. A floor outside [0, 1] or a malformed item
+    raises :class:`ConfigError`.
+    """
+    items = value.items() if isinstance(value, dict) else value
+    floors: dict[str, float] = {}
+    for item in items:
+        try:
+            if isinstance(item, str):
+                name, _, f1 = item.rpartition("=")
+                name = name.strip() or "*"
+            else:
+                name, f1 = item
+            floor = float(f1)
+        except (TypeError, ValueError):
+            raise ConfigError(f"min_class_f1: expected CLASS=F1 or F1 (e.g. AFIB=0.8), got {item!r}") from None
+        if not 0 <= floor <= 1:
+            raise ConfigError(f"min_class_f1: the F1 floor of {name} must lie in [0, 1], got {floor}")
+        floors[str(name)] = floor
+    return tuple(sorted(floors.items()))

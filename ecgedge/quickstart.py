@@ -24,6 +24,9 @@ from pathlib import Path
 from ecgedge.config import ClassifyConfig, DataConfig, ExportConfig, LabelScheme, PretrainConfig, WindowConfig
 
 
+QUICKSTART_GATE_WINDOWS = 40  # held-out windows the demo's gate needs (see the export step)
+
+
 @dataclass(frozen=True)
 class QuickstartConfig:
     """Sizes chosen so the chain finishes in a few minutes on 2 CPU cores."""
@@ -60,27 +63,33 @@ def quickstart(cfg: QuickstartConfig, *, progress: bool = True, log=print) -> Qu
         res.steps.append((name, time.perf_counter() - t, where))
         return value
 
-    heas = step("1/7 generate a synthetic 12-lead data set (WFDB, ecg-arrhythmia layout)", lambda: (
+    heas = step("1/8 generate a synthetic 12-lead data set (WFDB, ecg-arrhythmia layout)", lambda: (
         write_wfdb_dataset(data_dir, records_per_rhythm=cfg.records_per_rhythm, seed=cfg.seed, progress=progress), str(data_dir)))
     data = DataConfig(paths=(str(data_dir),), cache_dir=str(cache))
-    cae = step("2/7 pretrain the CAE on lead II", lambda: (lambda r: (r, str(r.checkpoint)))(pretrain(PretrainConfig(
+    cae = step("2/8 pretrain the CAE on lead II", lambda: (lambda r: (r, str(r.checkpoint)))(pretrain(PretrainConfig(
         data=data, window=WindowConfig(hop=128), epochs=cfg.pretrain_epochs, batch_size=32, lr=cfg.lr, seed=cfg.seed, run_dir=str(out / "runs" / "cae")), progress=progress)))
     log(f"CAE held-out MSE {cae.metrics['held_out']['mse_normalised']:.4f} (normalised), {cae.metrics['held_out']['mse_uv2']:.1f} µV²")
-    clf = step("3/7 train the transfer classifier (chapman4: SB, AFIB, GSVT, SR)", lambda: (lambda r: (r, str(r.checkpoint)))(classify(ClassifyConfig(
+    clf = step("3/8 train the transfer classifier (chapman4: SB, AFIB, GSVT, SR)", lambda: (lambda r: (r, str(r.checkpoint)))(classify(ClassifyConfig(
         data=data, labels=LabelScheme.chapman4, init=str(cae.checkpoint), epochs=cfg.classify_epochs, lr=cfg.lr, batch_size=16, seed=cfg.seed,
         run_dir=str(out / "runs" / "classifier")), progress=progress)))
     rec = clf.metrics["test"]["records"]
     log(f"held-out macro F1 {rec['macro_f1']:.3f}, weighted F1 {rec['weighted_f1']:.3f} on {clf.metrics['records']['test']} records")
-    exp = step("4/7 export ONNX FP32 + INT8 and run the accuracy gate", lambda: (lambda r: (r, str(r.folder)))(main_export(ExportConfig(
-        source=str(clf.run_dir), out=str(out / "export"), int8=True), progress=progress, log=log)))
-    step("5/7 re-verify the export folder with the torch-free runtime (as a device would)", lambda: (
+    # The demo's test split holds out one window per record (64 at the default size), fewer than the
+    # gate's default minimum of 100 (ExportConfig): enough to show the chain, not to certify a model.
+    exp = step("4/8 export ONNX FP32 + INT8 and run the accuracy gate", lambda: (lambda r: (r, str(r.folder)))(main_export(ExportConfig(
+        source=str(clf.run_dir), out=str(out / "export"), int8=True, min_gate_windows=QUICKSTART_GATE_WINDOWS), progress=progress, log=log)))
+    step("5/8 re-verify the export folder with the torch-free runtime (as a device would)", lambda: (
         check_export(exp.folder, log=log), str(exp.folder / "manifest.json")))
     if cfg.bench:
-        step("6/7 benchmark: PyTorch FP32 eager vs ONNX Runtime FP32 / INT8 (each in its own process)",
+        step("6/8 benchmark: PyTorch FP32 eager vs ONNX Runtime FP32 / INT8 (each in its own process)",
              lambda: _bench(exp.folder, out / "bench.json", log))
     if cfg.stream:
-        step("7/7 stream ECG from the simulated bedside device (C, wire protocol) into ecgedge stream",
+        step("7/8 stream ECG from the simulated bedside device (C, wire protocol) into ecgedge stream",
              lambda: _stream(exp.folder, _held_out_record(clf, heas, "AFIB"), out / "stream.jsonl", log))
+
+    if cfg.stream:
+        step("8/8 a real model on real ECG: the shipped CinC-2017 classifier streams a real AF record",
+             lambda: _stream_shipped(out / "stream-real.jsonl", log))
 
     log("\nwhere everything went:")
     for name, secs, where in res.steps:
@@ -146,17 +155,62 @@ def _stream_one(export: Path, record: str, sink, log) -> dict:
     return summary
 
 
-def _real_record() -> str | None:
-    """A real 12-lead record from ../shared/data (or $ECGEDGE_SHARED_DATA), if this machine has one."""
+def _shared_data() -> Path | None:
+    """``../shared/data`` (or ``$ECGEDGE_SHARED_DATA``), if this machine has it."""
     import os
 
     roots = [os.environ.get("ECGEDGE_SHARED_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data",
              Path.cwd().parent / "shared" / "data"]
-    for root in filter(None, roots):
-        hea = Path(root) / "chapman" / "WFDBRecords" / "01" / "010" / "JS00001.hea"
-        if hea.is_file():
-            return str(hea.with_suffix(""))
+    return next((Path(r) for r in filter(None, roots) if Path(r).is_dir()), None)
+
+
+def _real_record() -> str | None:
+    """A real 12-lead record from the shared data, if this machine has one."""
+    root = _shared_data()
+    hea = root / "chapman" / "WFDBRecords" / "01" / "010" / "JS00001.hea" if root else None
+    return str(hea.with_suffix("")) if hea is not None and hea.is_file() else None
+
+
+SHIPPED_CLASSIFIER = "cinc2017-rhythm"
+
+
+def _real_af_record() -> tuple[str, str] | None:
+    """(WFDB path, true label) of a CinC-2017 validation record labelled A (atrial fibrillation): the
+    shipped classifier held these 30 records out of its training (``--holdout``)."""
+    root = _shared_data()
+    folder = root / "cinc2017" / "validation" if root else None
+    if folder is None or not (folder / "REFERENCE.csv").is_file():
+        return None
+    for line in (folder / "REFERENCE.csv").read_text().split():
+        rid, label = line.split(",")
+        if label == "A" and (folder / f"{rid}.hea").is_file():
+            return str(folder / rid), label
     return None
+
+
+def _stream_shipped(jsonl: Path, log) -> tuple[object, str]:
+    """Stream a real AF record (single lead, 300 Hz, resampled by the stream to the model's 250 Hz)
+    through the simulated device into the shipped CinC-2017 classifier."""
+    from ecgedge.errors import ConfigError, StreamError
+    from ecgedge.shipped import shipped_model
+    from ecgedge.stream.sources import ecgsim_path
+
+    try:
+        ecgsim_path()
+        model = shipped_model(SHIPPED_CLASSIFIER)
+    except (StreamError, ConfigError) as exc:
+        log(f"skipped: {exc}")
+        return None, "skipped"
+    found = _real_af_record()
+    if found is None:
+        log("skipped: no CinC-2017 validation records in ../shared/data (or $ECGEDGE_SHARED_DATA)")
+        return None, "skipped (no real record)"
+    record, truth = found
+    log(f"the shipped model {model.name} ({model.summary}); a held-out CinC-2017 record, true label {truth} (AF):\n"
+        f"  ecgsim --speed 10 --loop --seconds 30 {record}  ->  ecgedge stream {model.name}")
+    with open(jsonl, "w") as sink:
+        summary = _stream_one(model.path, record, sink, log)
+    return summary, str(jsonl)
 
 
 def _true_rhythm(record: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,18 +31,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ecgedge.config import ClassifyConfig, DataConfig, Device, PretrainConfig, config_to_dict
+from ecgedge.config import ClassifyConfig, ClassWeighting, DataConfig, Device, PretrainConfig, config_to_dict
 from ecgedge.data.preprocess import normalise_windows
-from ecgedge.data.splits import split_records, subsample
+from ecgedge.data.provenance import data_record_hashes
+from ecgedge.data.splits import Split, split_records, subsample
 from ecgedge.data.store import WindowStore, is_store
 from ecgedge.data.windows import WindowSet, build_windows
 from ecgedge.distributed import (SINGLE, DistContext, all_sum, barrier, built_once, data_parallel, distributed_context,
                                  from_main, rank_part, torch_device)
 from ecgedge.errors import ArtefactError, BackendUnavailable, ConfigError, DataNotFound
-from ecgedge.evaluate.metrics import classification_report, record_probabilities, softmax
+from ecgedge.evaluate.metrics import bootstrap_intervals, classification_report, record_probabilities, softmax
 from ecgedge.evaluate.plots import plot_confusion, plot_curves, plot_reconstruction
 from ecgedge.models.autoencoder import ConvAutoencoder
-from ecgedge.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ecgedge.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_torch_file, unfinished_reason
 from ecgedge.models.classifier import RhythmClassifier
 from ecgedge.models.flops import count_macs, count_params
 
@@ -208,10 +210,12 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: 
                           epoch=epoch, complete=complete, metrics=metrics, train_config=config_to_dict(cfg))
 
     epoch = start - 1
+    rates: list[float] = []
     try:
         for epoch in range(start, cfg.epochs + 1):
             model.train()
             losses = []
+            started = time.perf_counter()
             bar = tqdm(_batches(train_idx, global_batch, rng), total=math.ceil(len(train_idx) / global_batch),
                        desc=f"pretrain {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
             for idx in bar:
@@ -227,6 +231,8 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: 
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
             sched.step()
+            rate = len(train_idx) / (time.perf_counter() - started)  # training windows/s, all ranks together
+            rates.append(rate)
             if ctx.is_distributed:  # each rank's loss is its share of the global batch's MSE, times world size
                 losses = all_sum(losses, ctx) / ctx.world_size
             val = evaluate_cae(model, ws, val_idx, cfg, device, ctx)
@@ -235,7 +241,8 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: 
             improved = val["mse_normalised"] < best
             best = min(best, val["mse_normalised"])
             if progress:
-                tqdm.write(f"epoch {epoch}/{cfg.epochs}  train mse {row['train_mse']:.4f}  val mse {val['mse_normalised']:.4f} (normalised), {val['mse_uv2']:.1f} µV²")
+                tqdm.write(f"epoch {epoch}/{cfg.epochs}  train mse {row['train_mse']:.4f}  val mse {val['mse_normalised']:.4f} (normalised), "
+                           f"{val['mse_uv2']:.1f} µV²  ({rate:.0f} windows/s)")
             if ctx.is_main:
                 save_checkpoint(run / "last.pt", make_ckpt(epoch, val, complete=epoch == cfg.epochs))
                 if improved:
@@ -265,6 +272,7 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: 
         "interrupted": interrupted,
         "train_windows": int(len(train_idx)),
         "val_windows": int(len(val_idx)),
+        "train_windows_per_s": float(np.median(rates)) if rates else None,
         "world_size": ctx.world_size,
         "global_batch": global_batch,
         "params": count_params(model),
@@ -318,9 +326,7 @@ def _write_train_state(run: Path, cfg: PretrainConfig, ctx: DistContext, *, epoc
         "global_batch": cfg.batch_size * ctx.world_size,
         "model_config": config_to_dict(cfg.model),
     }
-    tmp = run / (TRAIN_STATE + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(run / TRAIN_STATE)
+    save_torch_file(run / TRAIN_STATE, state, "training state")
 
 
 def _read_train_state(run: Path, cfg: PretrainConfig) -> dict:
@@ -359,17 +365,33 @@ def evaluate_cae(model: nn.Module, ws: WindowSet, idx: np.ndarray, cfg: Pretrain
 # ----------------------------------------------------------------------------------- classifier
 
 
-def load_cae(path: str, flag: str = "--init") -> Checkpoint:
-    """The CAE checkpoint at ``path`` (a file or a run folder); another kind raises :class:`ConfigError` naming ``flag``."""
+def load_cae(path: str, flag: str = "--init", *, allow_unfinished: bool = False, override: str = "") -> Checkpoint:
+    """The CAE checkpoint at ``path`` (a file or a run folder); another kind raises :class:`ConfigError` naming ``flag``.
+
+    A checkpoint of a pretraining run that did not finish (:func:`~ecgedge.models.checkpoint.unfinished_reason`)
+    raises :class:`ArtefactError` unless ``allow_unfinished``; ``override`` names the flag that allows it.
+    """
     cae = load_checkpoint(path)
     if cae.kind != "cae":
         raise ConfigError(f"{flag} {path} is a {cae.kind} checkpoint; a CAE checkpoint (ecgedge train pretrain) is needed")
+    why = unfinished_reason(cae)
+    if why and not allow_unfinished:
+        raise ArtefactError(f"{flag}: {why}; finish the pretraining (ecgedge train pretrain --resume --run-dir RUN)"
+                            + (f" or pass {override} to transfer it anyway" if override else ""))
     return cae
+
+
+def interrupted_note(metrics: dict) -> str:
+    """The line every output mode prints for a run stopped before its last epoch; ``""`` for a finished run."""
+    if not metrics.get("interrupted"):
+        return ""
+    return f"interrupted after epoch {metrics.get('epochs_run', 0)}: these figures are from an incomplete run"
 
 
 def adopt_cae(cfg: ClassifyConfig, cae: Checkpoint) -> ClassifyConfig:
     """``cfg`` with the architecture, preprocessing and window length the transferred encoder fixes."""
-    return replace(cfg, model=replace(cae.model_config, head_channels=cfg.model.head_channels, dropout=cfg.model.dropout),
+    return replace(cfg, model=replace(cae.model_config, head_channels=cfg.model.head_channels,
+                                      head_dilations=cfg.model.head_dilations, dropout=cfg.model.dropout),
                    preprocess=cae.preprocess, window=replace(cfg.window, samples=cae.window.samples))
 
 
@@ -385,12 +407,34 @@ def classifier_from_init(cfg: ClassifyConfig, n_classes: int, cae: Checkpoint | 
     return model
 
 
+def selection_score(records: dict) -> tuple[str, float]:
+    """The figure that picks the best epoch: the challenge score (mean F1 of N, A, O) where the
+    label set has those classes (CinC-2017), else macro F1."""
+    if "challenge_score" in records:
+        return "challenge_score", float(records["challenge_score"])
+    return "macro_f1", float(records["macro_f1"])
+
+
+def holdout_records(split: Split, record_ids: list[str], paths) -> Split:
+    """``split`` with every record found under ``paths`` (matched by record id) moved to its test part."""
+    from ecgedge.data.records import find_records
+
+    wanted = {r.record_id for r in find_records(list(paths))}
+    if not wanted:
+        raise DataNotFound(f"--holdout {', '.join(map(str, paths))}: no records found there")
+    held = np.array([i for i, rid in enumerate(record_ids) if rid in wanted], dtype=np.int64)
+    note = f"{len(held)} records of {', '.join(map(str, paths))} held out in the test split"
+    return replace(split, train=np.setdiff1d(split.train, held), val=np.setdiff1d(split.val, held),
+                   test=np.union1d(split.test, held), notes=[*split.notes, note])
+
+
 def train_epochs(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cfg: ClassifyConfig, device, *,
                  progress: bool = True, desc: str = "classify") -> Iterator[dict]:
     """Fit ``model`` to the windows ``train_idx`` for ``cfg.epochs``, yielding ``{"epoch", "train_loss"}`` after each.
 
     ``train_idx`` may repeat windows (a bootstrap sample counts a record as often as it was drawn).
-    Loss: cross-entropy weighted by inverse class frequency of the training windows; AdamW on the
+    Loss: cross-entropy with class weights from the training windows' class counts (``cfg.class_weighting``:
+    inverse frequency, its square root, or none); AdamW on the
     trainable parameters (``cfg.lr``, ``cfg.weight_decay``) under a one-cycle schedule; batches of
     ``cfg.batch_size`` shuffled by a generator seeded with ``cfg.seed``. Between yields the caller
     may evaluate or checkpoint the model; the next epoch puts it back in train mode.
@@ -398,6 +442,10 @@ def train_epochs(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cfg: Cl
     n_classes = len(ws.class_names)
     counts = np.bincount(ws.labels[train_idx], minlength=n_classes).astype(float)
     weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    if cfg.class_weighting == ClassWeighting.sqrt:
+        weights = np.sqrt(weights)
+    elif cfg.class_weighting == ClassWeighting.none:
+        weights = (counts > 0).astype(float)
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(train_idx) / cfg.batch_size)
@@ -406,6 +454,7 @@ def train_epochs(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cfg: Cl
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         losses = []
+        started = time.perf_counter()
         bar = tqdm(_batches(train_idx, cfg.batch_size, rng), total=steps, desc=f"{desc} {epoch}/{cfg.epochs}",
                    unit="batch", disable=not progress, leave=False)
         for idx in bar:
@@ -418,7 +467,7 @@ def train_epochs(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cfg: Cl
             sched.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        yield {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        yield {"epoch": epoch, "train_loss": float(np.mean(losses)), "windows_per_s": len(train_idx) / (time.perf_counter() - started)}
 
 
 def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
@@ -427,7 +476,7 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
     device = _device(cfg.device)
     cae = None
     if cfg.init != "random":
-        cae = load_cae(cfg.init)
+        cae = load_cae(cfg.init, allow_unfinished=cfg.allow_incomplete_init, override="--allow-incomplete-init")
         cfg = adopt_cae(cfg, cae)
     elif cfg.freeze_encoder:
         raise ConfigError("--freeze-encoder needs --init CAE_CKPT (a frozen random encoder learns nothing)")
@@ -442,10 +491,13 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
 
     rec_labels = ws.record_labels()
     split = split_records(rec_labels, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+    if cfg.holdout:
+        split = holdout_records(split, ws.record_ids, cfg.holdout)
     train_records = subsample(split.train, rec_labels, cfg.train_fraction, cfg.seed)
     (run / "split.json").write_text(json.dumps(split.to_dict(ws.record_ids) | {
         "train_used": [ws.record_ids[i] for i in train_records], "train_fraction": cfg.train_fraction,
-        "seed": cfg.seed, "cache_key": ws.key}, indent=2))
+        "seed": cfg.seed, "cache_key": ws.key,
+        "train_sha256": data_record_hashes(cfg.data, [ws.record_ids[i] for i in train_records])}, indent=2))
     train_idx = ws.windows_of_records(train_records)
     train_idx = train_idx[ws.labels[train_idx] >= 0]
     val_idx, test_idx = ws.windows_of_records(split.val), ws.windows_of_records(split.test)
@@ -457,11 +509,13 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
     best = -math.inf
     interrupted = False
     init_name = "random" if cae is None else str(cae.path)
+    init_unfinished = unfinished_reason(cae) if cae is not None else ""  # allowed by --allow-incomplete-init; recorded
 
     def make_ckpt(epoch: int, metrics: dict, complete: bool) -> Checkpoint:
         return Checkpoint("classifier", cfg.model, cfg.preprocess, cfg.window, model.state_dict(), leads=cfg.leads,
                           labels=classes, epoch=epoch, complete=complete, metrics=metrics,
-                          train_config=config_to_dict(cfg) | {"init_checkpoint": init_name, "run_dir": str(run)})
+                          train_config=config_to_dict(cfg) | {"init_checkpoint": init_name, "run_dir": str(run),
+                                                              **({"init_unfinished": init_unfinished} if init_unfinished else {})})
 
     epoch = 0
     try:
@@ -469,12 +523,17 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
             epoch = row["epoch"]
             sel_idx = val_idx if len(val_idx) else train_idx
             sel = evaluate_classifier(model, ws, sel_idx, cfg, device)
-            row |= {"val_macro_f1" if len(val_idx) else "train_macro_f1": sel["records"]["macro_f1"], "val_loss" if len(val_idx) else "train_eval_loss": sel["loss"]}
+            part = "val" if len(val_idx) else "train"
+            row |= {f"{part}_macro_f1": sel["records"]["macro_f1"], "val_loss" if len(val_idx) else "train_eval_loss": sel["loss"]}
+            score_name, score = selection_score(sel["records"])
+            if score_name != "macro_f1":
+                row[f"{part}_{score_name}"] = score
             history.append(row)
             if progress:
-                tqdm.write(f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.3f}  {'val' if len(val_idx) else 'train'} macro F1 {sel['records']['macro_f1']:.3f}")
+                tqdm.write(f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.3f}  {part} macro F1 {sel['records']['macro_f1']:.3f}"
+                           + (f"  {part} {score_name.replace('_', ' ')} {score:.3f}" if score_name != "macro_f1" else "")
+                           + f"  ({row['windows_per_s']:.0f} windows/s)")
             save_checkpoint(run / "last.pt", make_ckpt(epoch, row, complete=epoch == cfg.epochs))
-            score = sel["records"]["macro_f1"]
             if score > best or math.isnan(best):
                 best = score
                 save_checkpoint(run / "best.pt", make_ckpt(epoch, row, complete=True))
@@ -488,12 +547,13 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
     ckpt_path = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
     best_ckpt = load_checkpoint(ckpt_path)
     best_model = best_ckpt.build_model().to(device)
-    test = evaluate_classifier(best_model, ws, test_idx, cfg, device)
+    test = evaluate_classifier(best_model, ws, test_idx, cfg, device, intervals=True)
     metrics = {
         "kind": "classifier",
         "labels": cfg.labels.value,
         "class_names": list(classes),
         "init": init_name,
+        **({"init_unfinished": init_unfinished} if init_unfinished else {}),
         "freeze_encoder": cfg.freeze_encoder,
         "train_fraction": cfg.train_fraction,
         "best_epoch": best_ckpt.epoch,
@@ -526,21 +586,28 @@ def predict_logits(model: nn.Module, ws: WindowSet, idx: np.ndarray, preprocess,
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def evaluate_classifier(model: nn.Module, ws: WindowSet, idx: np.ndarray, cfg: ClassifyConfig, device) -> dict:
+def evaluate_classifier(model: nn.Module, ws: WindowSet, idx: np.ndarray, cfg: ClassifyConfig, device, *, intervals: bool = False) -> dict:
     """Window-level and record-level (window probabilities averaged) metrics and mean loss."""
     idx = np.sort(idx)
     idx = idx[ws.labels[idx] >= 0]
     logits = predict_logits(model, ws, idx, cfg.preprocess, device)
     y = ws.labels[idx]
     loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)).item()) if len(y) else float("nan")
-    return scores_from_logits(logits, y, ws.window_record[idx], ws.class_names) | {"loss": loss}
+    return scores_from_logits(logits, y, ws.window_record[idx], ws.class_names, intervals=intervals) | {"loss": loss}
 
 
-def scores_from_logits(logits: np.ndarray, window_labels: np.ndarray, window_record: np.ndarray, class_names) -> dict:
-    """Window-level and record-level classification reports from logits (shared with the gate)."""
+def scores_from_logits(logits: np.ndarray, window_labels: np.ndarray, window_record: np.ndarray, class_names, *,
+                       intervals: bool = False) -> dict:
+    """Window-level and record-level classification reports from logits (shared with the gate).
+
+    A record's prediction is the argmax of its windows' mean softmax probabilities. ``intervals``
+    adds percentile-bootstrap 95 % intervals of the record-level figures (1000 resamples of the
+    records, seeded) as ``records["intervals_95"]``."""
     probs = softmax(logits.astype(np.float64))
     windows = classification_report(window_labels, probs.argmax(1), class_names)
     recs, rprobs = record_probabilities(probs, window_record)
     rec_truth = np.array([np.bincount(window_labels[window_record == r]).argmax() for r in recs], dtype=np.int64)
-    records = classification_report(rec_truth, rprobs.argmax(1), class_names)
-    return {"windows": windows.to_dict(), "records": records.to_dict()}
+    records = classification_report(rec_truth, rprobs.argmax(1), class_names).to_dict()
+    if intervals:
+        records["intervals_95"] = bootstrap_intervals(rec_truth, rprobs.argmax(1), class_names)
+    return {"windows": windows.to_dict(), "records": records}

@@ -15,8 +15,6 @@ from ecgedge.bench import (
     checkpoint_path,
     fastest_precisions,
     latency_stats,
-    parse_choices,
-    parse_ints,
     plan,
     real_time_factor,
     render_table,
@@ -27,9 +25,10 @@ from ecgedge.bench import (
     with_ratios,
 )
 from ecgedge.cli.bench import bench_cmd
+from ecgedge.cli.common import parse_choices, parse_ints
 from ecgedge.config import ModelConfig
 from ecgedge.errors import ConfigError
-from ecgedge.export.manifest import load_manifest
+from ecgedge.manifest import load_manifest
 from ecgedge.runtime import Backend, Precision, available_backends
 
 LEADS, SAMPLES = ("I", "II"), 64

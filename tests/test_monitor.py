@@ -22,7 +22,7 @@ from ecgedge.config import STANDARD_12_LEADS, PreprocessConfig
 from ecgedge.data.preprocess import normalise_windows, preprocess_params, preprocess_signal
 from ecgedge.data.synthetic import synthesize_ecg
 from ecgedge.errors import ConfigError, ShapeMismatch
-from ecgedge.export.manifest import FORMAT, Manifest, load_manifest
+from ecgedge.manifest import FORMAT, Manifest, load_manifest
 from ecgedge.runtime import runner_from_export
 from ecgedge.stream.monitor import BedMonitor, ModelSpec, StreamHub, StreamSettings, WindowVerdict
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ecgedge.cli.main import app
-from ecgedge.export.manifest import load_manifest
+from ecgedge.manifest import load_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -16,8 +16,8 @@ def test_quickstart_runs_the_whole_chain(tmp_path, monkeypatch):
     out = tmp_path / "qs"
     res = CliRunner().invoke(app, ["quickstart", "--out", str(out), "-q"])
     assert res.exit_code == 0, res.output
-    for step in range(1, 8):
-        assert f"== {step}/7" in res.output
+    for step in range(1, 9):
+        assert f"== {step}/8" in res.output
     assert "where everything went:" in res.output
 
     m = load_manifest(out / "export")  # hashes verified
@@ -35,3 +35,12 @@ def test_quickstart_runs_the_whole_chain(tmp_path, monkeypatch):
     assert changes and changes[0]["to"] == "AFIB"  # the held-out synthetic AFIB record, streamed first
     summaries = [r for r in records if r["type"] == "summary"]
     assert summaries and all(s["streams"][0]["lost"] == 0 for s in summaries)
+
+    # Step 8: the shipped CinC-2017 classifier on a real AF record, where ../shared/data has it.
+    real = out / "stream-real.jsonl"
+    if real.exists():
+        records = [json.loads(line) for line in real.read_text().splitlines()]
+        windows = [r for r in records if r["type"] == "window" and r.get("label")]
+        assert windows, "the real record was classified"
+        summary = [r for r in records if r["type"] == "summary"][-1]
+        assert summary["streams"][0]["lost"] == 0

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ecgedge.errors import ArtefactError, BackendUnavailable, ShapeMismatch
-from ecgedge.export.manifest import FORMAT, Manifest, load_manifest
+from ecgedge.manifest import FORMAT, Manifest, load_manifest
 from ecgedge.runtime import Backend, InputSpec, Precision, available_backends, runner_from_export, runner_from_onnx
 from ecgedge.runtime.base import require_backend
 
@@ -164,8 +164,12 @@ def test_runtime_and_manifest_import_without_torch(tmp_path):
                 if name == "torch" or name.startswith("torch."):
                     raise ImportError("torch is blocked in this test")
         sys.meta_path.insert(0, Block())
+        import importlib, pkgutil
         import numpy as np
+        import ecgedge.manifest, ecgedge.runtime
         from ecgedge.runtime import runner_from_export
+        for mod in pkgutil.iter_modules(ecgedge.runtime.__path__, "ecgedge.runtime."):
+            importlib.import_module(mod.name)  # every backend module, TensorRT and Triton ones included
         with runner_from_export({str(folder)!r}) as r:
             out = r.infer(np.ones((1, 2, {SAMPLES}), np.float32))
         assert "torch" not in sys.modules

@@ -38,7 +38,7 @@ from ecgedge.data.preprocess import normalise_windows, preprocess_signal
 from ecgedge.data.synthetic import synthesize_ecg
 from ecgedge.errors import ArtefactError, ConfigError
 from ecgedge.evaluate.metrics import softmax
-from ecgedge.export.manifest import load_manifest
+from ecgedge.manifest import load_manifest
 from ecgedge.runtime import Backend, Precision, runner_from_export
 from ecgedge.stream.monitor import ModelSpec, StreamHub, StreamSettings
 from ecgedge.stream.protocol import Frame, FrameDecoder, encode_frame

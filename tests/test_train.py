@@ -96,7 +96,7 @@ def test_cli_train_help_and_bad_input(tmp_path):
     r = CliRunner()
     assert "pretrain" in r.invoke(app, ["train", "--help"]).output
     res = r.invoke(app, ["train", "classify", "--data", str(tmp_path), "--init", str(tmp_path / "nope.pt"), "--run-dir", str(tmp_path / "run"), "-q"])
-    assert res.exit_code == 2 and "checkpoint not found" in res.output
+    assert res.exit_code == 2 and "no such file or folder" in res.output and "nope.pt" in res.output
     res = r.invoke(app, ["train", "pretrain", "--data", str(tmp_path), "--run-dir", str(tmp_path / "r"), "-q", "--cache-dir", str(tmp_path / "c")])
     assert res.exit_code == 2 and "error:" in res.output
 

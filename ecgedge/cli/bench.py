@@ -7,19 +7,19 @@ from typing import Optional
 
 import typer
 
-from ecgedge.bench import BenchBackend, BenchConfig, main_bench, parse_choices, parse_ints, write_json
-from ecgedge.cli.common import echo, user_errors
-from ecgedge.runtime.base import Precision
+from ecgedge.bench import BenchBackend, BenchConfig, main_bench, write_json
+from ecgedge.cli.common import choices_option, echo, export_folder_argument, parse_ints, user_errors
+from ecgedge.config import Precision
 
 D = BenchConfig  # defaults live in one place: the config's
 
 
 @user_errors
 def bench_cmd(
-    export: Path = typer.Argument(..., exists=True, file_okay=False, help="Export folder (export/NAME)."),
-    backend: str = typer.Option(",".join(b.value for b in D.backends),
-                                help="Comma-separated: torch (the PyTorch FP32 eager baseline), ort-cpu, ort-cuda, ort-trt, tensorrt."),
-    precision: Optional[str] = typer.Option(None, help="Comma-separated fp32,fp16,int8 (default: every precision the export holds)."),
+    export: Path = export_folder_argument(),
+    backend: str = choices_option(BenchBackend, ",".join(b.value for b in D.backends),
+                                  "Comma-separated: torch (the PyTorch FP32 eager baseline), ort-cpu, ort-cuda, ort-trt, tensorrt."),
+    precision: Optional[str] = choices_option(Precision, None, "Comma-separated fp32,fp16,int8 (default: every precision the export holds)."),
     batch: str = typer.Option(",".join(map(str, D.batches)), help="Comma-separated batch sizes (windows per call)."),
     threads: str = typer.Option(",".join(map(str, D.threads)), help="Comma-separated intra-op thread counts."),
     warmup: int = typer.Option(D.warmup, min=0, help="Untimed calls before timing (and untimed stream steps before the RTF)."),
@@ -40,8 +40,7 @@ def bench_cmd(
 ):
     """Measure every backend x precision x batch x threads, each in a fresh process, against PyTorch FP32 eager and the machine's FP32 peak."""
     cfg = BenchConfig(
-        export=str(export), backends=parse_choices(backend, BenchBackend, "--backend"),
-        precisions=parse_choices(precision, Precision, "--precision") if precision else (),
+        export=str(export), backends=backend, precisions=precision or (),
         batches=parse_ints(batch, "--batch"), threads=parse_ints(threads, "--threads"), warmup=warmup, repeats=repeats,
         max_seconds=max_seconds, rtf_steps=rtf_steps, source_fs_hz=source_fs, checkpoint=str(checkpoint) if checkpoint else None,
         baseline=baseline, include_rejected=include_rejected, steady_malloc=steady_malloc,

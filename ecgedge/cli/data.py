@@ -1,4 +1,5 @@
-"""``ecgedge data build|info``: window stores (thin wrappers over :mod:`ecgedge.data.store`)."""
+"""``ecgedge data build|info|download``: window stores (thin wrappers over :mod:`ecgedge.data.store`) and
+PhysioNet downloads (over :mod:`ecgedge.data.download`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import typer
 
 from ecgedge.cli.common import echo, user_errors
 from ecgedge.config import DataConfig, LabelScheme, WindowConfig
+from ecgedge.data.download import BASE_URL_ENV, DATABASES, PHYSIONET_URL, DownloadConfig, databases_table, download_database
 from ecgedge.data.store import DEFAULT_SHARD_WINDOWS, WindowStore, build_store
+from ecgedge.errors import storage_errors
 
-app = typer.Typer(help="Window stores: records converted once into sharded, memory-mapped windows.", no_args_is_help=True)
+app = typer.Typer(help="Window stores: records converted once into sharded, memory-mapped windows; PhysioNet downloads.",
+                  no_args_is_help=True)
 
 _WINDOW = WindowConfig()
+_DOWNLOAD = DownloadConfig()
 
 
 @app.command("build")
@@ -34,13 +39,14 @@ def build_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Convert records once into a window store: float32 band-passed mV shards, an index and store.json."""
-    store = build_store(
-        DataConfig(paths=tuple(map(str, paths)), labels_file=str(labels_file) if labels_file else None,
-                   max_records=max_records, workers=workers),
-        out, [x.strip() for x in leads.split(",") if x.strip()],
-        window=WindowConfig(samples=samples, hop=hop, max_per_record=max_per_record), scheme=labels,
-        shard_windows=shard_windows, overwrite=overwrite, progress=not quiet,
-    )
+    with storage_errors(f"build the window store {out}"):
+        store = build_store(
+            DataConfig(paths=tuple(map(str, paths)), labels_file=str(labels_file) if labels_file else None,
+                       max_records=max_records, workers=workers),
+            out, [x.strip() for x in leads.split(",") if x.strip()],
+            window=WindowConfig(samples=samples, hop=hop, max_per_record=max_per_record), scheme=labels,
+            shard_windows=shard_windows, overwrite=overwrite, progress=not quiet,
+        )
     echo(store.describe())
 
 
@@ -55,3 +61,25 @@ def info_cmd(
     echo(ws.describe())
     if verify:
         echo(f"sha256 of {len(ws.manifest['shards'])} shard(s), index and records: ok")
+
+
+@app.command("download", epilog="Known databases:\n\n" + databases_table().replace("\n", "\n\n"))
+@user_errors
+def download_cmd(
+    name: str = typer.Argument(..., help=f"Database: {', '.join(DATABASES)}."),
+    to: Path = typer.Option(..., "--to", file_okay=False, help="Folder to download into (created; files already there with the right sha256 are kept)."),
+    include: Optional[list[str]] = typer.Option(None, "--include", help="Only paths matching this glob, e.g. 'training/*' (* also matches /; repeatable)."),
+    max_files: int = typer.Option(_DOWNLOAD.max_files, min=0, help="Fetch at most this many of the selected files (0 = all)."),
+    workers: int = typer.Option(_DOWNLOAD.workers, min=1, help="Parallel transfers."),
+    attempts: int = typer.Option(_DOWNLOAD.attempts, min=1, help="Tries per file before it counts as failed (with backoff)."),
+    timeout: float = typer.Option(_DOWNLOAD.timeout_s, min=0.1, help="Seconds a request may wait to connect or for the next data."),
+    base_url: Optional[str] = typer.Option(None, help=f"Server (default: ${BASE_URL_ENV}, else {PHYSIONET_URL})."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Download a PhysioNet database, every file checked against its SHA256SUMS.txt; run again to resume."""
+    result = download_database(
+        name, to, DownloadConfig(include=tuple(include or ()), max_files=max_files, workers=workers, attempts=attempts, timeout_s=timeout),
+        base_url=base_url, progress=not quiet,
+    )
+    echo(result.describe())
+    result.raise_if_failed()

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ecgedge.cli.common import default_run_dir, echo, user_errors
+from ecgedge.cli.common import choices_option, default_run_dir, echo, user_errors
 from ecgedge.config import Device, LabelScheme
 from ecgedge.experiment.transfer import Arm, Budget
 
@@ -29,17 +29,6 @@ def _fractions(value: Optional[str]) -> Optional[str]:
     bad = [f for f in fractions if not 0 < f <= 1]
     if not fractions or bad:
         raise typer.BadParameter(f"training fractions must lie in (0, 1]; got {', '.join(map(str, bad or fractions)) or 'none'}")
-    return value
-
-
-def _arms(value: Optional[str]) -> Optional[str]:
-    if value is None:
-        return None
-    names = [x.strip() for x in value.split(",") if x.strip()]
-    known = [a.value for a in Arm]
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        raise typer.BadParameter(f"unknown arm(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}")
     return value
 
 
@@ -65,6 +54,9 @@ def _command_line(ctx: typer.Context) -> str:
         if getattr(param, "is_flag", False):
             parts += [flag] if value else []
             continue
+        if isinstance(value, (list, tuple)) and not param.multiple:  # a comma list (choices_option)
+            parts += [flag, ",".join(str(getattr(v, "value", v)) for v in value)]
+            continue
         for v in value if isinstance(value, (list, tuple)) else [value]:
             parts += [flag, str(getattr(v, "value", v))]
     return " ".join(shlex.quote(p) for p in parts)
@@ -81,7 +73,7 @@ def transfer_cmd(
     cae: Optional[Path] = typer.Option(None, exists=True, help="Reuse this pretrained CAE (checkpoint or run folder) instead of pretraining."),
     fractions: Optional[str] = typer.Option(None, callback=_fractions, help="Training fractions, comma-separated (default 1.0,0.5,0.25)."),
     repeats: Optional[int] = typer.Option(None, min=1, help="Bootstrap repeats per fraction (default from --budget)."),
-    arms: Optional[str] = typer.Option(None, callback=_arms, help="Arms, comma-separated, from transfer,random,frozen,2d (default all)."),
+    arms: Optional[str] = choices_option(Arm, None, "Arms, comma-separated, from transfer,random,frozen,2d (default all)."),
     budget: Budget = typer.Option(Budget.small, help="Preset sizes: small (2 CPU cores, minutes) or paper (paper scale); flags override it."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Classifier epochs per cell, every arm (default from --budget)."),
     pretrain_epochs: Optional[int] = typer.Option(None, min=1, help="CAE epochs (default from --budget)."),
@@ -105,7 +97,9 @@ def transfer_cmd(
 ):
     """Transfer vs random vs frozen vs 2-D: macro F1 as the training set shrinks, bootstrapped (the paper's table).
 
-    One fixed 8:2 record-level split; for each fraction and repeat a stratified bootstrap sample of the training records; every arm trained on it with the same budget and seed, scored on the same test records. Writes results.json, table.md, f1_vs_fraction.png and report.md to --out; a rerun with the same --out resumes.
+    One fixed 8:2 record-level split; for each fraction and repeat a stratified bootstrap sample of the training
+    records; every arm trained on it with the same budget and seed, scored on the same test records. Writes
+    results.json, table.md, f1_vs_fraction.png and report.md to --out; a rerun with the same --out resumes.
     """
     from ecgedge.config import DataConfig
     from ecgedge.experiment.transfer import ExperimentConfig, ImageConfig, run_experiment
@@ -115,7 +109,7 @@ def transfer_cmd(
     if fractions:
         extra["fractions"] = tuple(float(x) for x in fractions.split(",") if x.strip())
     if arms:
-        extra["arms"] = tuple(x.strip() for x in arms.split(",") if x.strip())
+        extra["arms"] = arms
     if leads:
         extra["leads"] = tuple(x.strip() for x in leads.split(","))
     if image_size:

@@ -8,27 +8,39 @@ from typing import Optional
 
 import typer
 
-from ecgedge.cli.common import echo, user_errors
-from ecgedge.config import CalibMethod, ExportConfig, Target
+from ecgedge.cli.common import choices_option, echo, export_folder_argument, user_errors
+from ecgedge.config import Backend, CalibMethod, ExportConfig, Target
 from ecgedge.errors import ConfigError
+
+D = ExportConfig  # defaults live in one place: the config's
 
 
 @user_errors
 def export_cmd(
     source: Optional[str] = typer.Argument(None, help="Training run folder or classifier checkpoint (runs/NAME or runs/NAME/best.pt)."),
-    int8: bool = typer.Option(True, "--int8/--no-int8", help="Produce the INT8 QDQ model (default on)."),
-    fp16: bool = typer.Option(False, "--fp16", help="Also produce the FP16 model (always on for GPU targets)."),
-    target: Optional[Target] = typer.Option(None, help="Device class: cpu (x86-64, the default), arm64, cuda, tensorrt. "
+    int8: bool = typer.Option(D.int8, "--int8/--no-int8", help="Produce the INT8 QDQ model."),
+    fp16: bool = typer.Option(D.fp16, "--fp16", help="Also produce the FP16 model (always on for GPU targets)."),
+    target: Optional[Target] = typer.Option(None, help=f"Device class: cpu (x86-64), arm64, cuda, tensorrt (default {D.target.value}). "
                                             "With --triton-only: the server's (default: the export's)."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default export/RUN_NAME); with --triton-only the model repository (default EXPORT/triton)."),
-    calib_windows: int = typer.Option(256, min=1, help="Training windows used to calibrate INT8."),
-    calib_method: CalibMethod = typer.Option(CalibMethod.minmax, help="INT8 calibration method."),
-    max_f1_drop: float = typer.Option(0.01, min=0.0, max=1.0, help="Gate: largest allowed macro-F1 drop vs FP32."),
-    min_agreement: float = typer.Option(0.99, min=0.0, max=1.0, help="Gate: smallest allowed decision agreement with FP32."),
-    opset: int = typer.Option(18, min=17, help="ONNX opset (>= 17)."),
-    check_windows: int = typer.Option(256, min=1, help="Held-out windows stored in the folder for --check."),
-    check: Optional[Path] = typer.Option(None, "--check", exists=True, file_okay=False, help="Re-verify hashes and re-run the gate of an export folder."),
-    backend: Optional[str] = typer.Option(None, help="With --check: comma-separated backends (default: all available here)."),
+    calib_windows: int = typer.Option(D.calib_windows, min=1, help="Training windows used to calibrate INT8."),
+    calib_method: CalibMethod = typer.Option(D.calib_method, help="INT8 calibration method."),
+    max_f1_drop: float = typer.Option(D.max_f1_drop, min=0.0, max=1.0, help="Gate: largest allowed macro-F1 drop vs FP32."),
+    min_agreement: float = typer.Option(D.min_agreement, min=0.0, max=1.0, help="Gate: smallest allowed decision agreement with FP32."),
+    min_f1: float = typer.Option(D.min_f1, min=0.0, max=1.0, help="Gate: absolute floor on each artefact's macro F1 (0 = off)."),
+    min_class_f1: Optional[list[str]] = typer.Option(
+        None, "--min-class-f1", metavar="CLASS=F1|F1",
+        help="Gate: floor on one class's F1 (AFIB=0.8), or on every class's (0.5); repeatable, a named class overrides the bare floor."),
+    min_gate_windows: int = typer.Option(
+        D.min_gate_windows, min=0,
+        help="Gate: fail with fewer held-out windows than this (one changed decision in n moves agreement by 1/n; "
+             "100 is the fewest at which 99 % agreement tolerates one)."),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
+                                          help="Export a checkpoint of a run that did not finish (Ctrl-C's last.pt); the manifest records it."),
+    opset: int = typer.Option(D.opset, min=17, help="ONNX opset (>= 17)."),
+    check_windows: int = typer.Option(D.check_windows, min=1, help="Held-out windows stored in the folder for --check."),
+    check: Optional[Path] = export_folder_argument("Re-verify hashes and re-run the gate of an export folder (or a shipped model's name).", "--check", default=None),
+    backend: Optional[str] = choices_option(Backend, None, "With --check: comma-separated backends (default: all available here)."),
     triton: bool = typer.Option(False, "--triton", help="Also write a Triton Inference Server model repository (export/NAME/triton)."),
     triton_only: Optional[Path] = typer.Option(None, "--triton-only", exists=True, file_okay=False,
                                                help="Write the Triton model repository of an existing export folder (no re-export)."),
@@ -42,18 +54,17 @@ def export_cmd(
         return
     if check is not None:
         from ecgedge.export.pipeline import check_export
-        from ecgedge.runtime.base import Backend
 
-        backends = [Backend(b.strip()) for b in backend.split(",")] if backend else None
-        check_export(check, backends=backends, log=echo)
+        check_export(check, backends=list(backend) if backend else None, log=echo)
         echo("check passed")
         return
     if source is None:
         raise ConfigError("give a training run (ecgedge export runs/NAME) or --check export/NAME")
     from ecgedge.export.pipeline import main_export
 
-    cfg = ExportConfig(source=source, out=str(out) if out else None, int8=int8, fp16=fp16, target=target or Target.cpu,
+    cfg = ExportConfig(source=source, out=str(out) if out else None, int8=int8, fp16=fp16, target=target or D.target,
                        calib_windows=calib_windows, calib_method=calib_method, max_f1_drop=max_f1_drop,
-                       min_agreement=min_agreement, opset=opset, check_windows=check_windows)
+                       min_agreement=min_agreement, min_f1=min_f1, min_class_f1=tuple(min_class_f1 or ()),
+                       min_gate_windows=min_gate_windows, allow_incomplete=allow_incomplete, opset=opset, check_windows=check_windows)
     res = main_export(cfg, progress=not quiet, log=echo, triton=triton)
     echo(f"export folder: {res.folder}  (gate passed; manifest {res.folder / 'manifest.json'})")

@@ -7,8 +7,11 @@ import typer
 from ecgedge import __version__
 from ecgedge.cli import bench as bench_cli
 from ecgedge.cli import data as data_cli
+from ecgedge.cli import evaluate as evaluate_cli
 from ecgedge.cli import experiment as experiment_cli
 from ecgedge.cli import export as export_cli
+from ecgedge.cli import models as models_cli
+from ecgedge.cli import serve as serve_cli
 from ecgedge.cli import stream as stream_cli
 from ecgedge.cli import train as train_cli
 
@@ -24,6 +27,9 @@ app.add_typer(experiment_cli.app, name="experiment")
 app.command("export")(export_cli.export_cmd)
 app.command("bench")(bench_cli.bench_cmd)
 app.command("stream")(stream_cli.stream_cmd)
+app.command("serve")(serve_cli.serve_cmd)
+app.command("evaluate")(evaluate_cli.evaluate_cmd)
+app.add_typer(models_cli.app, name="models")
 
 
 def _version(value: bool):

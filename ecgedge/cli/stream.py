@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import signal
@@ -11,10 +12,10 @@ from typing import Optional
 
 import typer
 
-from ecgedge.cli.common import user_errors
-from ecgedge.errors import ConfigError
+from ecgedge.cli.common import export_folder_argument, user_errors
+from ecgedge.errors import ConfigError, StreamError, storage_error
 from ecgedge.runtime.base import Backend, Precision
-from ecgedge.stream.monitor import StreamSettings
+from ecgedge.stream.monitor import CONCEAL_MAX_S, INOPERABLE_AFTER_S, StreamSettings
 from ecgedge.stream.sources import SPEC_FORMS
 
 
@@ -25,10 +26,19 @@ def _escaped(text: str) -> str:
 
 @user_errors
 def stream_cmd(
-    export: Path = typer.Argument(..., exists=True, file_okay=False, help="Export folder with manifest.json (export/NAME)."),
+    export: Path = export_folder_argument(),
     source: str = typer.Option(..., "--source", "-s", help=f"Where the bytes come from: {_escaped(SPEC_FORMS)}."),
     hop: float = typer.Option(1.0, min=0.004, help="Seconds between windows (each window is the model's length)."),
     hysteresis: int = typer.Option(3, min=1, help="Consecutive reliable windows a new rhythm must hold before it is raised."),
+    conceal_max_s: float = typer.Option(
+        CONCEAL_MAX_S, "--conceal-max-s", min=0.0, max=1.0,
+        help="Conceal gaps up to this many seconds by linear interpolation (reported, and the windows holding them say so) "
+             "instead of restarting the filters; 0: never. Default: two 40-ms frames, no longer than a normal QRS complex "
+             "and well below any R-R interval."),
+    inoperable_after_s: float = typer.Option(
+        INOPERABLE_AFTER_S, "--inoperable-after-s", min=0.0,
+        help="Raise the ecg_signal_inoperable alert after this many seconds without a classified window "
+             "(cleared when one is classified again); 0: never."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False, help="Write the JSON lines to this file instead of stdout."),
     precision: Optional[Precision] = typer.Option(None, help="Which artefact runs (default: int8 if the accuracy gate accepted it, else the reference)."),
     backend: Backend = typer.Option(Backend.ort_cpu, help="Runtime backend."),
@@ -44,37 +54,57 @@ def stream_cmd(
 ):
     """Decode a bedside device's stream, classify every window with the exported model, raise rhythm events.
 
-    Gaps are reported with their sample range and the windows they touch are 'unreliable', as are
-    windows with a lead off, a flat or a saturated lead. The last line is a summary.
+    Gaps are reported with their sample range; short ones are concealed (the windows holding them
+    are classified and carry concealed_samples), longer ones make the windows they touch
+    'unreliable', as are windows with a lead off, a flat or a saturated lead. No classified window
+    for --inoperable-after-s raises an ecg_signal_inoperable alert. The last line is a summary.
+    A --tee copy that cannot be written (a full disk) is reported once and dropped; classification
+    goes on. Exits 2 when every stream was refused (leads or rate the model cannot use).
     """
-    from ecgedge.stream.session import StreamConfig, stream_from_export
+    from ecgedge.stream.session import StreamConfig, refused_all, stream_from_export
 
-    cfg = StreamConfig(export=str(export), source=source, settings=StreamSettings(hop_s=hop, hysteresis=hysteresis),
-                       precision=precision, backend=backend, threads=threads, sim_args=tuple(shlex.split(sim)),
+    try:
+        sim_args = tuple(shlex.split(sim))
+    except ValueError as exc:  # an unclosed quote
+        raise ConfigError(f"--sim {sim!r}: {exc} (quote it as the shell would)") from None
+    settings = StreamSettings(hop_s=hop, hysteresis=hysteresis, conceal_max_s=conceal_max_s,
+                              inoperable_after_s=inoperable_after_s)
+    cfg = StreamConfig(export=str(export), source=source, settings=settings,
+                       precision=precision, backend=backend, threads=threads, sim_args=sim_args,
                        max_outage_s=max_outage, show=show, show_png=str(show_png) if show_png else None,
                        show_lead=show_lead, tee=str(tee) if tee else None, server=server, server_model=server_model)
     try:
         sink = open(out, "w", buffering=1) if out else sys.stdout
     except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
+        raise storage_error(exc, f"open --out {out}") from None
     # The strip chart draws on stderr; when that is the same terminal as stdout, the view stands in for the lines.
     quiet = show and out is None and sys.stdout.isatty() and sys.stderr.isatty()
 
     def emit(record: dict) -> None:
         if record["type"] == "session" and record.get("note"):
             typer.secho(f"note: {record['note']}", fg=typer.colors.YELLOW, err=True)
+        if record["type"] == "tee_error":
+            typer.secho(f"warning: {record['detail']}", fg=typer.colors.YELLOW, err=True)
         if not quiet:
-            sink.write(json.dumps(record, separators=(",", ":")) + "\n")
-            sink.flush()
+            try:
+                sink.write(json.dumps(record, separators=(",", ":")) + "\n")
+                sink.flush()
+            except OSError as exc:  # a full disk: stop with one line rather than classify into the void
+                raise storage_error(exc, f"write the records to {out or 'stdout'}") from None
 
     # A service manager stops us with SIGTERM: end as Ctrl-C does, with the summary line written.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        stream_from_export(cfg, emit)
+        summary = stream_from_export(cfg, emit)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if out:
-            sink.close()
+            # Every record was flushed as written, so closing can fail only by repeating a failure
+            # already raised (the flush that hit the full disk).
+            with contextlib.suppress(OSError):
+                sink.close()
+    if why := refused_all(summary):
+        raise StreamError(why)
 
 
 def _interrupt(signum, frame):

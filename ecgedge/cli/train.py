@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ecgedge.cli.common import default_run_dir, echo, user_errors
-from ecgedge.config import ClassifyConfig, Device, LabelScheme, PretrainConfig, config_from_toml
+from ecgedge.config import ClassifyConfig, ClassWeighting, Device, LabelScheme, PretrainConfig, config_from_toml
 
 app = typer.Typer(help="Train the CAE (pretrain) and the rhythm classifier (classify).", no_args_is_help=True)
 
@@ -56,6 +56,7 @@ def pretrain_cmd(
     if not res.metrics:  # a torchrun rank other than 0: rank 0 reports
         raise typer.Exit(130 if res.interrupted else 0)
     m = res.metrics["held_out"]
+    _say_if_interrupted(res.metrics)
     echo(f"CAE held-out reconstruction MSE: {m.get('mse_normalised', float('nan')):.4f} (normalised), "
          f"{m.get('mse_uv2', float('nan')):.1f} µV² (paper: 626.6)")
     echo(f"run folder: {res.run_dir}\ncheckpoint: {res.checkpoint}")
@@ -67,10 +68,15 @@ def pretrain_cmd(
 @user_errors
 def classify_cmd(
     data: list[Path] = DataOpt,
-    labels: LabelScheme = typer.Option(LabelScheme.chapman4, help="Label scheme."),
-    init: str = typer.Option("random", help="CAE checkpoint (file or run folder) to transfer, or 'random'."),
+    labels: Optional[LabelScheme] = typer.Option(None, help="Label scheme (default chapman4, or the --config file's)."),
+    init: Optional[str] = typer.Option(None, help="CAE checkpoint (file or run folder, or a shipped CAE's name such as cinc2017-cae) to transfer, or 'random' (the default, or the --config file's)."),
     train_fraction: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Fraction of training records used (paper: 1.0, 0.5, 0.25)."),
     freeze_encoder: bool = typer.Option(False, help="Keep the transferred encoder fixed; train the head only."),
+    allow_incomplete_init: bool = typer.Option(False, "--allow-incomplete-init",
+                                               help="Transfer a CAE whose pretraining did not finish (Ctrl-C's last.pt); the run records it."),
+    class_weighting: Optional[ClassWeighting] = typer.Option(None, help="Class weights of the loss: inverse frequency (default), its square root, or none."),
+    holdout: Optional[list[Path]] = typer.Option(None, "--holdout", exists=True, help="Files or folders whose records (by id) always go to the test split; repeatable."),
+    head_dilations: Optional[str] = typer.Option(None, help="Comma-separated dilations of the head's k=5 convolutions (default 1; e.g. 1,2,4,8 sees ~4 s)."),
     leads: Optional[str] = typer.Option(None, help="Comma-separated leads (default the 12 standard leads)."),
     labels_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Label table: Diagnostics.xlsx, REFERENCE.csv or metadata.csv."),
     config: Optional[Path] = ConfigOpt,
@@ -86,11 +92,16 @@ def classify_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Train the rhythm classifier on 10-s multi-lead records and evaluate it on held-out records."""
+    from ecgedge.shipped import resolve_source
     from ecgedge.train import classify
 
+    if init and init != "random":
+        init = str(resolve_source(init))  # a shipped CAE's name (ecgedge models) or a path
     cfg = config_from_toml(
-        ClassifyConfig, config, data__paths=[str(p) for p in data], labels=labels.value, init=str(init),
-        train_fraction=train_fraction, freeze_encoder=freeze_encoder or None,
+        ClassifyConfig, config, data__paths=[str(p) for p in data], labels=labels.value if labels else None, init=init,
+        train_fraction=train_fraction, freeze_encoder=freeze_encoder or None, allow_incomplete_init=allow_incomplete_init or None,
+        class_weighting=class_weighting.value if class_weighting else None, holdout=[str(p) for p in holdout] if holdout else None,
+        model__head_dilations=[int(d) for d in head_dilations.split(",")] if head_dilations else None,
         leads=[x.strip() for x in leads.split(",")] if leads else None,
         data__labels_file=str(labels_file) if labels_file else None, epochs=epochs, batch_size=batch_size, lr=lr,
         test_fraction=test_fraction, data__max_records=max_records, seed=seed, device=device.value if device else None,
@@ -103,7 +114,17 @@ def classify_cmd(
         raise typer.Exit(130)
 
 
+def _say_if_interrupted(metrics: dict) -> None:
+    """The interrupted-run line, in every output mode (-q too): the figures that follow are not a finished run's."""
+    from ecgedge.train import interrupted_note
+
+    if note := interrupted_note(metrics):
+        typer.secho(note, fg=typer.colors.YELLOW)
+
+
 def print_classifier_metrics(metrics: dict) -> None:
+    _say_if_interrupted(metrics)
     rec = metrics["test"]["records"]
-    echo(f"held-out records: {metrics['records']['test']}  macro F1 {rec['macro_f1']:.3f}  weighted F1 {rec['weighted_f1']:.3f}  accuracy {rec['accuracy']:.3f}")
+    challenge = f"  challenge score (mean F1 of N, A, O) {rec['challenge_score']:.3f}" if "challenge_score" in rec else ""
+    echo(f"held-out records: {metrics['records']['test']}{challenge}  macro F1 {rec['macro_f1']:.3f}  weighted F1 {rec['weighted_f1']:.3f}  accuracy {rec['accuracy']:.3f}")
     echo("  " + "  ".join(f"{c} {f:.2f}(n={rec['support'][c]})" for c, f in rec["per_class_f1"].items()))

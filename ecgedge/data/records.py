@@ -54,8 +54,9 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ecgedge.config import STANDARD_12_LEADS
+from ecgedge.data.leads import canonical_lead_name, lead_indices
 from ecgedge.data.quality import nonfinite_problems
-from ecgedge.errors import BadRecord, ConfigError, DataNotFound, EcgEdgeError
+from ecgedge.errors import BadRecord, ConfigError, DataNotFound, EcgEdgeError, MissingLeads
 
 
 class RecordFormat(str, enum.Enum):
@@ -158,41 +159,20 @@ class LabelTable(Mapping):
 
 # --------------------------------------------------------------------------------------------- leads
 
-_CANONICAL_LEADS = {name.upper(): name for name in STANDARD_12_LEADS}
-_LEAD_ALIASES = {"II": "MLII", "MLII": "II"}   # MIT-BIH's modified lead II is lead II for our models
-
-
-def canonical_lead_name(name: str) -> str:
-    """The standard spelling of a 12-lead name in any case (``AVR`` -> ``aVR``); other names unchanged."""
-    name = str(name).strip()
-    return _CANONICAL_LEADS.get(name.upper(), name)
-
-
 def select_leads(record: Record, leads: Sequence[str]) -> np.ndarray:
     """The requested leads of ``record``, (len(leads), n_samples) float32 mV, in the requested order.
 
-    Names match in any case; ``II`` and ``MLII`` stand for each other. A single-lead record
-    serves a single-lead request whatever the names (CinC 2017's ``ECG`` for a lead-II model:
-    single-lead devices record one bipolar lead close to II).
+    Leads are matched by :func:`ecgedge.data.leads.lead_indices`: any case, MIT-BIH's ``MLI``,
+    ``MLII``, ``MLIII`` stand for I, II, III and back, and a single-lead record serves a
+    single-lead request whatever the names (CinC 2017's ``ECG`` for a lead-II model).
 
     Raises:
         BadRecord: a requested lead is missing, e.g. ``"missing lead(s) V3, V4; record has I, II, III"``.
     """
-    if len(record.lead_names) == 1 and len(leads) == 1:
-        return record.signal[[0]]
-    have: dict[str, int] = {}
-    for i, name in enumerate(record.lead_names):
-        have.setdefault(canonical_lead_name(name), i)
-    index, missing = [], []
-    for want in map(canonical_lead_name, leads):
-        i = have.get(want, have.get(_LEAD_ALIASES.get(want, "")))
-        if i is None:
-            missing.append(want)
-        else:
-            index.append(i)
-    if missing:
-        raise BadRecord(record.record_id, f"missing lead(s) {', '.join(missing)}; record has {', '.join(record.lead_names)}")
-    return record.signal[index]
+    try:
+        return record.signal[lead_indices(record.lead_names, leads)]
+    except MissingLeads as exc:
+        raise BadRecord(record.record_id, f"missing lead(s) {', '.join(exc.missing)}; record has {', '.join(record.lead_names)}") from None
 
 
 # ------------------------------------------------------------------------------------ finding records
@@ -468,6 +448,26 @@ def read_record(ref: RecordRef | str | Path, *, label_table: LabelTable | str | 
     return record
 
 
+def record_files(ref: RecordRef | str | Path, *, with_annotations: bool = False) -> list[Path]:
+    """Every file :func:`read_record` may open for ``ref``, whether or not it exists now (one that
+    appears changes what is read): the record file; for WFDB the data files its header names, the
+    ``REFERENCE.csv`` beside it and, ``with_annotations``, its ``.atr``; the label table a Chapman CSV
+    or SPH file would read beside it. The cache of windows is keyed on these files' sizes and mtimes.
+
+    Raises:
+        BadRecord: an unreadable WFDB header (or one naming a file outside its folder).
+    """
+    ref = _as_ref(ref)
+    path = Path(ref.path)
+    if ref.format == RecordFormat.chapman_csv:
+        return [path, path.parent / "Diagnostics.xlsx", path.parent.parent / "Diagnostics.xlsx"]
+    if ref.format == RecordFormat.sph_h5:
+        return [path, path.parent / "metadata.csv"]
+    header = _parse_header(path, ref.record_id)
+    data = dict.fromkeys(path.parent / s.file for s in header.signals if s.file != "~")
+    return [path, *data, path.parent / "REFERENCE.csv", *([path.with_suffix(".atr")] if with_annotations else [])]
+
+
 def _as_ref(ref: RecordRef | str | Path) -> RecordRef:
     if isinstance(ref, RecordRef):
         return ref
@@ -551,6 +551,8 @@ def _parse_header(path: Path, record_id: str) -> _Header:
         raise bad(f"record line {' '.join(rec)!r}: {n_sig} signals at {fs} Hz")
     n_samples = int(rec[3]) if len(rec) > 3 and rec[3].isdigit() else None
     if "/" in rec[0]:   # a multi-segment record: its segments are headers of their own
+        for seg in fields[1:]:
+            _check_inside(seg[0], path, record_id)
         return _Header(fs, n_samples, [], comments, True)
     if len(fields) - 1 < n_sig:
         raise bad(f"{n_sig} signals announced, {len(fields) - 1} signal lines found")
@@ -559,6 +561,7 @@ def _parse_header(path: Path, record_id: str) -> _Header:
         fmt = re.fullmatch(r"(\d+)(?:x\d+)?(?::-?\d+)?(?:\+(\d+))?", tok[1]) if len(tok) > 1 else None
         if fmt is None:
             raise bad(f"signal line {' '.join(tok)!r} has no valid format")
+        _check_inside(tok[0], path, record_id)
         gain_field = tok[2] if len(tok) > 2 else ""
         parts = re.fullmatch(r"([^(/]*)(?:\((-?\d+)\))?(?:/(.*))?", gain_field)
         gain_text, base_text, units = parts.groups() if parts else ("", None, gain_field.partition("/")[2])
@@ -568,6 +571,13 @@ def _parse_header(path: Path, record_id: str) -> _Header:
         name = " ".join(tok[8:]) or f"lead{i + 1}"
         signals.append(_Signal(tok[0], fmt.group(1), int(fmt.group(2) or 0), gain, baseline, units or "mV", name))
     return _Header(fs, n_samples, signals, comments, False)
+
+
+def _check_inside(name: str, hea: Path, record_id: str) -> None:
+    """A file a header names is read from the header's folder: an absolute name or one through ``..``
+    would read a file elsewhere (the name is checked, not resolved: data sets are often symlinked in)."""
+    if name != "~" and (os.path.isabs(name) or ".." in Path(name).parts):
+        raise BadRecord(record_id, f"header names a file outside the record's folder: {name} (in {hea.name})")
 
 
 def _check_data_files(hea: Path, header: _Header, record_id: str) -> None:

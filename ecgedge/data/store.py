@@ -40,9 +40,10 @@ import numpy as np
 from ecgedge import __version__
 from ecgedge.config import DataConfig, LabelScheme, PreprocessConfig, WindowConfig, config_from_dict, config_to_dict
 from ecgedge.data.preprocess import preprocess_params
-from ecgedge.data.records import _LEAD_ALIASES, canonical_lead_name, find_label_tables, find_records
+from ecgedge.data.leads import lead_indices
+from ecgedge.data.records import find_label_tables, find_records
 from ecgedge.data.windows import LoadSummary, WindowSet, _class_names, _Job, _usable_windows
-from ecgedge.errors import ArtefactError, ConfigError, DataNotFound
+from ecgedge.errors import ArtefactError, ConfigError, DataNotFound, MissingLeads
 from ecgedge.hashing import file_sha256, value_sha256
 
 FORMAT = "ecgedge.window-store/1"
@@ -426,18 +427,16 @@ class WindowStore:
         return self._maps[s]
 
     def with_leads(self, leads: Sequence[str]) -> WindowStore:
-        """A view of some of the store's leads (``II`` and ``MLII`` stand for each other).
+        """A view of some of the store's leads, matched by name as :func:`ecgedge.data.leads.lead_indices` does.
 
         Raises:
             ConfigError: a lead the store does not hold.
         """
-        have = [canonical_lead_name(x) for x in self.manifest["leads"]]
-        index, missing = [], []
-        for want in map(canonical_lead_name, leads):
-            i = have.index(want) if want in have else (have.index(_LEAD_ALIASES[want]) if _LEAD_ALIASES.get(want) in have else None)
-            (missing if i is None else index).append(want if i is None else i)
-        if missing:
-            raise ConfigError(f"window store {self.path} holds lead(s) {', '.join(self.manifest['leads'])}, not {', '.join(missing)}")
+        # The store's lead names are the ones it was built for, not a device's guess: no single-lead fallback.
+        try:
+            index = lead_indices(self.manifest["leads"], leads, single_lead_serves_any=False)
+        except MissingLeads as exc:
+            raise ConfigError(f"window store {self.path} holds lead(s) {', '.join(self.manifest['leads'])}, not {', '.join(exc.missing)}") from None
         return WindowStore(self.path, self.manifest, tuple(index))
 
     def windows_of_records(self, records) -> np.ndarray:

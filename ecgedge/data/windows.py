@@ -6,9 +6,12 @@ keeps the requested leads, runs the shared preprocessing (``ecgedge.data.preproc
 named in :class:`LoadSummary` with their reason; nothing is silently dropped or padded.
 
 The cache lives in ``DataConfig.cache_dir`` (default ``$ECGEDGE_CACHE`` or ``~/.cache/ecgedge``)
-under a key that hashes the record files (path, size, mtime), the label table, leads, label scheme
-and every preprocessing and window parameter, so a second run with the same inputs opens the
-memory map instead of re-reading thousands of files, and any change rebuilds it.
+under a key that hashes every file a record reads (path, size, mtime of its header, data files,
+annotations where read and label tables: :func:`~ecgedge.data.records.record_files`; a missing file
+counts too), the label tables, leads, label scheme and every preprocessing and window parameter, so a
+second run with the same inputs opens the memory map instead of re-reading thousands of files, and
+any change rebuilds it (stat calls and a read of each header, no hashing: about half a second for
+the 6,559 CinC 2017 records on two cores).
 
 Cached windows are band-passed mV (float32, not normalised): the trainer normalises per window
 with :func:`ecgedge.data.preprocess.normalise_windows`, keeping the scale so the reconstruction
@@ -34,7 +37,8 @@ from ecgedge.config import DataConfig, LabelScheme, PreprocessConfig, WindowConf
 from ecgedge.data import labels as labelmaps
 from ecgedge.data.preprocess import preprocess_signal, window_starts
 from ecgedge.data.quality import signal_problems
-from ecgedge.data.records import RecordRef, find_label_tables, find_records, load_label_table, read_record, select_leads
+from ecgedge.data.records import (RecordRef, find_label_tables, find_records, load_label_table, read_record, record_files,
+                                  select_leads)
 from ecgedge.errors import BadRecord, DataNotFound
 from ecgedge.hashing import value_sha256
 from ecgedge.paths import cache_root
@@ -125,13 +129,9 @@ class _Job:
     label_table_paths: tuple[str, ...]
 
 
-_TABLE_CACHE: dict[tuple[str, ...], list] = {}
-
-
 def _tables(paths: tuple[str, ...]) -> list:
-    if paths not in _TABLE_CACHE:
-        _TABLE_CACHE[paths] = [load_label_table(p) for p in paths]
-    return _TABLE_CACHE[paths]
+    # load_label_table caches by path, size and mtime: a table edited between two builds is read again
+    return [load_label_table(p) for p in paths]
 
 
 def _label_table_for(record_id: str, tables: list):
@@ -213,7 +213,7 @@ def build_windows(
     tables = [str(p) for p in ([data.labels_file] if data.labels_file else find_label_tables(data.paths))]
     key = value_sha256({
         "version": CACHE_VERSION,
-        "records": [(r.path, *_stat(r.path)) for r in refs],
+        "records": [_record_stat(r, scheme == LabelScheme.atr) for r in refs],
         "tables": [(t, *_stat(t)) for t in tables],
         "leads": leads,
         "scheme": scheme.value if scheme else None,
@@ -294,9 +294,21 @@ def _class_names(scheme: LabelScheme | None, observed) -> tuple[str, ...]:
     return tuple(labelmaps.class_names(scheme, observed=[x for x in observed if x is not None]))
 
 
-def _stat(path: str) -> tuple[int, int]:
-    st = os.stat(path)
+def _stat(path: str | Path) -> tuple[int, int] | tuple[None, None]:
+    try:
+        st = os.stat(path)
+    except OSError:   # missing or unreadable: the key says so, and the record is read (and skipped) anew
+        return None, None
     return st.st_size, st.st_mtime_ns
+
+
+def _record_stat(ref: RecordRef, with_annotations: bool) -> list:
+    """(path, size, mtime_ns) of every file reading ``ref`` opens: a changed or deleted data file changes the key."""
+    try:
+        files = record_files(ref, with_annotations=with_annotations)
+    except BadRecord:   # its header's stat is in the key; reading it again names the reason
+        files = [Path(ref.path)]
+    return [(str(f), *_stat(f)) for f in files]
 
 
 def _open_cache(cache: Path, key: str) -> WindowSet:

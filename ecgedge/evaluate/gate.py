@@ -5,6 +5,11 @@ PyTorch reference logits (computed at export and stored with the check windows):
 per-class F1 against the truth, agreement of argmax decisions with the reference, and the largest
 logit difference. A :class:`GateReport` is truthy when it passes. torch-free, so the same gate
 re-runs on the device (``ecgedge export --check``).
+
+Comparing with FP32 alone would let a weak model through (an INT8 copy of a useless model agrees
+with it perfectly), so the gate also has absolute floors (macro F1, per-class F1; off by default)
+and a sample-size rule: with fewer than ``min_windows`` windows it fails ("too few windows")
+rather than pass on an agreement figure that one decision can swing.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ class GateReport:
     max_logit_error: float
     max_f1_drop: float
     min_agreement: float
+    min_f1: float = 0.0
+    min_class_f1: dict[str, float] = field(default_factory=dict)
+    min_windows: int = 0
     failures: list[str] = field(default_factory=list)
     worst_layers: list[dict] = field(default_factory=list)
 
@@ -45,14 +53,26 @@ class GateReport:
             "macro_f1": self.macro_f1, "reference_macro_f1": self.reference_macro_f1, "f1_drop": self.f1_drop,
             "per_class_f1": self.per_class_f1, "reference_per_class_f1": self.reference_per_class_f1,
             "agreement": self.agreement, "max_logit_error": self.max_logit_error,
-            "thresholds": {"max_f1_drop": self.max_f1_drop, "min_agreement": self.min_agreement},
+            "thresholds": {"max_f1_drop": self.max_f1_drop, "min_agreement": self.min_agreement, "min_f1": self.min_f1,
+                           "min_class_f1": self.min_class_f1, "min_windows": self.min_windows},
             "failures": self.failures, "worst_layers": self.worst_layers,
         }
 
 
 def gate_logits(artefact: str, backend: str, logits: np.ndarray, reference_logits: np.ndarray, labels: np.ndarray,
-                class_names, *, max_f1_drop: float = 0.01, min_agreement: float = 0.99) -> GateReport:
-    """Compare candidate logits with the reference on the same windows (window-level decisions)."""
+                class_names, *, max_f1_drop: float = 0.01, min_agreement: float = 0.99, min_f1: float = 0.0,
+                min_class_f1=None, min_windows: int = 0) -> GateReport:
+    """Compare candidate logits with the reference on the same windows (window-level decisions).
+
+    Args:
+        max_f1_drop, min_agreement: relative to the reference: largest macro-F1 drop, smallest
+            fraction of windows with the reference's decision.
+        min_f1: absolute floor on the candidate's macro F1 (0: off).
+        min_class_f1: absolute floors on per-class F1, a mapping or ``(class, F1)`` pairs; class
+            ``"*"`` is every class with windows here, a named class overrides it and fails when it
+            has no window to be checked on.
+        min_windows: fewer windows than this fail the gate ("too few windows"; 0: off).
+    """
     labels = np.asarray(labels)
     cand = classification_report(labels, logits.argmax(1), class_names)
     ref = classification_report(labels, reference_logits.argmax(1), class_names)
@@ -64,10 +84,25 @@ def gate_logits(artefact: str, backend: str, logits: np.ndarray, reference_logit
         reference_per_class_f1={c: float(f) for c, f, s in zip(class_names, ref.per_class_f1, ref.support) if s},
         agreement=agreement,
         max_logit_error=float(np.abs(logits.astype(np.float64) - reference_logits).max()) if len(labels) else 0.0,
-        max_f1_drop=max_f1_drop, min_agreement=min_agreement,
+        max_f1_drop=max_f1_drop, min_agreement=min_agreement, min_f1=min_f1,
+        min_class_f1=dict(min_class_f1.items() if isinstance(min_class_f1, dict) else min_class_f1 or ()), min_windows=min_windows,
     )
     if not len(labels):
         report.failures.append("no held-out windows to gate on")
+    elif len(labels) < min_windows:
+        report.failures.append(f"too few windows: {len(labels)} held-out windows, {min_windows} needed (one changed decision "
+                               f"moves agreement by {1 / len(labels):.1%}); lower --min-gate-windows to accept fewer")
+    if report.macro_f1 < min_f1:
+        report.failures.append(f"macro F1 {report.macro_f1:.4f} is below the floor {min_f1}")
+    floors = report.min_class_f1
+    for name in sorted(set(report.per_class_f1) | set(floors) - {"*"}):
+        floor = floors.get(name, floors.get("*"))
+        if floor is None:
+            continue
+        if name not in report.per_class_f1:
+            report.failures.append(f"{name} has no held-out windows: its F1 floor {floor} cannot be checked")
+        elif report.per_class_f1[name] < floor:
+            report.failures.append(f"{name} F1 {report.per_class_f1[name]:.4f} is below its floor {floor}")
     if report.f1_drop > max_f1_drop:
         report.failures.append(f"macro F1 {report.macro_f1:.4f} is {report.f1_drop:.4f} below FP32 {report.reference_macro_f1:.4f} (allowed {max_f1_drop})")
     if agreement < min_agreement:

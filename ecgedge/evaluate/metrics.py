@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
+CINC2017_SCORED = ("N", "A", "O")
+
+
 @dataclass
 class ClassificationReport:
     """Macro/weighted F1, per-class F1 and the confusion matrix (rows = truth, columns = prediction)."""
@@ -28,6 +31,14 @@ class ClassificationReport:
         return float((self.per_class_f1 * self.support).sum() / total) if total else float("nan")
 
     @property
+    def challenge_score(self) -> float | None:
+        """The PhysioNet/CinC 2017 score: the mean F1 of N (normal), A (AF) and O (other rhythm); the
+        noisy class ~ is scored beside it, not in it. ``None`` for label sets without N, A and O."""
+        if not set(CINC2017_SCORED) <= set(self.class_names):
+            return None
+        return float(np.mean([self.per_class_f1[self.class_names.index(c)] for c in CINC2017_SCORED]))
+
+    @property
     def accuracy(self) -> float:
         total = self.confusion.sum()
         return float(np.trace(self.confusion) / total) if total else float("nan")
@@ -37,6 +48,7 @@ class ClassificationReport:
             "macro_f1": self.macro_f1,
             "weighted_f1": self.weighted_f1,
             "accuracy": self.accuracy,
+            **({"challenge_score": self.challenge_score} if self.challenge_score is not None else {}),
             "per_class_f1": {c: float(f) for c, f in zip(self.class_names, self.per_class_f1)},
             "support": {c: int(s) for c, s in zip(self.class_names, self.support)},
             "class_names": list(self.class_names),
@@ -72,3 +84,29 @@ def record_probabilities(window_probs: np.ndarray, window_record: np.ndarray) ->
     np.add.at(sums, inverse, window_probs)
     counts = np.bincount(inverse, minlength=len(records))[:, None]
     return records, sums / counts
+
+
+def bootstrap_intervals(y_true, y_pred, class_names, *, repeats: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile bootstrap intervals of record-level metrics: records resampled with replacement.
+
+    Returns ``{metric: [low, high]}`` for macro F1, weighted F1, accuracy, the challenge score (where
+    the label set has N, A, O) and each class's F1 (``f1_CLASS``). ``repeats`` resamples, seeded.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    n = len(y_true)
+    if n == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        i = rng.integers(0, n, n)
+        rep = classification_report(y_true[i], y_pred[i], class_names)
+        vals = {"macro_f1": rep.macro_f1, "weighted_f1": rep.weighted_f1, "accuracy": rep.accuracy}
+        if rep.challenge_score is not None:
+            vals["challenge_score"] = rep.challenge_score
+        vals |= {f"f1_{c}": float(f) for c, f, s in zip(class_names, rep.per_class_f1, rep.support) if s > 0}
+        for k, v in vals.items():
+            draws.setdefault(k, []).append(v)
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for k, v in draws.items()}

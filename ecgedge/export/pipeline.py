@@ -17,8 +17,10 @@ that fails the gate is kept for inspection but marked ``rejected``, and export e
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,17 +30,18 @@ import numpy as np
 from ecgedge import __version__
 from ecgedge.config import DataConfig, ExportConfig, LabelScheme, Target, config_from_dict, config_to_dict
 from ecgedge.data.preprocess import normalise_windows, preprocess_params
+from ecgedge.data.provenance import training_records_from_split
 from ecgedge.data.splits import Split
 from ecgedge.data.windows import WindowSet, build_windows
-from ecgedge.errors import ArtefactError, BackendUnavailable, ConfigError, GateFailed
+from ecgedge.errors import ArtefactError, BackendUnavailable, ConfigError, GateFailed, storage_errors
 from ecgedge.evaluate.gate import GateReport, gate_logits, gate_table
-from ecgedge.export.manifest import FORMAT, Manifest, load_manifest
 from ecgedge.export.onnx_export import INPUT_NAME, OUTPUT_NAME, onnx_from_checkpoint, parity
 from ecgedge.export.quantize import fp16_onnx_from_onnx, int8_onnx_from_onnx, quantization_loss_by_layer
 from ecgedge.export.targets import PRESETS
 from ecgedge.hashing import file_sha256, value_sha256
+from ecgedge.manifest import FORMAT, MANIFEST, ArtefactStatus, Manifest, artefact_key, load_manifest, precision_for
 from ecgedge.runtime.base import Backend, InputSpec, Precision, available_backends
-from ecgedge.runtime.loader import artefact_key, runner_from_export, runner_from_onnx
+from ecgedge.runtime.loader import runner_from_export, runner_from_onnx
 
 CHECK_FILE = "check_windows.npz"
 
@@ -53,15 +56,24 @@ class RunData:
     split: Split
     train_used: np.ndarray
     scheme: LabelScheme
+    unfinished: str = ""  # why the checkpoint is not from a finished run (exported only when allowed)
 
 
-def open_run(source: str | Path, *, progress: bool = True) -> RunData:
-    """Checkpoint + the run's windows (from the cache) + split.json; clear errors when pieces are missing."""
-    from ecgedge.models.checkpoint import load_checkpoint
+def open_run(source: str | Path, *, progress: bool = True, allow_unfinished: bool = False) -> RunData:
+    """Checkpoint + the run's windows (from the cache) + split.json; clear errors when pieces are missing.
+
+    A checkpoint of a run that did not finish (:func:`~ecgedge.models.checkpoint.unfinished_reason`)
+    raises :class:`ArtefactError` unless ``allow_unfinished``.
+    """
+    from ecgedge.models.checkpoint import load_checkpoint, unfinished_reason
 
     ckpt = load_checkpoint(source)
     if ckpt.kind != "classifier":
         raise ConfigError(f"{ckpt.path} is a {ckpt.kind} checkpoint; export takes a classifier run (ecgedge train classify)")
+    unfinished = unfinished_reason(ckpt)
+    if unfinished and not allow_unfinished:
+        raise ArtefactError(f"{unfinished}: its weights and figures are not final; train it to the end, or pass "
+                            "--allow-incomplete to export it anyway (the manifest records it)")
     run_dir = Path(ckpt.path).parent
     split_file = run_dir / "split.json"
     if not split_file.is_file():
@@ -78,7 +90,7 @@ def open_run(source: str | Path, *, progress: bool = True) -> RunData:
         train_used = Split.from_dict({"train": split_json["train_used"], "val": [], "test": []}, ws.record_ids).train
     except KeyError as exc:
         raise ArtefactError(f"the run's records are no longer all readable ({exc}); export needs the data the run was trained on") from None
-    return RunData(ckpt, run_dir, ws, split, train_used, scheme)
+    return RunData(ckpt, run_dir, ws, split, train_used, scheme, unfinished)
 
 
 def _pick(indices: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -112,9 +124,24 @@ class ExportResult:
 def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: bool = False) -> ExportResult:
     """Export, quantize, compile and gate; writes the manifest even when the gate fails, then raises GateFailed.
 
+    The export is built in a hidden sibling of the output folder and swapped in by renames once its
+    manifest is written: an export that stops (an error, Ctrl-C, a full disk) leaves the previous
+    export as it was and no partial folder. The output folder is replaced only when it is empty or an
+    ecgedge export (its manifest's ``format``); anything else is refused with :class:`ConfigError`.
+
     With ``triton`` a passed export also gets its Triton model repository (``triton/``, see
     :func:`~ecgedge.export.triton.triton_repository_from_export`).
     """
+    staged: list[Path] = []  # the build folder once made; removed whatever stops the export before the swap
+    try:
+        with storage_errors(f"export {cfg.source} to {cfg.out or 'export/'}"):
+            return _export(cfg, staged, progress=progress, log=log, triton=triton)
+    finally:
+        for folder in staged:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, triton: bool) -> ExportResult:
     from ecgedge.models.flops import count_macs, count_params
     from ecgedge.train import predict_logits
 
@@ -127,10 +154,16 @@ def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: 
     if Backend.ort_cpu not in gate_backends:
         raise BackendUnavailable(f"ONNX Runtime CPU is needed for the gate: {backends[Backend.ort_cpu]}")
 
-    run = open_run(cfg.source, progress=progress)
+    run = open_run(cfg.source, progress=progress, allow_unfinished=cfg.allow_incomplete)
     ckpt, ws = run.ckpt, run.windows
-    folder = Path(cfg.out or Path("export") / run.run_dir.name)
-    _fresh_folder(folder)
+    unknown = sorted({c for c, _ in cfg.min_class_f1} - {"*"} - set(ckpt.labels))
+    if unknown:
+        raise ConfigError(f"--min-class-f1 {', '.join(unknown)}: not a class of this model ({', '.join(ckpt.labels)})")
+    if run.unfinished:
+        log(f"warning: {run.unfinished}; exported as asked (--allow-incomplete), the manifest records it")
+    dest = Path(cfg.out or Path("export") / run.run_dir.name)
+    folder = _staging_folder(dest)
+    staged.append(folder)
     spec = InputSpec(INPUT_NAME, tuple(ckpt.leads), ckpt.preprocess.fs_hz, ckpt.window.samples)
 
     gate_idx = ws.windows_of_records(run.split.test)
@@ -144,7 +177,7 @@ def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: 
     gate_y = ws.labels[gate_idx]
     calib_x, _ = normalise_windows(ws.windows[calib_idx], ckpt.preprocess)
 
-    log(f"exporting {ckpt.path} -> {folder}  (target {cfg.target.value}; gate on {len(gate_idx)} held-out windows "
+    log(f"exporting {ckpt.path} -> {dest}  (target {cfg.target.value}; gate on {len(gate_idx)} held-out windows "
         f"from {len(run.split.test)} records; calibration on {len(calib_idx)} training windows)")
     model = ckpt.build_model()
     reference = predict_logits(model, ws, gate_idx, ckpt.preprocess, "cpu")
@@ -187,9 +220,11 @@ def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: 
              records=np.array([ws.record_ids[i] for i in ws.window_record[gate_idx[keep]]]))
 
     gate_records = [ws.record_ids[i] for i in run.split.test]
+    # ids + content hashes of the records the model was fitted on: `ecgedge evaluate` warns on overlap
+    trained = training_records_from_split(run.run_dir / "split.json")
     manifest = Manifest(folder, {
         "format": FORMAT,
-        "name": folder.name,
+        "name": dest.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "input": {"name": INPUT_NAME, "shape": ["batch", len(ckpt.leads), ckpt.window.samples], "dtype": "float32",
                   "leads": list(ckpt.leads), "fs_hz": ckpt.preprocess.fs_hz, "window_samples": ckpt.window.samples,
@@ -206,22 +241,27 @@ def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: 
         "source": {"checkpoint": str(ckpt.path), "checkpoint_sha256": file_sha256(ckpt.path), "epoch": ckpt.epoch,
                    "run_dir": str(run.run_dir), "init": ckpt.train_config.get("init_checkpoint"),
                    "test_macro_f1_records": json.loads((run.run_dir / "metrics.json").read_text())["test"]["records"]["macro_f1"]
-                   if (run.run_dir / "metrics.json").is_file() else None},
+                   if (run.run_dir / "metrics.json").is_file() else None,
+                   "complete": not run.unfinished, **({"unfinished": run.unfinished} if run.unfinished else {})},
         "target": cfg.target.value,
         "target_notes": list(preset.reasons),
         "export_config": config_to_dict(cfg),
         "opset": cfg.opset,
         "versions": _versions(),
         "artefacts": artefacts,
-        "gate": {"max_f1_drop": cfg.max_f1_drop, "min_agreement": cfg.min_agreement, "windows": int(len(gate_idx)),
+        "gate": {"max_f1_drop": cfg.max_f1_drop, "min_agreement": cfg.min_agreement, "min_f1": cfg.min_f1,
+                 "min_class_f1": dict(cfg.min_class_f1), "min_gate_windows": cfg.min_gate_windows, "windows": int(len(gate_idx)),
                  "records": gate_records, "records_sha256": value_sha256(gate_records), "level": "window",
                  "skipped_backends": skipped_backends},
         "check_data": {"file": CHECK_FILE, "windows": int(len(keep))},
+        **({"training_records": trained.to_dict()} if trained else {}),
         "recommended": preset.recommended,
     })
     manifest.save()
 
-    reports = _gate_all(manifest, gate_backends, gate_x, gate_y, reference, ckpt.labels, cfg.max_f1_drop, cfg.min_agreement)
+    reports = _gate_all(manifest, gate_backends, gate_x, gate_y, reference, ckpt.labels, max_f1_drop=cfg.max_f1_drop,
+                        min_agreement=cfg.min_agreement, min_f1=cfg.min_f1, min_class_f1=cfg.min_class_f1,
+                        min_windows=cfg.min_gate_windows)
     for rep in reports:
         if not rep and rep.artefact == "int8":
             rep.worst_layers = quantization_loss_by_layer(fp32, folder / "model.int8.onnx", calib_x, INPUT_NAME)
@@ -232,6 +272,9 @@ def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: 
     log(table)
     if skipped_backends:
         log("not gated here (backend unavailable): " + "; ".join(f"{b}: {why}" for b, why in skipped_backends.items()))
+    _swap_in(folder, dest)
+    staged.clear()
+    manifest.folder = folder = dest
     result = ExportResult(folder, manifest, reports, table)
     if not result.passed:
         failed = [f"{r.artefact}@{r.backend}: {'; '.join(r.failures)}" for r in reports if not r]
@@ -245,15 +288,51 @@ def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: 
     return result
 
 
-def _fresh_folder(folder: Path) -> None:
-    if folder.exists() and any(folder.iterdir()):
-        if not (folder / "manifest.json").is_file():
-            raise ConfigError(f"{folder} exists and is not an ecgedge export folder; choose another --out")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+def _check_replaceable(dest: Path) -> None:
+    """Refuse an output folder export must not replace: a link, a file, or a non-empty folder whose
+    ``manifest.json`` is not an ecgedge export's (by its ``format`` marker)."""
+    if dest.is_symlink():
+        raise ConfigError(f"{dest} is a symbolic link; give the folder itself as --out")
+    if not dest.exists() or (dest.is_dir() and not any(dest.iterdir())):
+        return
+    if not dest.is_dir():
+        raise ConfigError(f"{dest} is a file, not a folder; choose another --out")
+    try:
+        load_manifest(dest, verify=False)
+    except ArtefactError as exc:
+        raise ConfigError(f"{dest} is not empty and not an ecgedge export ({exc}); choose another --out") from None
 
 
-def _gate_all(manifest: Manifest, backends, x, y, reference, labels, max_f1_drop, min_agreement) -> list[GateReport]:
+def _staging_folder(dest: Path) -> Path:
+    """A new, empty, hidden sibling of ``dest`` to build the export in (same file system: the swap is a rename)."""
+    _check_replaceable(dest)
+    dest = Path(os.path.abspath(dest))  # --out . has no name to put beside
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = dest.with_name(f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    return staging
+
+
+def _swap_in(staging: Path, dest: Path) -> None:
+    """Put the finished export in place: the old one is renamed aside, the new one renamed in, then
+    the old one removed; a failed rename puts the old one back."""
+    _check_replaceable(dest)  # again: something else may have been put there while exporting
+    dest, old = Path(os.path.abspath(dest)), None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+        dest.rename(old)
+    try:
+        staging.rename(dest)
+    except BaseException:
+        if old is not None:
+            old.rename(dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)  # the new export is in place; a leftover is only disk space
+
+
+def _gate_all(manifest: Manifest, backends, x, y, reference, labels, **thresholds) -> list[GateReport]:
+    """Run every artefact on ``backends`` over windows ``x``; ``thresholds`` are :func:`gate_logits`'s keywords."""
     reports = []
     for key, art in manifest.artefacts.items():
         precision = Precision(art["precision"])
@@ -263,8 +342,7 @@ def _gate_all(manifest: Manifest, backends, x, y, reference, labels, max_f1_drop
             runner = runner_from_export(manifest.folder, precision, backend, manifest=manifest, allow_rejected=True)
             with runner:
                 logits = np.concatenate([runner.infer(x[i:i + 64]) for i in range(0, len(x), 64)])
-            reports.append(gate_logits(key, backend.value, logits, reference, y, labels,
-                                       max_f1_drop=max_f1_drop, min_agreement=min_agreement))
+            reports.append(gate_logits(key, backend.value, logits, reference, y, labels, **thresholds))
     return reports
 
 
@@ -276,19 +354,31 @@ def _record_verdicts(manifest: Manifest, reports: list[GateReport]) -> None:
         reps = by_art.get(key, [])
         art["gate"] = {r.backend: r.to_dict() for r in reps}
         if not reps:
-            art["status"] = "not gated"
+            status = ArtefactStatus.not_gated
         elif all(reps):
-            art["status"] = "reference" if key == "fp32" else "accepted"
+            status = ArtefactStatus.reference if key == "fp32" else ArtefactStatus.accepted
         else:
-            art["status"] = "rejected"
+            status = ArtefactStatus.rejected
+        art["status"] = status.value
     manifest.data["gate"]["passed"] = all(reports)
-    # A recommendation names only an artefact the gate let through; otherwise the FP32 reference.
-    recommended = manifest.data.get("recommended") or {}
+    # A recommendation names only an artefact the gate let through; otherwise it becomes what the
+    # precision policy picks without it (precision_for passes over an unusable recommendation).
+    # A copy: the manifest's dict may be the target preset's own, which other exports still read.
+    recommended = manifest.data["recommended"] = dict(manifest.data.get("recommended") or {})
+    notes = {}
     for backend, precision in list(recommended.items()):
-        status = manifest.artefacts.get(artefact_key(Backend(backend), Precision(precision)), {}).get("status")
-        if status not in ("accepted", "reference"):
-            recommended[backend] = Precision.fp32.value
-            manifest.data.setdefault("recommended_notes", {})[backend] = f"{precision} is {status or 'missing'}: falling back to fp32"
+        status = manifest.status(artefact_key(Backend(backend), Precision(precision)))
+        if status is not None and status.usable:
+            continue
+        note = f"{precision} is {status.value if status else 'missing'}"
+        try:
+            recommended[backend] = precision_for(manifest, Backend(backend)).value
+            notes[backend] = f"{note}: falling back to {recommended[backend]}"
+        except ArtefactError:
+            del recommended[backend]
+            notes[backend] = f"{note}: no {backend} artefact passed the gate"
+    if notes:
+        manifest.data.setdefault("recommended_notes", {}).update(notes)
 
 
 def check_export(folder: str | Path, *, backends: list[Backend] | None = None, log=print) -> ExportResult:
@@ -297,16 +387,22 @@ def check_export(folder: str | Path, *, backends: list[Backend] | None = None, l
     Needs neither torch nor the data set: it is meant to run on the device itself.
     """
     manifest = load_manifest(folder, verify=True)
-    data = np.load(manifest.folder / manifest.data["check_data"]["file"])
+    check_data = manifest.data.get("check_data")
+    if not isinstance(check_data, dict) or not isinstance(check_data.get("file"), str):
+        raise ArtefactError(f"{manifest.folder / MANIFEST}: no 'check_data' section naming the check windows file")
+    data = np.load(manifest.file(check_data["file"], "check_data"))
     avail = available_backends()
     wanted = backends or [b for b in Backend if avail[b] is None]
     usable = [b for b in wanted if avail[b] is None]
     for b in set(wanted) - set(usable):
         log(f"skipping {b.value}: {avail[b]}")
     g = manifest.data["gate"]
+    # The floors are re-checked on the stored check windows; the sample-size rule is not: it was
+    # settled at export on all held-out windows, of which the check windows are a subset.
     reports = _gate_all(manifest, usable, data["windows"], data["labels"], data["reference_logits"], manifest.labels,
-                        g["max_f1_drop"], g["min_agreement"])
-    sizes = {k: (manifest.folder / a["file"]).stat().st_size for k, a in manifest.artefacts.items()}
+                        max_f1_drop=g["max_f1_drop"], min_agreement=g["min_agreement"], min_f1=g.get("min_f1", 0.0),
+                        min_class_f1=g.get("min_class_f1") or {})
+    sizes = {k: manifest.path(k).stat().st_size for k in manifest.artefacts}
     table = gate_table(reports, sizes)
     log(f"{manifest.folder}: all {len(manifest.data['files'])} files match their sha256")
     log(table)

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ecgedge.config import Target
-from ecgedge.runtime.base import Backend, Precision
+from ecgedge.config import Backend, Precision, Target
 
 
 @dataclass(frozen=True)

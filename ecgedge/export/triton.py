@@ -37,11 +37,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecgedge.config import Target
+from ecgedge.config import Backend, Precision, Target
 from ecgedge.errors import ArtefactError, ConfigError
-from ecgedge.export.manifest import Manifest, load_manifest
 from ecgedge.hashing import file_sha256
-from ecgedge.runtime.base import Precision
+from ecgedge.manifest import ArtefactStatus, Manifest, load_manifest, passed_over, precision_for, triton_model_name
 
 REPOSITORY = "triton"
 LABELS_FILE = "labels.txt"
@@ -53,11 +52,13 @@ DEFAULT_BATCH_PROFILE = (1, 8, 64)
 TRT_CACHE = "/tmp/ecgedge-trt-cache"
 
 GPU_TARGETS = (Target.cuda, Target.tensorrt)
-SERVED: dict[Target, tuple[Precision, ...]] = {
-    Target.cpu: (Precision.int8, Precision.fp32),
-    Target.arm64: (Precision.int8, Precision.fp32),
-    Target.cuda: (Precision.fp16, Precision.fp32),
-    Target.tensorrt: (Precision.int8, Precision.fp16, Precision.fp32),
+# The ONNX Runtime execution provider a server of each target runs the model on: what it serves is
+# that backend's precision (ecgedge.manifest.precision_for, the one policy), for the reason below.
+SERVER_BACKEND: dict[Target, Backend] = {
+    Target.cpu: Backend.ort_cpu,
+    Target.arm64: Backend.ort_cpu,
+    Target.cuda: Backend.ort_cuda,
+    Target.tensorrt: Backend.ort_trt,
 }
 REASONS: dict[Target, str] = {
     Target.cpu: "CPU server: the gated QDQ INT8 runs on ONNX Runtime's int8 kernels (VNNI/AMX)",
@@ -168,31 +169,26 @@ class TritonRepository:
         return self.path / self.config.name
 
 
-def triton_model_name(manifest: Manifest) -> str:
-    """The repository's model name for an export: its ``triton`` section's, else the export's name
-    with anything but letters, digits, ``.``, ``_`` and ``-`` replaced by ``_``."""
-    section = manifest.data.get("triton") or {}
-    return section.get("model_name") or re.sub(r"[^A-Za-z0-9_.-]", "_", manifest.data.get("name") or manifest.folder.name)
-
-
 def served_precision(manifest: Manifest, target: Target, precision: Precision | str | None = None) -> tuple[Precision, str]:
     """The precision a Triton server of ``target`` serves, and why (see the module docstring).
 
-    A ``precision`` asked for by name is served unless the gate rejected it.
+    Otherwise the precision of :func:`~ecgedge.manifest.precision_for` on the target's
+    :data:`SERVER_BACKEND`. A ``precision`` asked for by name is served unless the gate rejected it.
     """
     if precision is not None:
         precision = Precision(precision)
         art = manifest.artefact(precision.value)
-        if art.get("status") == "rejected":
+        if manifest.status(precision.value) == ArtefactStatus.rejected:
             raise ArtefactError(f"{manifest.folder}/{art['file']} was rejected by the accuracy gate; a server will not serve it")
         return precision, f"{precision.value} asked for by name"
-    status = {p: manifest.artefacts.get(p.value, {}).get("status") for p in SERVED[target]}
-    for p in SERVED[target]:
-        if status[p] in ("accepted", "reference"):
-            skipped = [f"{q.value} is {status[q] or 'missing'}" for q in SERVED[target][:SERVED[target].index(p)]]
-            return p, REASONS[target] + (f"; {', '.join(skipped)}: serving {p.value}" if skipped else "")
-    raise ArtefactError(f"{manifest.folder} has no artefact the accuracy gate accepted for a {target.value} server "
-                        f"({', '.join(p.value + ': ' + (s or 'missing') for p, s in status.items())}); triton_repository_from_export(..., precision=...) serves one by name")
+    target, backend = Target(target), SERVER_BACKEND[Target(target)]
+    try:
+        served = precision_for(manifest, backend)
+    except ArtefactError as exc:
+        raise ArtefactError(f"{exc}, the backend of a {target.value} server; "
+                            "triton_repository_from_export(..., precision=...) serves one by name") from None
+    skipped = passed_over(manifest, backend, served)
+    return served, REASONS[target] + (f"; {skipped}: serving {served.value}" if skipped else "")
 
 
 def triton_model_config(manifest: Manifest, *, target: Target | str | None = None, precision: Precision | str | None = None,
@@ -222,7 +218,7 @@ def triton_model_config(manifest: Manifest, *, target: Target | str | None = Non
             raise ArtefactError(f"{manifest.folder}: {t['name']} has dtype {dtype}, which ecgedge cannot map to a Triton type")
         dtypes.append(TRITON_DTYPES[dtype])
     name = model_name or triton_model_name(manifest)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise ConfigError(f"Triton model name {name!r}: use letters, digits, '.', '_' and '-' only")
     if max_queue_delay_us < 0:
         raise ConfigError(f"max_queue_delay_us must be >= 0, got {max_queue_delay_us}")
@@ -267,10 +263,15 @@ def triton_repository_from_export(folder: str | Path, out: str | Path | None = N
         raise ConfigError(f"the Triton repository needs its own folder, not the export folder {manifest.folder} itself")
     previous = manifest.data.get("triton") or {}
     if inside and previous.get("model_name") and previous.get("repository"):
-        old = manifest.folder / previous["repository"] / previous["model_name"]
+        # Names read from the manifest: the old model folder must lie inside the export (and not be it).
+        old = manifest.file(f"{previous['repository']}/{previous['model_name']}", "triton section")
+        if old.is_symlink():
+            raise ArtefactError(f"{manifest.folder}: the triton section's model folder {old} is a symbolic link; refused")
         if old.resolve() != (root / cfg.name).resolve() and (old / "config.pbtxt").is_file():
             shutil.rmtree(old)  # a renamed model: its old copy would stay hashed and served
     model_dir = root / cfg.name
+    if model_dir.is_symlink() or model_dir.resolve().parent != root.resolve():
+        raise ConfigError(f"Triton model folder {model_dir} is not a folder directly inside {root}; refused")
     if model_dir.exists():
         if not (model_dir / "config.pbtxt").is_file():
             raise ConfigError(f"{model_dir} exists and is not a Triton model folder; choose another repository or model name")

@@ -19,7 +19,7 @@ import torch
 
 from ecgedge.config import ModelConfig, PreprocessConfig, WindowConfig, config_from_dict, config_to_dict
 from ecgedge.data.preprocess import preprocess_params
-from ecgedge.errors import ArtefactError
+from ecgedge.errors import ArtefactError, storage_error
 from ecgedge.models.autoencoder import ConvAutoencoder
 from ecgedge.models.classifier import RhythmClassifier
 
@@ -75,10 +75,48 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         "metrics": ckpt.metrics,
         "train_config": ckpt.train_config,
     }
+    return save_torch_file(path, payload, "checkpoint")
+
+
+def save_torch_file(path: str | Path, payload: dict, what: str) -> Path:
+    """``torch.save`` beside ``path``, then rename: a failed or interrupted write leaves the previous
+    file. A full disk or a permission problem raises :class:`~ecgedge.errors.StorageError` naming
+    ``what`` and ``path`` (the half-written file is removed)."""
+    path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    try:
+        # A file object, not a path: torch's own writer reports a full disk as a bare RuntimeError
+        # ("unexpected pos"), Python's file as the OSError it is.
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(exc, f"write {what} {path}") from None
     return path
+
+
+def unfinished_reason(ckpt: Checkpoint) -> str:
+    """Why ``ckpt`` is not the result of a finished training run; ``""`` when it is.
+
+    Either it is marked incomplete itself (``last.pt`` written on Ctrl-C or after an epoch that was
+    not the last), or the ``last.pt`` beside it is: then the run never finished, and a ``best.pt``
+    (always marked complete) is only the best of the epochs that ran. Export and ``--init`` refuse
+    such a checkpoint unless told otherwise.
+    """
+    total = ckpt.train_config.get("epochs", "?")
+    if not ckpt.complete:
+        return f"{ckpt.path} is from an unfinished run (marked incomplete after epoch {ckpt.epoch} of {total})"
+    last = Path(ckpt.path).with_name("last.pt")
+    if ckpt.path and last.is_file() and last != Path(ckpt.path):
+        try:
+            raw = torch.load(last, map_location="cpu", weights_only=True)
+        except Exception:  # torch raises many types for corrupt files; an unreadable last.pt tells nothing
+            raw = None
+        if isinstance(raw, dict) and raw.get("complete") is False:
+            return (f"{ckpt.path} is from an unfinished run ({last} is marked incomplete after epoch "
+                    f"{raw.get('epoch')} of {total})")
+    return ""
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -2,8 +2,8 @@
 
 Input (B, leads, samples) of normalised windows. Every lead goes through the same encoder
 (weights shared, as pretrained on lead II), giving (B, leads * C, T) once the per-lead feature
-maps are stacked. The head fuses leads with a 1x1 Conv1d, looks across time with a k=5 Conv1d,
-pools (mean and max over time: the rhythm is in the intervals, wherever they fall in the window)
+maps are stacked. The head fuses leads with a 1x1 Conv1d, looks across time with k=5 Conv1d
+layers (dilated per ``ModelConfig.head_dilations``), pools (mean and max over time: the rhythm is in the intervals, wherever they fall in the window)
 and maps to class logits. Batch is the only dynamic dimension; reshapes use -1 for it so the
 exported ONNX graph keeps a dynamic batch.
 """
@@ -24,14 +24,10 @@ class RhythmClassifier(nn.Module):
         self.encoder = Encoder(cfg)
         c = cfg.channels[-1] * n_leads
         h = cfg.head_channels
-        self.fuse = nn.Sequential(
-            nn.Conv1d(c, h, 1, bias=False),
-            nn.BatchNorm1d(h),
-            nn.ReLU(inplace=True),
-            nn.Conv1d(h, h, 5, padding=2, bias=False),
-            nn.BatchNorm1d(h),
-            nn.ReLU(inplace=True),
-        )
+        layers: list[nn.Module] = [nn.Conv1d(c, h, 1, bias=False), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]
+        for d in cfg.head_dilations:  # k=5 convolutions; dilation widens the view across beats
+            layers += [nn.Conv1d(h, h, 5, padding=2 * d, dilation=d, bias=False), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]
+        self.fuse = nn.Sequential(*layers)
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(2 * h, n_classes)
 

@@ -8,28 +8,13 @@ object can exist on a machine without a GPU. Inputs are checked against the mode
 
 from __future__ import annotations
 
-import enum
 import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
 
+from ecgedge.config import Backend, Precision  # closed choices live in config; runtime modules import them from here
 from ecgedge.errors import BackendUnavailable, ShapeMismatch
-
-
-class Backend(str, enum.Enum):
-    """Where inference runs. ``ort-*`` are ONNX Runtime execution providers; ``tensorrt`` is native TensorRT."""
-
-    ort_cpu = "ort-cpu"
-    ort_cuda = "ort-cuda"
-    ort_trt = "ort-trt"
-    tensorrt = "tensorrt"
-
-
-class Precision(str, enum.Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
 
 
 @dataclass(frozen=True)
@@ -123,7 +108,7 @@ def available_backends() -> dict[Backend, str | None]:
     if importlib.util.find_spec("tensorrt") is None:
         out[Backend.tensorrt] = "TensorRT is not installed: on a machine with an NVIDIA GPU, pip install 'ecgedge[trt]'"
     else:
-        from ecgedge.runtime.tensorrt_runner import cuda_device_or_reason
+        from ecgedge.runtime.gpu import cuda_device_or_reason
 
         out[Backend.tensorrt] = cuda_device_or_reason()
     return out

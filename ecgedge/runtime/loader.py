@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecgedge.errors import ArtefactError, ConfigError
-from ecgedge.export.manifest import Manifest, load_manifest
+from ecgedge.manifest import ArtefactStatus, Manifest, artefact_key, load_manifest, precision_for
 from ecgedge.paths import cache_root
 from ecgedge.runtime.base import Backend, InputSpec, Precision, Runner
 from ecgedge.runtime.ort_runner import OrtRunner
@@ -15,39 +15,23 @@ def input_spec(manifest: Manifest) -> InputSpec:
     return InputSpec(manifest.input_name, manifest.leads, manifest.fs_hz, manifest.window_samples)
 
 
-def artefact_key(backend: Backend, precision: Precision) -> str:
-    """Manifest key of the artefact a backend runs at a precision (engines are per-precision files)."""
-    return f"trt-{precision.value}" if backend == Backend.tensorrt else precision.value
-
-
-def default_precision(manifest: Manifest, backend: Backend) -> Precision:
-    """The manifest's recommended precision for this backend, else the best accepted one."""
-    rec = manifest.data.get("recommended", {}).get(backend.value)
-    if rec:
-        return Precision(rec)
-    for p in (Precision.int8, Precision.fp16, Precision.fp32):
-        art = manifest.artefacts.get(artefact_key(backend, p))
-        if art and art.get("status") in ("accepted", "reference"):
-            return p
-    raise ArtefactError(f"{manifest.folder} has no accepted artefact for backend {backend.value}")
-
-
 def runner_from_export(folder: str | Path, precision: Precision | str | None = None, backend: Backend | str = Backend.ort_cpu,
                        *, threads: int | None = None, verify: bool = True, allow_rejected: bool = False,
                        manifest: Manifest | None = None) -> Runner:
     """A runner for one artefact of an export folder. Hashes are verified (``verify``) and a
-    rejected artefact is refused unless ``allow_rejected`` (the gate itself needs that)."""
+    rejected artefact is refused unless ``allow_rejected`` (the gate itself needs that).
+    ``precision`` None runs what :func:`~ecgedge.manifest.precision_for` picks for the backend."""
     backend = Backend(backend)
     manifest = manifest or load_manifest(folder, verify=verify)
-    precision = Precision(precision) if precision else default_precision(manifest, backend)
+    precision = Precision(precision) if precision else precision_for(manifest, backend)
     key = artefact_key(backend, precision)
     art = manifest.artefact(key)
-    if art.get("status") == "rejected" and not allow_rejected:
+    if manifest.status(key) == ArtefactStatus.rejected and not allow_rejected:
         gate = art.get("gate", {})
         raise ArtefactError(f"{manifest.folder}/{art['file']} was rejected by the accuracy gate ({'; '.join(gate.get('failures', [])) or 'see manifest'}); "
                             "re-export, or pass allow_rejected=True to inspect it")
     spec = input_spec(manifest)
-    path = manifest.folder / art["file"]
+    path = manifest.path(key)  # refused when the manifest points outside its folder
     if backend == Backend.tensorrt:
         from ecgedge.runtime.tensorrt_runner import TensorRTRunner
 

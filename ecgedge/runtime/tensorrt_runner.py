@@ -17,64 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgedge.errors import ArtefactError, BackendUnavailable
+from ecgedge.errors import ArtefactError
 from ecgedge.runtime.base import Backend, InputSpec, Precision, Runner
-
-
-def _cudart():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError:
-            raise BackendUnavailable("cuda-python is not installed: pip install 'ecgedge[trt]' on a machine with an NVIDIA GPU") from None
-    return cudart
-
-
-def _check(result):
-    err, *rest = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        raise BackendUnavailable(f"CUDA call failed with error {err}")
-    return rest[0] if len(rest) == 1 else rest
-
-
-def _trt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise BackendUnavailable("TensorRT is not installed: on a machine with an NVIDIA GPU, pip install 'ecgedge[trt]'") from None
-    return trt
-
-
-@dataclass(frozen=True)
-class GpuIdentity:
-    name: str
-    compute_capability: str
-    tensorrt_version: str
-
-    def to_dict(self) -> dict:
-        return {"gpu": self.name, "compute_capability": self.compute_capability, "tensorrt_version": self.tensorrt_version}
-
-
-def gpu_identity() -> GpuIdentity:
-    """Name and compute capability of CUDA device 0 and the TensorRT version (raises if none)."""
-    trt = _trt()
-    cudart = _cudart()
-    count = _check(cudart.cudaGetDeviceCount())
-    if count < 1:
-        raise BackendUnavailable("no CUDA GPU visible (TensorRT needs an NVIDIA GPU)")
-    prop = _check(cudart.cudaGetDeviceProperties(0))
-    name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
-    return GpuIdentity(name, f"{prop.major}.{prop.minor}", trt.__version__)
-
-
-def cuda_device_or_reason() -> str | None:
-    try:
-        gpu_identity()
-    except BackendUnavailable as exc:
-        return str(exc)
-    return None
+from ecgedge.runtime.gpu import GpuIdentity, cuda_ok, gpu_identity, import_cudart, import_tensorrt
 
 
 def check_engine_portability(built_for: dict) -> None:
@@ -106,7 +51,7 @@ def engine_from_onnx(onnx_path: str | Path, engine_path: str | Path, spec: Input
     INT8 and FP16 so layers without Q/DQ may run in half precision. The timing cache is read from
     and written back to ``timing_cache`` so rebuilds are fast.
     """
-    trt = _trt()
+    trt = import_tensorrt()
     identity = gpu_identity()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -150,8 +95,8 @@ class TensorRTRunner(Runner):
         self.max_batch = max_batch
 
     def _activate(self) -> None:
-        trt = _trt()
-        cudart = _cudart()
+        trt = import_tensorrt()
+        cudart = import_cudart()
         check_engine_portability(self.built_for)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -163,10 +108,10 @@ class TensorRTRunner(Runner):
         outs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self.output_name = outs[0]
         self.n_classes = int(self.engine.get_tensor_shape(self.output_name)[-1])
-        self.stream = _check(cudart.cudaStreamCreate())
+        self.stream = cuda_ok(cudart.cudaStreamCreate())
         in_bytes = self.max_batch * len(self.spec.leads) * self.spec.window_samples * 4
-        self.d_in = _check(cudart.cudaMalloc(in_bytes))
-        self.d_out = _check(cudart.cudaMalloc(self.max_batch * self.n_classes * 4))
+        self.d_in = cuda_ok(cudart.cudaMalloc(in_bytes))
+        self.d_out = cuda_ok(cudart.cudaMalloc(self.max_batch * self.n_classes * 4))
         self.context.set_tensor_address(self.spec.name, int(self.d_in))
         self.context.set_tensor_address(self.output_name, int(self.d_out))
         self._cudart = cudart
@@ -179,11 +124,11 @@ class TensorRTRunner(Runner):
         cudart = self._cudart
         out = np.empty((len(x), self.n_classes), dtype=np.float32)
         self.context.set_input_shape(self.spec.name, tuple(x.shape))
-        _check(cudart.cudaMemcpyAsync(self.d_in, x.ctypes.data, x.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
+        cuda_ok(cudart.cudaMemcpyAsync(self.d_in, x.ctypes.data, x.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
         if not self.context.execute_async_v3(int(self.stream)):
             raise ArtefactError("TensorRT execution failed")
-        _check(cudart.cudaMemcpyAsync(out.ctypes.data, self.d_out, out.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
-        _check(cudart.cudaStreamSynchronize(self.stream))
+        cuda_ok(cudart.cudaMemcpyAsync(out.ctypes.data, self.d_out, out.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
+        cuda_ok(cudart.cudaStreamSynchronize(self.stream))
         return out
 
     def _deactivate(self) -> None:

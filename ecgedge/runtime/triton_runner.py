@@ -155,13 +155,12 @@ class TritonRunner(Runner):
 
 
 def triton_runner_from_export(export, url: str, model: str | None = None, *, timeout_s: float = TIMEOUT_S) -> TritonRunner:
-    """A :class:`TritonRunner` for an export folder (or its loaded :class:`~ecgedge.export.manifest.Manifest`).
+    """A :class:`TritonRunner` for an export folder (or its loaded :class:`~ecgedge.manifest.Manifest`).
 
     ``model`` defaults to the export's Triton model name (that of its ``triton/`` repository, else
     the export's name); the precision is the repository's when the server runs that model.
     """
-    from ecgedge.export.manifest import Manifest, load_manifest
-    from ecgedge.export.triton import triton_model_name
+    from ecgedge.manifest import Manifest, load_manifest, triton_model_name
     from ecgedge.runtime.loader import input_spec
 
     manifest = export if isinstance(export, Manifest) else load_manifest(Path(export))

@@ -1,4 +1,5 @@
-"""``python -m ecgedge.serve.pytriton_server export/NAME``: serve an export through a real Triton server on CPU.
+"""``ecgedge serve export/NAME`` (or ``python -m ecgedge.serve.pytriton_server export/NAME``): serve an
+export through a real Triton server on CPU. The command's options live in :mod:`ecgedge.cli.serve`.
 
 PyTriton (``pip install nvidia-pytriton``) bundles the Triton Inference Server binary with only its
 Python backend and binds a Python callable as a Triton model. The callable here is the export's own
@@ -27,16 +28,11 @@ import signal
 import sys
 import sysconfig
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
-import typer
-
-from ecgedge.cli.common import user_errors
-from ecgedge.config import Target
+from ecgedge.config import Backend, Precision, Target
 from ecgedge.errors import BackendUnavailable, ConfigError
 from ecgedge.export.triton import MAX_QUEUE_DELAY_US
-from ecgedge.runtime.base import Precision
 
 
 @dataclass(frozen=True)
@@ -81,18 +77,18 @@ def serve_export(cfg: PyTritonConfig, *, ready=None) -> None:
     """
     import numpy as np
 
-    if int(np.__version__.split(".")[0]) >= 2:
-        raise BackendUnavailable(f"PyTriton's Python backend returns empty outputs under numpy {np.__version__}: "
-                                 "run the server in an environment with numpy<2 (pip install 'ecgedge[pytriton]' in its own venv)")
+    # Missing PyTriton first: where it is not installed, how to install it is the one thing to say.
     try:
         from pytriton.decorators import batch
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig
     except ImportError:
         raise BackendUnavailable("PyTriton is not installed: pip install 'ecgedge[pytriton]' (nvidia-pytriton), in its own venv") from None
-    from ecgedge.export.manifest import load_manifest
+    if int(np.__version__.split(".")[0]) >= 2:
+        raise BackendUnavailable(f"PyTriton's Python backend returns empty outputs under numpy {np.__version__}: "
+                                 "run the server in an environment with numpy<2 (pip install 'ecgedge[pytriton]' in its own venv)")
     from ecgedge.export.triton import triton_model_config
-    from ecgedge.runtime.base import Backend
+    from ecgedge.manifest import load_manifest
     from ecgedge.runtime.loader import runner_from_export
 
     manifest = load_manifest(cfg.export, verify=True)
@@ -140,25 +136,9 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-@user_errors
-def serve_cmd(
-    export: Path = typer.Argument(..., exists=True, file_okay=False, help="Export folder with manifest.json (export/NAME)."),
-    precision: Optional[Precision] = typer.Option(None, help="Artefact served (default: the accepted int8, else fp32)."),
-    model_name: Optional[str] = typer.Option(None, help="Model name on the server (default: the export's Triton model name)."),
-    host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 to serve the network)."),
-    grpc_port: int = typer.Option(8001, min=1, max=65535, help="gRPC port (what ecgedge stream --server uses)."),
-    http_port: int = typer.Option(8000, min=1, max=65535, help="HTTP port."),
-    threads: int = typer.Option(1, min=1, help="ONNX Runtime threads of the inference callable."),
-    max_queue_delay_us: int = typer.Option(MAX_QUEUE_DELAY_US, min=0, help="Dynamic batcher's longest wait, microseconds."),
-):
-    """Serve an export folder on this machine's CPU through PyTriton's Triton server, until Ctrl-C."""
-    serve_export(PyTritonConfig(str(export), precision=precision, model_name=model_name, host=host, grpc_port=grpc_port,
-                                http_port=http_port, threads=threads, max_queue_delay_us=max_queue_delay_us))
-
-
-def main() -> None:
-    typer.run(serve_cmd)
-
-
 if __name__ == "__main__":
+    # Run as a script, this file is the ``__main__`` module, not ecgedge.serve.pytriton_server: the CLI
+    # it hands over to imports the library module afresh, so the library never imports the CLI.
+    from ecgedge.cli.serve import main
+
     sys.exit(main())

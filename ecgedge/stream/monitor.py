@@ -12,7 +12,9 @@ segment start, and model-rate index ``n`` maps to source index
 ``segment_start + round(n * fs_in / fs_model)``. Each window verdict owns the source samples
 ``new = [previous window end, its end)``, so verdicts and reported gaps tile the stream: every
 sample is classified, reported unreliable, or reported lost (plus, at the end, less than one hop
-that no window has reached yet).
+that no window has reached yet). A *concealed* gap (below) lies inside the ``new`` span of a
+verdict, which says how many of its samples were concealed (``concealed_new``): those samples
+are counted as lost, never as classified.
 
 Nothing is hidden:
 
@@ -20,6 +22,14 @@ Nothing is hidden:
   have ended across it is reported ``unreliable`` (reason ``gap``), the filters restart after it,
   and windows that would reach back over the gap or into the filters' settling period are
   ``unreliable`` too; the stream recovers by itself;
+- a **short gap** (at most ``StreamSettings.conceal_max_s``, e.g. one or two lost frames on a lossy
+  radio link) is *concealed* instead: filled per lead by the straight line from the last sample
+  before it to the first after it (mV, source rate), so the filters run on and the windows that
+  contain it are classified. The gap is still reported (``"concealed": true``) and every window
+  holding concealed samples says how many (``concealed_samples``): concealed, never silently normal;
+- when no window has been classified for ``StreamSettings.inoperable_after_s`` of stream (a dead
+  or flat link, an electrode off, gap after gap) the monitor raises one **technical alert**
+  ``ecg_signal_inoperable`` (:class:`SignalAlert`), and clears it with the next classified window;
 - **lead-off** flags, device flags (calibration pulse, ADC saturated) and flat, saturated or
   non-finite leads (``ecgedge.data.quality``) make a window ``unreliable`` with the reason, never a
   rhythm;
@@ -34,22 +44,33 @@ rate) and the filter states.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Hashable, Iterable, Union
 
 import numpy as np
 
 from ecgedge.config import PreprocessConfig
+from ecgedge.data.leads import lead_indices
 from ecgedge.data.preprocess import StreamingPreprocessor, normalise_windows, resampling_ratio
 from ecgedge.data.quality import signal_problems
-from ecgedge.errors import ConfigError, ShapeMismatch
+from ecgedge.errors import ConfigError, MissingLeads, ShapeMismatch
 from ecgedge.evaluate.metrics import softmax
 
-# Lead names of the MIT-BIH world that are the standard limb leads under another name.
-LEAD_ALIASES = {"mli": "i", "mlii": "ii", "mliii": "iii"}
 # Device flag bits that make a window unreliable (PROTOCOL.md, device_flags).
 CALIBRATION_FLAG, SATURATED_FLAG = 0x0002, 0x0004
 # Probabilities are written with this many decimals: float32 softmax is good to about 1e-7.
 PROB_DECIMALS = 6
+# Longest gap ``ecgedge stream`` conceals (s): two 40-ms frames of ecgsim/Chapman at 500 Hz, not
+# three. A straight line between two real samples has no peak of its own, so concealment cannot
+# invent a beat; 0.1 s is the upper end of a normal QRS complex (80-100 ms) and well below the
+# shortest QRS-to-QRS interval of the rhythms classified (about 0.24 s in a 250-bpm GSVT), so a
+# concealed gap can never span from one beat into the next: at most it clips part of one complex,
+# and the R-R intervals the rhythm classes rest on stay as recorded. Longer gaps restart the filters.
+CONCEAL_MAX_S = 0.1
+# Stream seconds without a classified window before the ``ecg_signal_inoperable`` alert (a bedside
+# monitor's "ECG signal inoperable"): more than three times the 9.2-s start-up (8.192-s window and
+# 1 s of filter settling), so starting up or a restart after a long gap never raises it.
+INOPERABLE_AFTER_S = 30.0
 
 
 class Ring:
@@ -89,16 +110,29 @@ class StreamSettings:
         hop_s: seconds between window ends (default 1.0).
         hysteresis: consecutive reliable windows a new label must win before a rhythm change is
             raised (default 3).
+        conceal_max_s: longest gap (s) that is concealed by linear interpolation instead of
+            restarting the filters (default 0: every gap restarts them; ``ecgedge stream`` uses
+            :data:`CONCEAL_MAX_S`, 0.1 s, whose comment gives the reason).
+        inoperable_after_s: stream seconds without a classified window before the
+            ``ecg_signal_inoperable`` alert is raised (default :data:`INOPERABLE_AFTER_S`, 30 s;
+            0: never).
     """
 
     hop_s: float = 1.0
     hysteresis: int = 3
+    conceal_max_s: float = 0.0
+    inoperable_after_s: float = INOPERABLE_AFTER_S
 
     def __post_init__(self):
         if not self.hop_s > 0:
             raise ConfigError(f"hop must be > 0 s, got {self.hop_s}")
         if self.hysteresis < 1:
             raise ConfigError(f"hysteresis must be >= 1 window, got {self.hysteresis}")
+        if not 0 <= self.conceal_max_s <= 1.0:
+            # A second can hold several beats: filling it with a straight line would hide them.
+            raise ConfigError(f"conceal_max_s must be in [0, 1] s (0: never conceal), got {self.conceal_max_s}")
+        if not self.inoperable_after_s >= 0:
+            raise ConfigError(f"inoperable_after_s must be >= 0 s (0: no alert), got {self.inoperable_after_s}")
 
 
 @dataclass(frozen=True)
@@ -112,7 +146,7 @@ class ModelSpec:
 
     @classmethod
     def from_manifest(cls, manifest) -> "ModelSpec":
-        """From an export folder's :class:`~ecgedge.export.manifest.Manifest`."""
+        """From an export folder's :class:`~ecgedge.manifest.Manifest`."""
         return cls(manifest.leads, manifest.labels, manifest.preprocess_config(), manifest.window_samples)
 
 
@@ -121,7 +155,9 @@ class WindowVerdict:
     """One classification step of one bed. Sample indices are at the source rate, end exclusive.
 
     ``start_sample``..``end_sample`` is what the window covers; ``new_start``..``end_sample`` the
-    samples it accounts for (those since the previous window of the stream).
+    samples it accounts for (those since the previous window of the stream). ``concealed``: samples
+    of the window that were concealed (lost and interpolated), ``concealed_new`` those of them in
+    its ``new`` span (they count as lost, not as classified or unreliable).
     """
 
     stream: Hashable
@@ -135,6 +171,8 @@ class WindowVerdict:
     label: str | None = None
     probs: dict[str, float] = field(default_factory=dict)
     window: np.ndarray | None = None  # normalised model input, while waiting for inference
+    concealed: int = 0
+    concealed_new: int = 0
 
     def to_json(self) -> dict:
         out = {"type": "window", "stream": self.stream, "t": round(self.t_s, 3),
@@ -147,15 +185,78 @@ class WindowVerdict:
             out["reason"] = self.reason
             if self.leads:
                 out["leads"] = list(self.leads)
+        if self.concealed:
+            out["concealed_samples"] = self.concealed
+            out["concealed_new"] = self.concealed_new
         return out
 
 
-Item = Union[dict, WindowVerdict]
+@dataclass
+class SampleGap:
+    """Source samples ``[start, end)`` of one bed never arrived; ``concealed``: they were interpolated."""
+
+    stream: Hashable
+    start: int
+    end: int
+    fs_hz: float
+    frames_lost: int | None = None
+    concealed: bool = False
+
+    @property
+    def samples(self) -> int:
+        return self.end - self.start
+
+    def to_json(self) -> dict:
+        out = {"type": "gap", "stream": self.stream, "t": round(self.start / self.fs_hz, 3), "samples": [self.start, self.end],
+               "seconds": round(self.samples / self.fs_hz, 3)}
+        if self.frames_lost is not None:
+            out["frames_lost"] = self.frames_lost
+        if self.concealed:
+            out["concealed"] = True
+        return out
 
 
-def _lead_key(name: str) -> str:
-    key = str(name).lower()
-    return LEAD_ALIASES.get(key, key)
+class AlertState(str, Enum):
+    raised = "raised"
+    cleared = "cleared"
+
+
+# The technical alert a bedside monitor calls "ECG signal inoperable".
+INOPERABLE = "ecg_signal_inoperable"
+
+
+@dataclass
+class SignalAlert:
+    """The ``ecg_signal_inoperable`` technical alert of one bed, raised or cleared.
+
+    ``t_s``/``sample``: stream time (s) and source sample at which it changed; ``dark_s``: stream
+    seconds without a classified window until then (for a clearing: how long it lasted, at least);
+    ``reason``: why the last window before a raising was not classified (``"no data"`` when it
+    was raised on wall time, nothing having arrived).
+    """
+
+    stream: Hashable
+    t_s: float
+    sample: int
+    state: AlertState
+    dark_s: float
+    reason: str = ""
+    alert: str = INOPERABLE
+
+    def to_json(self) -> dict:
+        out = {"type": "alert", "stream": self.stream, "t": round(self.t_s, 3), "sample": self.sample,
+               "alert": self.alert, "state": self.state.value, "dark_s": round(self.dark_s, 3)}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+Item = Union[dict, WindowVerdict, SampleGap, SignalAlert]
+
+
+def record_of(item: Item) -> dict:
+    """The JSON record of a monitor's item (typed objects render themselves; records are dicts already)."""
+    return item if isinstance(item, dict) else item.to_json()
 
 
 class BedMonitor:
@@ -165,11 +266,12 @@ class BedMonitor:
         stream_id: the bed's name in every record (the protocol's stream id).
         fs_in: the source's sampling rate in Hz.
         lead_names: the source's leads, one per row of the samples pushed. The model's leads are
-            picked from them by name (MLII counts as II); a single-lead model takes a single-lead
+            picked from them by name (:func:`ecgedge.data.leads.lead_indices`: MLII counts as II,
+            MLI as I); a single-lead model takes a single-lead
             source whatever its name. A missing lead is a :class:`ShapeMismatch` at once, never a
             silent zero lead.
         model: the model's leads, labels, preprocessing and window length.
-        settings: hop and hysteresis.
+        settings: hop, hysteresis, gap concealment and the inoperable alert.
         start_reason: reason given by the windows before the first classifiable one ("starting up";
             "format change" when the monitor replaces one whose stream changed rate or leads).
     """
@@ -182,12 +284,11 @@ class BedMonitor:
         self.cfg = model.preprocess
         self.settings = settings
         self.lead_names = tuple(str(n) for n in lead_names)
-        keys = [_lead_key(n) for n in self.lead_names]
-        missing = [lead for lead in model.leads if _lead_key(lead) not in keys]
-        if missing and not (len(model.leads) == 1 and len(keys) == 1):
+        try:
+            self.lead_index = lead_indices(self.lead_names, model.leads)
+        except MissingLeads as exc:
             raise ShapeMismatch(f"stream {stream_id} carries leads {', '.join(self.lead_names)}; "
-                                f"the model needs {', '.join(missing)} too")
-        self.lead_index = [0] if missing else [keys.index(_lead_key(lead)) for lead in model.leads]
+                                f"the model needs {', '.join(exc.missing)} too") from None
         self.up, self.down = resampling_ratio(self.fs_in, self.cfg.fs_hz)  # fs_in * up / down = fs_model
         self.window = model.window_samples
         self.hop_out = max(1, int(round(settings.hop_s * self.cfg.fs_hz)))
@@ -203,6 +304,13 @@ class BedMonitor:
         self.next_sample: int | None = None  # source index the next push should start at
         self._open = False  # a segment is in progress
         self._next_cause = start_reason  # why the next segment starts (reason of its warm-up verdicts)
+        # Whole source samples: 0.1 s at 500 Hz conceals 50 (two 20-sample frames), at 360 Hz 36.
+        self.conceal_max = int(settings.conceal_max_s * self.fs_in + 1e-9)
+        self._concealed: list[tuple[int, int]] = []  # concealed [start, end) still inside a coming window
+        # Stream seconds since the last classified window, counted in stream order from the verdicts'
+        # ``new`` spans and the gaps not concealed, so restarts and rate changes do not upset it.
+        self.dark_s = 0.0
+        self.inoperable = False  # the ecg_signal_inoperable alert is raised
 
     # ---- sample bookkeeping -------------------------------------------------------------------
 
@@ -229,6 +337,7 @@ class BedMonitor:
         self.next_end = self.hop_out
         self.last_end = first_sample  # source index up to which verdicts account for the samples
         self.next_sample = first_sample
+        self._concealed = []
         self._open = True
 
     def _end_segment(self, reason: str) -> list[Item]:
@@ -236,8 +345,8 @@ class BedMonitor:
         items: list[Item] = []
         if self._open and self.next_sample > self.last_end:
             end = self.next_sample
-            items.append(WindowVerdict(self.stream_id, end / self.fs_in, max(self.stream_start, end - self.window_in),
-                                       end, self.last_end, reliable=False, reason=reason))
+            items += self._final(WindowVerdict(self.stream_id, end / self.fs_in, max(self.stream_start, end - self.window_in),
+                                               end, self.last_end, reliable=False, reason=reason))
             self.last_end = end
         self._open = False
         self._next_cause = reason
@@ -246,7 +355,50 @@ class BedMonitor:
     @property
     def pending_samples(self) -> int:
         """Samples received that no verdict accounts for yet: less than a hop (plus the resampler's lag)."""
-        return self.next_sample - self.last_end if self._open else 0
+        return self.next_sample - self.last_end - self._concealed_in(self.last_end, self.next_sample) if self._open else 0
+
+    def _concealed_in(self, start: int, end: int) -> int:
+        """Concealed samples of the current segment in source samples ``[start, end)``."""
+        return sum(max(0, min(end, b) - max(start, a)) for a, b in self._concealed)
+
+    def _final(self, v: WindowVerdict) -> list[Item]:
+        """A verdict is cut: count its concealed samples, run the inoperable clock; the verdict and any alert."""
+        if self._concealed:
+            v.concealed = self._concealed_in(v.start_sample, v.end_sample)
+            v.concealed_new = self._concealed_in(v.new_start, v.end_sample)
+            # Windows only move forward: a span ending before this one's start is in no later window.
+            self._concealed = [(a, b) for a, b in self._concealed if b > v.start_sample]
+        return [v, *self._clock((v.end_sample - v.new_start) / self.fs_in, v.reliable, v.t_s, v.end_sample, v.reason)]
+
+    def _clock(self, seconds: float, classified: bool, t_s: float, sample: int, reason: str) -> list[SignalAlert]:
+        """Advance the time without classification by ``seconds`` of stream; the alert it raises or clears."""
+        if classified:
+            cleared = [SignalAlert(self.stream_id, t_s, sample, AlertState.cleared, self.dark_s)] if self.inoperable else []
+            self.dark_s, self.inoperable = 0.0, False
+            return cleared
+        self.dark_s += seconds
+        return self._raise_if_dark(self.dark_s, t_s, sample, reason)
+
+    def _raise_if_dark(self, dark_s: float, t_s: float, sample: int, reason: str) -> list[SignalAlert]:
+        after = self.settings.inoperable_after_s
+        # 1e-9 s: the clock is a sum of hops in float seconds (0.178 s at 360 Hz ...), the limit a round number.
+        if self.inoperable or not after or dark_s < after - 1e-9:
+            return []
+        self.inoperable = True
+        return [SignalAlert(self.stream_id, t_s, sample, AlertState.raised, dark_s, reason)]
+
+    def silence(self, silent_s: float) -> list[SignalAlert]:
+        """Nothing has arrived for ``silent_s`` seconds of wall time (a dead link): the alert, if that
+        with the stream time already without a classified window reaches ``inoperable_after_s``.
+
+        The stream clock cannot see time in which no sample arrives; this is how a caller that
+        watches the wall clock (:meth:`StreamSession.tick <ecgedge.stream.session.StreamSession.tick>`)
+        raises the alert for a link that went silent. The gap is counted when data resumes.
+        """
+        if self.next_sample is None:
+            return []
+        pending = (self.next_sample - self.last_end) / self.fs_in if self._open else 0.0
+        return self._raise_if_dark(self.dark_s + pending + silent_s, self.next_sample / self.fs_in, self.next_sample, "no data")
 
     # ---- input --------------------------------------------------------------------------------
 
@@ -261,14 +413,16 @@ class BedMonitor:
         Args:
             samples_mv: one row per source lead (``lead_names``).
             first_sample: source-rate index of the first column. An index past the expected one is a
-                gap (reported, filters restarted); samples before it were seen already and are dropped.
+                gap: reported, and concealed when it is at most ``conceal_max`` samples (and the
+                samples around it are finite), else the filters restart after it. Samples before
+                the expected index were seen already and are dropped.
             lead_off: indices of source leads whose electrode is off during these samples.
             device_flags: the protocol's device flags for these samples (calibration pulse and ADC
                 saturated make windows unreliable).
             frames_lost: frames the gap before these samples lost (as the sequence tracker counts them).
 
         Returns:
-            Records (dicts: ``gap``) and :class:`WindowVerdict` in stream order. Verdicts ready for
+            :class:`SampleGap`, :class:`WindowVerdict` and :class:`SignalAlert` in stream order. Verdicts ready for
             inference carry their normalised ``window``; :class:`StreamHub` fills ``label``/``probs``
             and then calls :meth:`resolve` for the events that depend on them.
         """
@@ -279,27 +433,49 @@ class BedMonitor:
         x = x[self.lead_index]
         first_sample = int(first_sample)
         items: list[Item] = []
-        if not self._open:
-            self._start_segment(first_sample, self._next_cause)
-        elif first_sample > self.next_sample:
-            start, end = self.next_sample, first_sample
-            items += self._end_segment("gap")
-            gap = {"type": "gap", "stream": self.stream_id, "t": round(start / self.fs_in, 3), "samples": [start, end],
-                   "seconds": round((end - start) / self.fs_in, 3)}
-            if frames_lost is not None:
-                gap["frames_lost"] = frames_lost
-            items.append(gap)
-            self._start_segment(first_sample, "gap")
-        elif first_sample < self.next_sample:  # already seen: keep only what is new
-            skip = self.next_sample - first_sample
-            if skip >= x.shape[-1]:
-                return items
-            x, first_sample = x[:, skip:], self.next_sample
         off = np.zeros(len(self.lead_index), dtype=bool)
         for lead in lead_off:
             if lead in self.lead_index:
                 off[self.lead_index.index(lead)] = True
         bad_flags = int(device_flags) & (CALIBRATION_FLAG | SATURATED_FLAG)
+        if not self._open:
+            self._start_segment(first_sample, self._next_cause)
+        elif first_sample > self.next_sample:
+            start, end = self.next_sample, first_sample
+            gap = SampleGap(self.stream_id, start, end, self.fs_in, frames_lost)
+            if self._concealable(gap, x):
+                gap.concealed = True
+                items.append(gap)
+                # The concealed samples carry what held on either side: an electrode off or a
+                # calibration pulse before or after the gap keeps its windows unreliable.
+                before_off, before_flags = self.lead_off.last(1)[:, 0], int(self.flags.last(1)[0, 0])
+                self._concealed.append((start, end))
+                items += self._write(self._interpolated(gap.samples, x[:, 0]), off | before_off, bad_flags | before_flags)
+            else:
+                items += self._end_segment("gap")
+                items.append(gap)
+                items += self._clock(gap.samples / self.fs_in, False, end / self.fs_in, end, "gap")
+                self._start_segment(first_sample, "gap")
+        elif first_sample < self.next_sample:  # already seen: keep only what is new
+            skip = self.next_sample - first_sample
+            if skip >= x.shape[-1]:
+                return items
+            x, first_sample = x[:, skip:], self.next_sample
+        return items + self._write(x, off, bad_flags)
+
+    def _concealable(self, gap: SampleGap, x: np.ndarray) -> bool:
+        """A gap short enough to conceal, between a sample of this segment and one that arrived, both finite."""
+        return (gap.samples <= self.conceal_max and x.shape[-1] > 0 and self.raw.total > 0
+                and bool(np.isfinite(x[:, 0]).all()) and bool(np.isfinite(self.raw.last(1)).all()))
+
+    def _interpolated(self, n: int, after: np.ndarray) -> np.ndarray:
+        """``n`` samples per lead on the straight line from the last sample written to ``after`` (mV), both excluded."""
+        before = self.raw.last(1)[:, 0]
+        return before[:, None] + (after - before)[:, None] * (np.arange(1, n + 1) / (n + 1))
+
+    def _write(self, x: np.ndarray, off: np.ndarray, bad_flags: int) -> list[Item]:
+        """Append contiguous samples of the current segment; the verdicts (and alerts) of the windows they complete."""
+        items: list[Item] = []
         for a in range(0, x.shape[-1], self.hop_in):
             piece = x[:, a:a + self.hop_in]
             n = piece.shape[-1]
@@ -324,22 +500,22 @@ class BedMonitor:
             self._unfiltered.clear()
             self.out.write(self.pre.push(x))
 
-    def _cut_windows(self) -> list[WindowVerdict]:
-        verdicts = []
+    def _cut_windows(self) -> list[Item]:
+        items: list[Item] = []
         while True:
             end_out = self.next_end
             end_in = self._in_sample(end_out)
             if self.out.total < end_out or self.next_sample < end_in:
-                return verdicts
+                return items
             if end_out < self.first_full:  # not a full, settled window since the segment started
                 start_in = max(self.stream_start, self._in_sample(end_out - self.window))
                 # A window reaching back over the segment start overlaps the gap (or the time before
                 # the stream); a later one still holds the filters' start-up transient.
                 reason = self.cause if end_out < self.window or self.cause == "starting up" else f"settling after {self.cause}"
-                verdicts.append(WindowVerdict(self.stream_id, end_in / self.fs_in, start_in, end_in, self.last_end,
-                                              reliable=False, reason=reason))
+                items += self._final(WindowVerdict(self.stream_id, end_in / self.fs_in, start_in, end_in, self.last_end,
+                                                   reliable=False, reason=reason))
             else:
-                verdicts.append(self._verdict(end_out, end_in))
+                items += self._final(self._verdict(end_out, end_in))
             self.last_end = end_in
             self.next_end += self.hop_out
 
@@ -401,7 +577,7 @@ class StreamHub:
     Args:
         runner: an activated :class:`~ecgedge.runtime.Runner` for the model.
         model: the model's leads, labels, preprocessing and window.
-        settings: hop and hysteresis for every bed.
+        settings: hop, hysteresis, concealment and the inoperable alert for every bed.
         max_batch: most windows per inference call (a TensorRT engine's profile caps it).
     """
 
@@ -418,6 +594,9 @@ class StreamHub:
         """Start (or start over) the monitor of one bed; raises :class:`ShapeMismatch` for a lead set the model cannot use."""
         monitor = BedMonitor(stream_id, fs_in=fs_in, lead_names=lead_names, model=self.model, settings=self.settings,
                              start_reason=start_reason)
+        old = self.monitors.get(stream_id)
+        if old is not None:  # a format change: the bed's time without a classified window (and its alert) go on
+            monitor.dark_s, monitor.inoperable = old.dark_s, old.inoperable
         self.monitors[stream_id] = monitor
         return monitor
 
@@ -440,7 +619,12 @@ class StreamHub:
         self._pending.append((None, record))
 
     def flush(self) -> list[dict]:
-        """Classify every pending window in batches; return all pending records and the events they raise."""
+        """Classify every pending window in batches; return all pending records and the events they raise, as JSON records."""
+        return [record_of(item) for item in self.flush_items()]
+
+    def flush_items(self) -> list[Item]:
+        """:meth:`flush`, but typed: :class:`WindowVerdict`, :class:`SampleGap`, :class:`SignalAlert` stay
+        objects (for callers that count them); other records and events are dicts."""
         if not self._pending:
             return []
         batch, self._pending = self._pending, []
@@ -452,11 +636,9 @@ class StreamHub:
                 v.label = self.labels[int(p.argmax())]
                 v.probs = {c: float(x) for c, x in zip(self.labels, p)}
                 v.window = None
-        out: list[dict] = []
+        out: list[Item] = []
         for monitor, item in batch:
+            out.append(item)
             if isinstance(item, WindowVerdict):
-                out.append(item.to_json())
                 out += monitor.resolve(item)
-            else:
-                out.append(item)
         return out

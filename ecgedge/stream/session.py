@@ -10,10 +10,15 @@ Every record is a dict with a ``type`` (the CLI writes one JSON line each):
 ``stream_start``    a bed's first frame: ``stream``, ``sample``, ``fs_hz``, ``leads``, ``simulated``
 ``window``          one per hop: ``t`` (s), ``samples`` [start, end) and ``new`` [start, end) at
                     the source rate, ``quality`` ``ok`` with ``label`` and ``probs``, or
-                    ``unreliable`` with ``reason`` (and ``leads`` for lead-off)
+                    ``unreliable`` with ``reason`` (and ``leads`` for lead-off); with
+                    ``concealed_samples`` (and ``concealed_new``, those in ``new``) when it holds
+                    concealed samples
 ``rhythm_change``   a label held ``held_windows`` reliable windows: ``from``, ``to``, ``confidence``
 ``quality``         the signal became ``ok`` or ``unreliable`` (``reason``)
-``gap``             samples [start, end) never arrived (``frames_lost``); the stream recovers
+``gap``             samples [start, end) never arrived (``frames_lost``); the stream recovers;
+                    ``concealed`` true: they were interpolated and the filters ran on
+``alert``           ``ecg_signal_inoperable`` ``raised`` (no classified window for
+                    ``inoperable_after_s``; ``dark_s``, ``reason``) or ``cleared`` (classified again)
 ``restart``         the device's sample index went back (reboot): tracking starts over
 ``format_change``   sampling rate, leads, format, gain or baseline changed (``changed``)
 ``dropped_frame``   a repeated or late frame (``reason`` ``repeat`` / ``out_of_order``)
@@ -21,14 +26,18 @@ Every record is a dict with a ``type`` (the CLI writes one JSON line each):
 ``link``            the link went ``down`` or came back ``up`` (``detail``)
 ``no_data``         no frame from a bed for ``seconds`` of wall time (once per silence)
 ``stream_error``    a bed whose leads the model cannot use (its frames are counted, not classified)
+``tee_error``       the ``--tee`` copy failed (``path``, ``detail``, ``bytes`` saved before): it is
+                    dropped, classification goes on, and the summary repeats it as ``tee_error``
 ``summary``         last: bytes, frames, decode errors by kind, and per stream the samples
-                    received / lost / classified / unreliable / pending
+                    received / lost (of which concealed) / classified / unreliable / pending
 ==================  ===========================================================================
 
-Samples are accounted for: per stream, window ``new`` spans and gaps tile the sample index from the
-first frame on, so (without device restarts) ``received + lost == next_sample - first_sample`` and
+Samples are accounted for: per stream, window ``new`` spans and the gaps not concealed tile the
+sample index from the first frame on (a concealed gap lies inside a ``new`` span), so (without
+device restarts) ``received + lost == next_sample - first_sample`` and
 ``classified + unreliable + pending == received`` (pending: the last part of a hop that no window
-has reached yet).
+has reached yet); concealed samples are lost samples, counted again in ``concealed``, never as
+classified.
 """
 
 from __future__ import annotations
@@ -39,14 +48,20 @@ from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
-from ecgedge.errors import ArtefactError, ConfigError, ShapeMismatch
-from ecgedge.runtime.base import Backend, Precision
+from ecgedge.config import Backend, Precision
+from ecgedge.errors import ArtefactError, ConfigError, ShapeMismatch, is_storage_error, storage_error
+from ecgedge.manifest import passed_over, precision_for
 from ecgedge.stream.monitor import (
     CALIBRATION_FLAG,
     SATURATED_FLAG,
+    AlertState,
     ModelSpec,
+    SampleGap,
+    SignalAlert,
     StreamHub,
     StreamSettings,
+    WindowVerdict,
+    record_of,
 )
 from ecgedge.stream.protocol import (
     DecodeError,
@@ -81,11 +96,13 @@ class StreamCounts:
     frames: int = 0
     received: int = 0
     lost: int = 0
+    concealed: int = 0
     classified: int = 0
     unreliable: int = 0
     windows_ok: int = 0
     windows_unreliable: int = 0
     rhythm_changes: int = 0
+    inoperable_alerts: int = 0
     dropped_frames: int = 0
     restarts: int = 0
     format_changes: int = 0
@@ -160,7 +177,7 @@ class StreamSession:
 
     def flush(self) -> list[dict]:
         """Classify the windows waiting in the hub (one batch); their records and events, in order."""
-        return self._account(self.hub.flush())
+        return self._account(self.hub.flush_items())
 
     @property
     def pending(self) -> int:
@@ -177,16 +194,20 @@ class StreamSession:
         return self.flush()
 
     def tick(self, now: float | None = None) -> list[dict]:
-        """Wall-clock checks: a ``no_data`` record for each bed silent for ``stall_s``."""
+        """Wall-clock checks: a ``no_data`` record for each bed silent for ``stall_s``, and the
+        ``ecg_signal_inoperable`` alert for a bed silent long enough (:meth:`BedMonitor.silence`)."""
         now = time.monotonic() if now is None else now
-        out = []
+        out: list = []
         for sid, last in self._last_frame.items():
             if sid not in self._stalled and now - last >= self.stall_s:
                 self._stalled.add(sid)
                 c = self.counts[sid]
                 out.append({"type": "no_data", "stream": sid, "t": round(c.next_sample / c.fs_hz, 3),
                             "after_sample": c.next_sample, "seconds": round(now - last, 1)})
-        return out
+            monitor = self.hub.monitors.get(sid)
+            if monitor is not None and sid in self._stalled:
+                out += monitor.silence(now - last)
+        return self._account(out)
 
     def _frame(self, frame: Frame) -> None:
         sid = frame.stream_id
@@ -267,23 +288,30 @@ class StreamSession:
 
     # ---- accounting ---------------------------------------------------------------------------
 
-    def _account(self, records: list[dict]) -> list[dict]:
-        for r in records:
+    def _account(self, items: list) -> list[dict]:
+        """Count items into their streams (typed ones from their fields); their JSON records, in order."""
+        records = []
+        for item in items:
+            r = record_of(item)
+            records.append(r)
             c = self.counts.get(r.get("stream"))
             if c is None:
                 continue
-            kind = r["type"]
-            if kind == "window":
-                n = r["new"][1] - r["new"][0]
-                if r["quality"] == "ok":
+            if isinstance(item, WindowVerdict):
+                n = item.end_sample - item.new_start - item.concealed_new  # concealed samples are lost ones
+                if item.reliable:
                     c.classified += n
                     c.windows_ok += 1
                 else:
                     c.unreliable += n
                     c.windows_unreliable += 1
-            elif kind == "gap":
-                c.lost += r["samples"][1] - r["samples"][0]
-            elif kind == "rhythm_change":
+            elif isinstance(item, SampleGap):
+                c.lost += item.samples
+                c.concealed += item.samples if item.concealed else 0
+            elif isinstance(item, SignalAlert):
+                if item.state is AlertState.raised:
+                    c.inoperable_alerts += 1
+            elif r["type"] == "rhythm_change":
                 c.rhythm_changes += 1
                 c.rhythm = r["to"]
         return records
@@ -310,12 +338,15 @@ def run_session(source: ByteSource, session: StreamSession, emit: Callable[[dict
     ``source`` must be open already (so a device that cannot be reached fails before anything is
     emitted). Windows wait up to ``batch_delay_s`` (or until the link is idle) so that those of
     many beds share one inference call. ``watchers`` (live views) get ``update(records, now)`` and
-    ``close()``. ``tee`` is a binary file that receives every byte read. The summary record is
-    emitted last (also after Ctrl-C, which then propagates) and returned.
+    ``close()``. ``tee`` is a binary file that receives every byte read; when writing it fails (a
+    full disk) a ``tee_error`` record says so, the copy is dropped and the stream goes on. The
+    summary record is emitted last (also after Ctrl-C or an error, which then propagate; its
+    ``ended`` says which) and returned.
     """
     started = last_data = time.monotonic()
     waiting_since = None
     ended = "end of stream"
+    tee_error, tee_bytes = "", 0
 
     def out(records: list[dict], now: float) -> None:
         for r in records:
@@ -331,7 +362,17 @@ def run_session(source: ByteSource, session: StreamSession, emit: Callable[[dict
                 records = session.link(item, source.name)
             elif item:
                 if tee is not None:
-                    tee.write(item)
+                    try:
+                        _write_all(tee, item)
+                        tee_bytes += len(item)
+                    except OSError as exc:
+                        if not is_storage_error(exc):
+                            raise
+                        path = str(getattr(tee, "name", "the --tee file"))
+                        tee_error = (f"{storage_error(exc, f'write the --tee copy {path}')}; the copy is dropped after "
+                                     f"{tee_bytes} bytes, classification goes on")
+                        records.append({"type": "tee_error", "path": path, "detail": tee_error, "bytes": tee_bytes})
+                        tee = None  # dropped; the caller closes the file
                 session.feed(item, now, flush=False)
                 last_data = now
             if session.pending:
@@ -347,13 +388,17 @@ def run_session(source: ByteSource, session: StreamSession, emit: Callable[[dict
     except KeyboardInterrupt:
         ended = "interrupted"
         raise
+    except Exception as exc:  # not handled here: the summary says why the stream stopped, the error propagates
+        ended = f"failed: {exc}"
+        raise
     finally:
         source.close()
         now = time.monotonic()
         out(session.flush(), now)
         for w in watchers:
             w.close()
-        summary = session.summary(source=source.name, ended=ended, elapsed_s=round(now - started, 3))
+        summary = session.summary(source=source.name, ended=ended, elapsed_s=round(now - started, 3),
+                                  **({"tee_error": tee_error} if tee_error else {}))
         emit(summary)
     return summary
 
@@ -365,9 +410,9 @@ class StreamConfig:
     Args:
         export: export folder (``manifest.json``).
         source: source spec (:func:`~ecgedge.stream.sources.source_from_spec`).
-        settings: hop and hysteresis.
+        settings: hop, hysteresis, gap concealment, inoperable alert.
         precision, backend, threads: which artefact runs where (``threads`` intra-op threads);
-            ``precision`` None takes INT8 when the accuracy gate accepted it (:func:`stream_precision`).
+            ``precision`` None runs what :func:`~ecgedge.manifest.precision_for` picks (:func:`stream_precision`).
         sim_args: extra ecgsim options for a ``wfdb:`` source.
         max_outage_s: end when no byte has arrived for this long (None: wait for ever, as a
             bedside monitor does; stdin and wfdb sources end with their stream).
@@ -406,24 +451,17 @@ class StreamConfig:
 
 
 def stream_precision(manifest, backend: Backend) -> tuple[Precision, str]:
-    """The precision a stream runs when none is asked for, and why.
-
-    INT8 when the accuracy gate accepted it; otherwise the next accepted artefact (FP16 on GPU
-    backends, then the FP32 reference), saying that INT8 was not accepted. A stream never runs an
-    artefact the gate rejected unless asked by name (and then the runtime refuses it).
+    """The precision a stream runs when none is asked for (:func:`~ecgedge.manifest.precision_for`), and
+    a note for the session record when it is not the backend's first choice ("int8 is rejected in the
+    export; running the fp32 artefact"). A stream never runs an artefact the gate rejected unless
+    asked by name (and then the runtime refuses it).
     """
-    from ecgedge.runtime.loader import artefact_key
-
-    order = [Precision.int8, Precision.fp32] if backend == Backend.ort_cpu else [Precision.int8, Precision.fp16, Precision.fp32]
-    status = {p: manifest.artefacts.get(artefact_key(backend, p), {}).get("status") for p in order}
-    for p in order:
-        if status[p] in ("accepted", "reference"):
-            why = "" if p == Precision.int8 else (f"int8 is {status[Precision.int8] or 'missing'} in the export; "
-                                                  f"running the {p.value} artefact")
-            return p, why
-    raise ArtefactError(f"{manifest.folder} has no artefact the accuracy gate accepted for {backend.value} "
-                        f"({', '.join(p.value + ': ' + (s or 'missing') for p, s in status.items())}); "
-                        "name one with --precision to run it anyway")
+    try:
+        precision = precision_for(manifest, backend)
+    except ArtefactError as exc:
+        raise ArtefactError(f"{exc}; name one with --precision to run it anyway") from None
+    skipped = passed_over(manifest, backend, precision)
+    return precision, f"{skipped} in the export; running the {precision.value} artefact" if skipped else ""
 
 
 def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_to=None) -> dict:
@@ -433,7 +471,7 @@ def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_
     cannot be reached), runs :func:`run_session` and emits every record through ``emit``: first a
     ``session`` record (model, precision, settings, source), last the summary.
     """
-    from ecgedge.export.manifest import load_manifest
+    from ecgedge.manifest import load_manifest
     from ecgedge.runtime import runner_from_export
     from ecgedge.stream.show import views_from_options
     from ecgedge.stream.sources import source_from_spec
@@ -450,7 +488,12 @@ def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_
         runner = runner_from_export(cfg.export, precision, cfg.backend, threads=cfg.threads, manifest=manifest, verify=False)
     spec = ModelSpec.from_manifest(manifest)
     watchers = views_from_options(show=cfg.show, png_dir=cfg.show_png, lead=cfg.show_lead, out=show_to)
-    tee = open(cfg.tee, "wb") if cfg.tee else None
+    try:
+        # Unbuffered: a full disk shows at the write that hits it (reported, the copy dropped), not
+        # at close, after the summary.
+        tee = open(cfg.tee, "wb", buffering=0) if cfg.tee else None
+    except OSError as exc:
+        raise storage_error(exc, f"open the --tee file {cfg.tee}") from None
     try:
         with runner:
             session = StreamSession(StreamHub(runner, spec, cfg.settings), on_frame=_fan_out(watchers))
@@ -469,6 +512,22 @@ def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_
     finally:
         if tee is not None:
             tee.close()
+
+
+def _write_all(f, data: bytes) -> None:
+    """All of ``data`` to ``f`` (an unbuffered file may take part of it per call)."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view):]
+
+
+def refused_all(summary: dict) -> str:
+    """Why the stream classified nothing because every bed was refused (their leads or rate do not
+    fit the model), for a non-zero exit; ``""`` when any bed was classified or none came."""
+    streams = summary.get("streams") or []
+    if not streams or not all(s.get("refused") for s in streams):
+        return ""
+    return "every stream was refused: " + "; ".join(s["refused"] for s in streams)  # each names its stream
 
 
 def _fan_out(watchers: Iterable) -> Callable[[Frame], None] | None:

@@ -22,7 +22,8 @@ from typing import Hashable
 
 import numpy as np
 
-from ecgedge.stream.monitor import LEAD_ALIASES
+from ecgedge.data.leads import lead_indices
+from ecgedge.errors import MissingLeads
 from ecgedge.stream.protocol import Frame
 
 HIDE_CURSOR, SHOW_CURSOR, HOME, CLEAR_LINE, CLEAR_BELOW, CLEAR = "\x1b[?25l", "\x1b[?25h", "\x1b[H", "\x1b[K", "\x1b[J", "\x1b[2J"
@@ -30,12 +31,12 @@ RED, GREEN, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b
 
 
 def lead_index(lead_ids, wanted: str) -> int:
-    """Row of ``wanted`` among ``lead_ids`` (MLII counts as II); the first lead when it is absent."""
-    def key(name: str) -> str:
-        return LEAD_ALIASES.get(name.lower(), name.lower())
-
-    keys = [key(n) for n in lead_ids]
-    return keys.index(key(wanted)) if key(wanted) in keys else 0
+    """Row of ``wanted`` among ``lead_ids`` (by :func:`ecgedge.data.leads.lead_indices`: MLII counts as II);
+    the first lead when it is absent."""
+    try:
+        return lead_indices(lead_ids, [wanted])[0]
+    except MissingLeads:
+        return 0
 
 
 class LeadTrace:

@@ -1,7 +1,9 @@
 /* Sample sources for ecgsim: WFDB records (formats 16, 212, 24, with byte offsets) and raw
- * int16 files. Samples come out as the raw ADC integers stored in the file. */
+ * int16 files. Samples come out as the raw ADC integers stored in the file. The header parser
+ * takes the signal-specification syntax wfdb-python reads and writes (see wfdb_header_parse). */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,44 +16,327 @@
         return -1;                                                                            \
     } while (0)
 
-/* Split a header line into whitespace-separated tokens (in place). Returns the count. */
-static unsigned tokenize(char *line, char **tok, unsigned max, char **rest_after)
+/* ---- WFDB header text ------------------------------------------------------------------ */
+
+#define HEA_MAX_BYTES (1L << 20) /* real headers are < 10 KiB; this bounds a wrong file */
+#define HEA_MAX_LINE 4096
+#define HEA_MAX_TOKENS 64
+
+typedef struct {
+    char text[HEA_MAX_LINE]; /* the line, tokens NUL-terminated in place */
+    char orig[HEA_MAX_LINE]; /* the line as written: the description keeps its inner spaces */
+    char *tok[HEA_MAX_TOKENS];
+    unsigned n;
+} hea_line;
+
+/* Next line that is neither blank nor a comment, split at whitespace. *pos advances past it.
+ * 1: a line; 0: end of text; -1: a line too long (err set). */
+static int next_line(const char **pos, hea_line *l, const char *where, char *err, size_t err_len)
 {
-    unsigned n = 0;
-    char *p = line;
-    while (n < max) {
-        while (*p && isspace((unsigned char)*p))
-            ++p;
-        if (!*p)
-            break;
-        tok[n++] = p;
-        while (*p && !isspace((unsigned char)*p))
-            ++p;
-        if (*p)
-            *p++ = '\0';
-        if (rest_after && n == 8) {
-            while (*p && isspace((unsigned char)*p))
-                ++p;
-            *rest_after = p;
-            break;
+    const char *p = *pos;
+    while (*p) {
+        const char *eol = p + strcspn(p, "\n");
+        const char *a = p, *b = eol;
+        char *q;
+        size_t len;
+        *pos = p = *eol ? eol + 1 : eol;
+        while (a < b && isspace((unsigned char)*a))
+            ++a;
+        while (b > a && isspace((unsigned char)b[-1])) /* also the '\r' of "\r\n" */
+            --b;
+        if (a == b || *a == '#')
+            continue;
+        len = (size_t)(b - a);
+        if (len >= HEA_MAX_LINE) {
+            snprintf(err, err_len, "%s: line of %lu bytes; at most %d", where, (unsigned long)len,
+                     HEA_MAX_LINE - 1);
+            return -1;
         }
+        memcpy(l->text, a, len);
+        memcpy(l->orig, a, len);
+        l->text[len] = l->orig[len] = '\0';
+        l->n = 0;
+        for (q = l->text; *q && l->n < HEA_MAX_TOKENS;) {
+            l->tok[l->n++] = q;
+            while (*q && !isspace((unsigned char)*q))
+                ++q;
+            while (*q && isspace((unsigned char)*q))
+                *q++ = '\0';
+        }
+        return 1;
     }
-    return n;
+    return 0;
 }
 
-/* Next header line that is neither blank nor a comment, without its newline. */
-static char *next_line(FILE *fp, char *buf, size_t len)
+/* The line as written from token k on (the description), or "" past the end. */
+static const char *line_from(const hea_line *l, unsigned k)
 {
-    while (fgets(buf, (int)len, fp)) {
-        char *p = buf;
-        buf[strcspn(buf, "\r\n")] = '\0';
-        while (isspace((unsigned char)*p))
-            ++p;
-        if (*p && *p != '#')
-            return p;
-    }
-    return NULL;
+    return k < l->n ? l->orig + (l->tok[k] - l->text) : "";
 }
+
+/* A whole-token integer ([+-]digits) within [lo, hi]. */
+static int parse_long(const char *s, long lo, long hi, long *v)
+{
+    char *end;
+    const char *d = s + (*s == '+' || *s == '-');
+    if (!isdigit((unsigned char)*d))
+        return 0;
+    errno = 0;
+    *v = strtol(s, &end, 10);
+    return *end == '\0' && errno == 0 && *v >= lo && *v <= hi;
+}
+
+/* Digits at *s (advancing it) as a non-negative long; 0 when there are none or too many. */
+static int scan_digits(const char **s, long *v)
+{
+    char *end;
+    if (!isdigit((unsigned char)**s))
+        return 0;
+    errno = 0;
+    *v = strtol(*s, &end, 10);
+    *s = end;
+    return errno == 0;
+}
+
+/* A decimal number at *s: [+-]digits[.digits][e[+-]digits], at least one digit; no "inf",
+ * "nan" or hex, which strtod alone would take. Advances *s past it. */
+static int scan_decimal(const char **s, double *v)
+{
+    const char *p = *s;
+    int digits = 0;
+    char *end;
+    if (*p == '+' || *p == '-')
+        ++p;
+    for (; isdigit((unsigned char)*p); ++p)
+        digits = 1;
+    if (*p == '.')
+        for (++p; isdigit((unsigned char)*p); ++p)
+            digits = 1;
+    if (!digits)
+        return 0;
+    if (*p == 'e' || *p == 'E') {
+        const char *e = p + 1 + (p[1] == '+' || p[1] == '-');
+        if (isdigit((unsigned char)*e))
+            for (p = e; isdigit((unsigned char)*p);)
+                ++p;
+    }
+    *v = strtod(*s, &end);
+    if (end != p)
+        return 0;
+    *s = p;
+    return 1;
+}
+
+static int same_nocase(const char *a, const char *b)
+{
+    for (; *a && *b; ++a, ++b)
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+            return 0;
+    return *a == *b;
+}
+
+/* Microvolts per unit, or 0 for units that are not a voltage. Letter case is not trusted:
+ * PTB-XL headers of the CinC 2021 set write "mv", and no ECG is in megavolts. */
+static double uv_per_unit(const char *units)
+{
+    if (same_nocase(units, "mV"))
+        return 1000.0;
+    if (same_nocase(units, "uV") || strcmp(units, "\xc2\xb5V") == 0 ||
+        strcmp(units, "\xce\xbcV") == 0)
+        return 1.0; /* u, micro sign U+00B5, Greek mu U+03BC */
+    if (same_nocase(units, "V"))
+        return 1e6;
+    return 0;
+}
+
+/* A base time (hh:mm:ss[.s], mm:ss) or date (dd/mm/yyyy, CinC 2017's yyyy-mm-dd, Chapman's
+ * dd-Mon-yyyy) goes to the field its shape names; either order is accepted. */
+static int base_time_or_date(wfdb_header *h, const char *tok)
+{
+    const char *p;
+    int colon = strchr(tok, ':') != NULL, sep = strchr(tok, '/') || strchr(tok, '-');
+    for (p = tok; *p; ++p)
+        if (!isalnum((unsigned char)*p) && !strchr(":./-", *p))
+            return 0;
+    if (colon == sep || strlen(tok) >= sizeof h->base_time)
+        return 0;
+    snprintf(colon ? h->base_time : h->base_date, sizeof h->base_time, "%s", tok);
+    return 1;
+}
+
+/* Record line: name[/segments] n_sig [fs[/counter[(base)]] [n_samples [base_time [base_date]]]] */
+static int parse_record_line(wfdb_header *h, const hea_line *l, const char *where, char *err,
+                             size_t err_len)
+{
+    const char *p;
+    long v;
+    unsigned k;
+    if (l->n < 2)
+        FAIL("%s: record line '%s' has no number of signals", where, l->orig);
+    if (strchr(l->tok[0], '/'))
+        FAIL("%s: record %s: multi-segment records are not supported", where, l->tok[0]);
+    if (strlen(l->tok[0]) >= sizeof h->name)
+        FAIL("%s: record name of %lu characters is too long", where,
+             (unsigned long)strlen(l->tok[0]));
+    strcpy(h->name, l->tok[0]);
+    if (!parse_long(l->tok[1], 0, 1L << 20, &v))
+        FAIL("%s: record %s: number of signals '%s' is not a count", where, h->name, l->tok[1]);
+    if (v < 1 || v > ECGB_MAX_LEADS)
+        FAIL("%s: record %s: %ld signals; the protocol carries 1..%u leads", where, h->name, v,
+             ECGB_MAX_LEADS);
+    h->n_sig = (unsigned)v;
+    h->fs = 250.0; /* WFDB's default */
+    if (l->n > 2) {
+        double counter;
+        p = l->tok[2];
+        if (!scan_decimal(&p, &h->fs))
+            p = "?";
+        if (*p == '/' && (++p, !scan_decimal(&p, &counter)))
+            p = "?";
+        if (*p == '(' && (++p, !scan_decimal(&p, &counter) || *p++ != ')'))
+            p = "?";
+        if (*p)
+            FAIL("%s: record %s: sampling frequency field '%s' is not fs[/counter[(base)]]",
+                 where, h->name, l->tok[2]);
+        if (!(h->fs > 0))
+            FAIL("%s: record %s: sampling frequency %s must be > 0 Hz", where, h->name, l->tok[2]);
+    }
+    h->n_samples = -1;
+    if (l->n > 3) {
+        if (!parse_long(l->tok[3], 0, LONG_MAX, &v) || *l->tok[3] == '-')
+            FAIL("%s: record %s: number of samples '%s' is not a count", where, h->name, l->tok[3]);
+        h->n_samples = v > 0 ? v : -1; /* 0: unknown, as in WFDB */
+    }
+    for (k = 4; k < l->n; ++k)
+        if (k > 5 || !base_time_or_date(h, l->tok[k]))
+            FAIL("%s: record %s: '%s' after the number of samples is not a base time or date",
+                 where, h->name, l->tok[k]);
+    return 0;
+}
+
+/* Signal line: file format[xSPF][:skew][+offset] [gain[(baseline)][/units] [adc_res [adc_zero
+ * [init_value [checksum [block_size [description]]]]]]]. As in wfdb-python, a field that does
+ * not look like a number starts the description. */
+static int parse_signal_line(wfdb_header *h, unsigned i, const hea_line *l, const char *where,
+                             char *err, size_t err_len)
+{
+    wfdb_signal *s = &h->sig[i];
+    const char *p, *desc, *fmt = l->tok[1], *gain = NULL;
+    char who[320];
+    long v, spf = 1, skew = 0;
+    unsigned k = 2;
+    int have_baseline = 0;
+
+    memset(s, 0, sizeof *s);
+    if (k < l->n && strchr("0123456789.+-", *l->tok[k])) {
+        gain = l->tok[k++];
+        /* adc_res, adc_zero, init_value, checksum, block_size: integers, each optional */
+        for (; k < l->n && k < 8 && parse_long(l->tok[k], LONG_MIN, LONG_MAX, &v); ++k)
+            if (k == 4)
+                s->adc_zero = v;
+    }
+    desc = line_from(l, k);
+    snprintf(s->description, sizeof s->description, "%s", desc);
+    snprintf(who, sizeof who, "record %s, signal %u%s%s%s", h->name, i, *desc ? " (" : "",
+             s->description, *desc ? ")" : "");
+
+    if (strcmp(l->tok[0], "~") == 0)
+        FAIL("%s: %s: no signal file ('~'); ecgsim plays samples stored in a file", where, who);
+    if (strlen(l->tok[0]) >= sizeof s->file_name)
+        FAIL("%s: %s: file name of %lu characters is too long", where, who,
+             (unsigned long)strlen(l->tok[0]));
+    strcpy(s->file_name, l->tok[0]);
+
+    p = fmt;
+    if (!scan_digits(&p, &v) || v > 999)
+        p = "?";
+    s->format = (int)v;
+    if (*p == 'x' && (++p, !scan_digits(&p, &spf)))
+        p = "?";
+    if (*p == ':' && (++p, !scan_digits(&p, &skew)))
+        p = "?";
+    if (*p == '+' && (++p, !scan_digits(&p, &s->byte_offset)))
+        p = "?";
+    if (*p)
+        FAIL("%s: %s: format field '%s' is not format[xSPF][:skew][+offset]", where, who, fmt);
+    /* "x0" means 1 in WFDB; more would put this signal at a multiple of the record's rate. */
+    if (spf > 1)
+        FAIL("%s: %s: format field '%s': %ld samples per frame are not supported (only 1: "
+             "ecgsim sends every lead at the record's one rate)", where, who, fmt, spf);
+    if (skew != 0)
+        FAIL("%s: %s: format field '%s': skew %ld is not supported (only 0)", where, who, fmt,
+             skew);
+    if (s->format != 16 && s->format != 212 && s->format != 24)
+        FAIL("%s: %s: format field '%s': WFDB format %d is not supported (16, 212, 24 are)",
+             where, who, fmt, s->format);
+
+    s->uv_per_unit = 1000.0; /* mV unless stated */
+    p = gain ? gain : "0";
+    if (!scan_decimal(&p, &s->adc_gain))
+        p = "?";
+    if (*p == '(') {
+        char *end;
+        ++p;
+        errno = 0;
+        v = strtol(p, &end, 10);
+        have_baseline = end != p && *end == ')' && errno == 0 && v >= INT32_MIN && v <= INT32_MAX;
+        p = have_baseline ? end + 1 : "?";
+        s->baseline = v;
+    }
+    if (*p == '/') {
+        s->uv_per_unit = uv_per_unit(p + 1);
+        if (s->uv_per_unit == 0)
+            FAIL("%s: %s: units '%s' of gain field '%s' are not a voltage (mV, uV or V)", where,
+                 who, p + 1, gain);
+        p = "";
+    }
+    if (*p)
+        FAIL("%s: %s: gain field '%s' is not gain[(baseline)][/units]", where, who, gain);
+    if (s->adc_gain < 0)
+        FAIL("%s: %s: gain field '%s': a negative gain is not supported (the protocol carries "
+             "a gain > 0)", where, who, gain);
+    if (s->adc_gain == 0)
+        s->adc_gain = 200.0; /* WFDB's DEFGAIN */
+    if (!have_baseline)
+        s->baseline = s->adc_zero;
+    return 0;
+}
+
+int wfdb_header_parse(wfdb_header *h, const char *text, const char *where, char *err,
+                      size_t err_len)
+{
+    static hea_line l; /* 8 KiB: off the stack */
+    const char *pos = text;
+    unsigned i;
+    int rc;
+
+    memset(h, 0, sizeof *h);
+    if (strncmp(pos, "\xef\xbb\xbf", 3) == 0)
+        pos += 3; /* a UTF-8 byte-order mark left by a Windows editor */
+    if ((rc = next_line(&pos, &l, where, err, err_len)) <= 0) {
+        if (rc == 0)
+            snprintf(err, err_len, "%s: no record line", where);
+        return -1;
+    }
+    if (parse_record_line(h, &l, where, err, err_len) != 0)
+        return -1;
+    for (i = 0; i < h->n_sig; ++i) {
+        if ((rc = next_line(&pos, &l, where, err, err_len)) <= 0) {
+            if (rc == 0)
+                snprintf(err, err_len, "%s: record %s: signal %u: missing signal line (%u signals "
+                         "announced)", where, h->name, i, h->n_sig);
+            return -1;
+        }
+        if (l.n < 2)
+            FAIL("%s: record %s: signal %u: line '%s' has no format field", where, h->name, i,
+                 l.orig);
+        if (parse_signal_line(h, i, &l, where, err, err_len) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- sources ---------------------------------------------------------------------------- */
 
 static void file_reset(sim_file *f)
 {
@@ -70,14 +355,47 @@ static int open_data_file(sim_file *f, char *err, size_t err_len)
     return 0;
 }
 
+/* The whole of a (small) text file, NUL-terminated, in malloc'd memory; NULL with err set. */
+static char *read_text(const char *path, char *err, size_t err_len)
+{
+    FILE *fp = fopen(path, "rb");
+    char *text;
+    size_t n;
+    if (!fp) {
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    text = malloc(HEA_MAX_BYTES + 1);
+    if (!text) {
+        fclose(fp);
+        snprintf(err, err_len, "%s: out of memory", path);
+        return NULL;
+    }
+    n = fread(text, 1, HEA_MAX_BYTES + 1, fp);
+    if (ferror(fp) || n > HEA_MAX_BYTES) {
+        snprintf(err, err_len, ferror(fp) ? "%s: read error" : "%s: larger than %ld bytes: not a "
+                 "WFDB header", path, HEA_MAX_BYTES);
+        fclose(fp);
+        free(text);
+        return NULL;
+    }
+    fclose(fp);
+    text[n] = '\0';
+    if (strlen(text) != n) {
+        snprintf(err, err_len, "%s: holds NUL bytes: not a WFDB header", path);
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
 int source_open_wfdb(sim_source *src, const char *record, char *err, size_t err_len)
 {
-    char hea[4096], dir[4096], buf[4096], *line, *tok[9], *desc;
+    static wfdb_header h;
+    char hea[4096], dir[4096], *text;
     const char *slash;
     unsigned n, i;
-    double gain_common = 0, units_common = 0;
-    long baseline_common = 0;
-    FILE *fp;
+    int rc;
 
     memset(src, 0, sizeof *src);
     n = (unsigned)strlen(record);
@@ -90,121 +408,57 @@ int source_open_wfdb(sim_source *src, const char *record, char *err, size_t err_
         snprintf(dir, sizeof dir, "%.*s/", (int)(slash - hea), hea);
     else
         dir[0] = '\0';
-    fp = fopen(hea, "r");
-    if (!fp)
-        FAIL("%s: %s", hea, strerror(errno));
+    if (!(text = read_text(hea, err, err_len)))
+        return -1;
+    rc = wfdb_header_parse(&h, text, hea, err, err_len);
+    free(text);
+    if (rc != 0)
+        return -1;
 
-    /* Record line: name[/segments] n_sig [fs[/counter][(base)]] [n_samples ...] */
-    line = next_line(fp, buf, sizeof buf);
-    if (!line || (n = tokenize(line, tok, 9, NULL)) < 2) {
-        fclose(fp);
-        FAIL("%s: no record line", hea);
-    }
-    if (strchr(tok[0], '/')) {
-        fclose(fp);
-        FAIL("%s: multi-segment records are not supported", hea);
-    }
-    snprintf(src->name, sizeof src->name, "%s", tok[0]);
-    src->n_sig = (unsigned)strtoul(tok[1], NULL, 10);
-    src->fs = n > 2 ? strtod(tok[2], NULL) : 250.0; /* WFDB's default */
-    src->n_samples = n > 3 ? strtoll(tok[3], NULL, 10) : -1;
-    if (src->n_sig < 1 || src->n_sig > ECGB_MAX_LEADS) {
-        fclose(fp);
-        FAIL("%s: %u signals; the protocol carries 1..%u leads", hea, src->n_sig, ECGB_MAX_LEADS);
-    }
-    if (!(src->fs > 0)) {
-        fclose(fp);
-        FAIL("%s: sampling rate must be > 0 Hz", hea);
-    }
-
+    snprintf(src->name, sizeof src->name, "%s", h.name);
+    src->n_sig = h.n_sig;
+    src->fs = h.fs;
+    src->n_samples = h.n_samples;
     src->wire_format = ECGB_FMT_INT16;
     src->rail = 0;
-    for (i = 0; i < src->n_sig; ++i) {
-        char *fmt_end, *p;
-        long fmt, offset = 0, adc_zero = 0, baseline = 0;
-        double gain, units = 1000.0; /* uV per unit: mV unless stated */
-        int have_baseline = 0;
-        sim_file *f;
+    for (i = 0; i < h.n_sig; ++i) {
+        const wfdb_signal *s = &h.sig[i], *s0 = &h.sig[0];
+        sim_file *f = src->n_files ? &src->files[src->n_files - 1] : NULL;
+        int32_t rail = s->format == 212 ? 2047 : s->format == 16 ? 32767 : 8388607;
+        unsigned k;
 
-        desc = NULL;
-        line = next_line(fp, buf, sizeof buf);
-        if (!line || (n = tokenize(line, tok, 9, &desc)) < 2) {
-            fclose(fp);
-            FAIL("%s: signal %u: missing signal line", hea, i);
-        }
-        /* format[xsamples][:skew][+offset] */
-        fmt = strtol(tok[1], &fmt_end, 10);
-        for (p = fmt_end; *p; ++p) {
-            if (*p == 'x' || (*p == ':' && strtol(p + 1, NULL, 10) != 0)) {
-                fclose(fp);
-                FAIL("%s: signal %u: format %s (multiple samples per frame or skew) is not supported",
-                     hea, i, tok[1]);
-            }
-            if (*p == '+')
-                offset = strtol(p + 1, NULL, 10);
-        }
-        if (fmt != 16 && fmt != 212 && fmt != 24) {
-            fclose(fp);
-            FAIL("%s: signal %u: WFDB format %ld is not supported (16, 212, 24 are)", hea, i, fmt);
-        }
-        /* gain[(baseline)][/units]; gain 0 or missing means 200 */
-        gain = n > 2 ? strtod(tok[2], &p) : 0.0;
-        if (n > 2 && *p == '(') {
-            baseline = strtol(p + 1, &p, 10);
-            have_baseline = 1;
-            if (*p == ')')
-                ++p;
-        }
-        if (n > 2 && *p == '/') {
-            ++p;
-            if (strcmp(p, "uV") == 0 || strcmp(p, "\xc2\xb5V") == 0)
-                units = 1.0;
-            else if (strcmp(p, "V") == 0)
-                units = 1e6;
-            else if (strcmp(p, "mV") != 0) {
-                fclose(fp);
-                FAIL("%s: signal %u: units '%s' are not a voltage", hea, i, p);
-            }
-        }
-        if (gain == 0)
-            gain = 200.0;
-        adc_zero = n > 4 ? strtol(tok[4], NULL, 10) : 0;
-        if (!have_baseline)
-            baseline = adc_zero;
-        if (i == 0) {
-            gain_common = gain;
-            units_common = units;
-            baseline_common = baseline;
-        } else if (gain != gain_common || units != units_common || baseline != baseline_common) {
-            fclose(fp);
+        if (s->adc_gain != s0->adc_gain || s->uv_per_unit != s0->uv_per_unit ||
+            s->baseline != s0->baseline)
             FAIL("%s: signal %u has gain %g (baseline %ld) but signal 0 has %g (%ld); "
                  "protocol v1 carries one gain and baseline per frame",
-                 hea, i, gain, baseline, gain_common, baseline_common);
-        }
-        snprintf(src->lead_names[i], sizeof src->lead_names[i], "%s",
-                 desc && *desc ? desc : "");
+                 hea, i, s->adc_gain, s->baseline, s0->adc_gain, s0->baseline);
+        snprintf(src->lead_names[i], sizeof src->lead_names[i], "%s", s->description);
         src->lead_ids[i] = (uint8_t)ecgb_lead_code(src->lead_names[i]);
 
-        f = src->n_files ? &src->files[src->n_files - 1] : NULL;
-        if (!f || strcmp(f->path + strlen(dir), tok[0]) != 0 || f->format != fmt) {
+        /* A file's signals are consecutive lines sharing its format and byte offset. */
+        if (!f || strcmp(f->path + strlen(dir), s->file_name) != 0) {
+            for (k = 0; k < src->n_files; ++k)
+                if (strcmp(src->files[k].path + strlen(dir), s->file_name) == 0)
+                    FAIL("%s: signal %u: file %s also holds signals before signal %u; a file's "
+                         "signals must be consecutive", hea, i, s->file_name, f->first_sig);
             f = &src->files[src->n_files++];
-            snprintf(f->path, sizeof f->path, "%s%s", dir, tok[0]);
-            f->format = (int)fmt;
-            f->offset = offset;
+            snprintf(f->path, sizeof f->path, "%s%s", dir, s->file_name);
+            f->format = s->format;
+            f->offset = s->byte_offset;
             f->first_sig = i;
+        } else if (f->format != s->format || f->offset != s->byte_offset) {
+            FAIL("%s: signal %u: format field says format %d at byte %ld but signal %u of file "
+                 "%s says format %d at byte %ld", hea, i, s->format, s->byte_offset,
+                 f->first_sig, s->file_name, f->format, f->offset);
         }
         f->n_sig++;
-        if (fmt == 24)
+        if (s->format == 24)
             src->wire_format = ECGB_FMT_INT24;
-        {
-            int32_t rail = fmt == 212 ? 2047 : fmt == 16 ? 32767 : 8388607;
-            if (rail > src->rail)
-                src->rail = rail;
-        }
+        if (rail > src->rail)
+            src->rail = rail;
     }
-    fclose(fp);
-    src->gain_uv = (float)(units_common / gain_common);
-    src->baseline = (int32_t)baseline_common;
+    src->gain_uv = (float)(h.sig[0].uv_per_unit / h.sig[0].adc_gain);
+    src->baseline = (int32_t)h.sig[0].baseline;
     for (i = 0; i < src->n_files; ++i)
         if (open_data_file(&src->files[i], err, err_len) != 0)
             return -1;

@@ -36,6 +36,35 @@ typedef struct {
     unsigned n_files;
 } sim_source;
 
+/* One signal line of a WFDB header, as the device uses it. */
+typedef struct {
+    char file_name[256];  /* as written: letter case kept, no extension assumed */
+    int format;           /* WFDB format: 16, 212, 24 */
+    long byte_offset;     /* "+N" of the format field: bytes before the first sample */
+    double adc_gain;      /* ADC units per physical unit; 200 where the header gives 0 or none */
+    long baseline;        /* ADC value of 0 physical units; the ADC zero where not written */
+    double uv_per_unit;   /* 1 (uV), 1000 (mV, also when no units are written), 1e6 (V) */
+    long adc_zero;
+    char description[32]; /* lead name, e.g. "II" or "MLII"; "" when absent */
+} wfdb_signal;
+
+/* The header of a single-segment WFDB record. */
+typedef struct {
+    char name[256];
+    unsigned n_sig;
+    double fs;                 /* Hz; 250 where not written */
+    long long n_samples;       /* per signal; -1 when not written or 0 (WFDB: unknown) */
+    char base_time[32];        /* as written, "" when absent; not interpreted */
+    char base_date[32];
+    wfdb_signal sig[ECGB_MAX_LEADS];
+} wfdb_header;
+
+/* Parse the text of a .hea file (NUL-terminated; "\n" or "\r\n" lines, comments, blank
+ * lines). `where` names the header in messages. 0 on success, else -1 with a one-line reason
+ * in err naming the record, the signal and the field. */
+int wfdb_header_parse(wfdb_header *h, const char *text, const char *where, char *err,
+                      size_t err_len);
+
 /* Open a WFDB record (path without extension, or the .hea path). 0 on success, else -1 with
  * a one-line reason in err. */
 int source_open_wfdb(sim_source *src, const char *record, char *err, size_t err_len);

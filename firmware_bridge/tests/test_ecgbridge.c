@@ -1,5 +1,6 @@
 /*
- * Host unit tests of the ecgbridge library: `make -C firmware_bridge test`.
+ * Host unit tests of the ecgbridge library, and of ecgsim's WFDB header parser
+ * (test_wfdb_header.c): `make -C firmware_bridge test`.
  * argv[1] is test_vectors/frames.json, which must equal what tools/vectors.c generates and
  * whose bytes must decode to the events stated there. Last line: "N passed, M failed".
  */
@@ -7,19 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "ecgbridge.h"
 #include "vectors.h"
 
 static const char *vectors_path;
-static int failures; /* checks failed in the current test */
-
-#define CHECK(cond)                                                                           \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            fprintf(stderr, "  %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);        \
-            failures++;                                                                       \
-        }                                                                                     \
-    } while (0)
+int failures;
 
 /* Deterministic xorshift64*: the fuzz tests give the same bytes on every host. */
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -471,6 +465,12 @@ int main(int argc, char **argv)
         T(test_vector_file_matches_generator),
         T(test_vector_file_decodes_as_stated),
         T(test_decoder_is_small),
+        T(test_header_wfdb_python_layouts),
+        T(test_header_optional_fields),
+        T(test_header_units),
+        T(test_header_lines_comments_crlf),
+        T(test_header_record_line),
+        T(test_header_refusals_name_the_field),
 #undef T
     };
     unsigned i, passed = 0, failed = 0;

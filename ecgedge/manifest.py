@@ -1,0 +1,280 @@
+"""``manifest.json``: what an export folder holds, how its input must look, and proof of integrity.
+
+The artefact format, below its readers and writers: export writes it, the runtime, streaming,
+benchmarks and serving read it, and this module imports none of them (nor torch: a device loads
+it). A manifest states the input spec (leads, sampling rate, window, units), the preprocessing
+that produced the model's training windows (with filter coefficients), the label map, every
+artefact with its precision, runtime and gate verdict (:class:`ArtefactStatus`), the source
+checkpoint's sha256, the versions of the software that made it, and the sha256 of every file in
+the folder. :func:`load_manifest` re-hashes the files and refuses a folder whose files do not
+match, are missing, or are extra model files the manifest does not know.
+
+Which artefact runs where is decided here, once: :func:`precision_for` (used by the runtime's
+loader, the stream, the Triton repository and the export's recommendations).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ecgedge.config import Backend, Precision
+from ecgedge.errors import ArtefactError
+from ecgedge.hashing import file_sha256
+
+FORMAT = "ecgedge.export/1"
+MANIFEST = "manifest.json"
+
+
+class ArtefactStatus(str, enum.Enum):
+    """An artefact's verdict in the manifest (``artefacts.KEY.status``), written by the accuracy gate.
+
+    - ``reference``: the FP32 model every other artefact is compared with (it passed its own gate run);
+    - ``accepted``: a reduced-precision artefact that passed the gate on every backend it ran on;
+    - ``rejected``: failed the gate; kept for inspection, never run unless asked for by name;
+    - ``not gated``: no gate ran (no backend for it here, or an untrained benchmark export).
+    """
+
+    reference = "reference"
+    accepted = "accepted"
+    rejected = "rejected"
+    not_gated = "not gated"
+
+    @property
+    def usable(self) -> bool:
+        """Whether the artefact may run without being asked for by name: the gate let it through."""
+        return self in (ArtefactStatus.reference, ArtefactStatus.accepted)
+
+
+# Precisions each backend runs, best first, when neither the caller nor the manifest names one.
+PRECISION_ORDER: dict[Backend, tuple[Precision, ...]] = {
+    # ONNX Runtime's CPU provider runs most FP16 ops by casting back to FP32: FP16 is no gain there.
+    Backend.ort_cpu: (Precision.int8, Precision.fp32),
+    # The CUDA provider has few INT8 kernels; tensor cores run FP16.
+    Backend.ort_cuda: (Precision.fp16, Precision.fp32),
+    # Symmetric QDQ INT8 is TensorRT's explicit quantization, in its provider and natively.
+    Backend.ort_trt: (Precision.int8, Precision.fp16, Precision.fp32),
+    Backend.tensorrt: (Precision.int8, Precision.fp16, Precision.fp32),
+}
+
+
+@dataclass
+class Manifest:
+    """The parsed manifest of an export folder (``data`` is the JSON document itself)."""
+
+    folder: Path
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.data["output"]["labels"])
+
+    @property
+    def leads(self) -> tuple[str, ...]:
+        return tuple(self.data["input"]["leads"])
+
+    @property
+    def fs_hz(self) -> float:
+        return float(self.data["input"]["fs_hz"])
+
+    @property
+    def window_samples(self) -> int:
+        return int(self.data["input"]["window_samples"])
+
+    @property
+    def input_name(self) -> str:
+        return self.data["input"]["name"]
+
+    @property
+    def artefacts(self) -> dict[str, dict]:
+        return self.data["artefacts"]
+
+    def artefact(self, key: str) -> dict:
+        if key not in self.artefacts:
+            raise ArtefactError(f"{self.folder} has no '{key}' artefact; it has: {', '.join(self.artefacts)}")
+        return self.artefacts[key]
+
+    def path(self, key: str) -> Path:
+        """Where artefact ``key``'s file is (refused when it lies outside the folder, see :meth:`file`)."""
+        return self.file(self.artefact(key)["file"], f"artefact {key}")
+
+    def file(self, name: str, what: str = "file") -> Path:
+        """``folder/name`` for a name the manifest gives, once resolved (symlinks followed) still inside
+        the folder; :class:`ArtefactError` naming it otherwise (absolute, ``..``, a link that leads out)."""
+        return file_in_folder(self.folder, name, f"{self.folder / MANIFEST}: {what}")
+
+    def status(self, key: str) -> ArtefactStatus | None:
+        """The gate's verdict on artefact ``key``; ``None`` where there is no such artefact or no verdict."""
+        status = self.artefacts.get(key, {}).get("status")
+        try:
+            return ArtefactStatus(status) if status else None
+        except ValueError:
+            raise ArtefactError(f"{self.folder}: artefact {key} has status {status!r}, not one of "
+                                f"{', '.join(s.value for s in ArtefactStatus)}") from None
+
+    def preprocess_config(self):
+        """The :class:`~ecgedge.config.PreprocessConfig` the model was trained with."""
+        from ecgedge.config import PreprocessConfig, config_from_dict
+
+        p = self.data["preprocess"]
+        return config_from_dict(PreprocessConfig, {k: p[k] for k in ("fs_hz", "bandpass_low_hz", "bandpass_high_hz", "bandpass_order", "std_floor_mv", "settle_s")})
+
+    def save(self) -> Path:
+        """Re-hash every file in the folder and write the manifest."""
+        self.data["files"] = hash_folder(self.folder)
+        path = self.folder / MANIFEST
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        tmp.replace(path)
+        return path
+
+
+def artefact_key(backend: Backend, precision: Precision) -> str:
+    """Manifest key of the artefact a backend runs at a precision (engines are per-precision files)."""
+    return f"trt-{Precision(precision).value}" if Backend(backend) == Backend.tensorrt else Precision(precision).value
+
+
+def precision_for(manifest: Manifest, backend: Backend) -> Precision:
+    """The precision ``backend`` runs when nobody names one: the one policy every part uses.
+
+    The manifest's recommendation for the backend (``recommended``, written by export for its
+    target) where the gate let that artefact through; else the first of :data:`PRECISION_ORDER`
+    whose artefact is :attr:`ArtefactStatus.usable`. A rejected artefact runs only when asked for
+    by name (and then the runtime refuses it unless told otherwise).
+
+    Raises:
+        ArtefactError: no artefact for ``backend`` passed the gate; the message lists each one's status.
+    """
+    backend = Backend(backend)
+    recommended = (manifest.data.get("recommended") or {}).get(backend.value)
+    candidates = ([Precision(recommended)] if recommended else []) + list(PRECISION_ORDER[backend])
+    for p in candidates:
+        status = manifest.status(artefact_key(backend, p))
+        if status is not None and status.usable:
+            return p
+    raise ArtefactError(f"{manifest.folder} has no artefact the accuracy gate accepted for {backend.value} "
+                        f"({_statuses(manifest, backend, PRECISION_ORDER[backend])})")
+
+
+def passed_over(manifest: Manifest, backend: Backend, precision: Precision) -> str:
+    """Why ``backend`` does not run something better than ``precision``: the status of each precision
+    :data:`PRECISION_ORDER` prefers to it, e.g. ``"int8 is rejected"``; ``""`` when it is the first choice."""
+    order = PRECISION_ORDER[Backend(backend)]
+    better = order[:order.index(precision)] if precision in order else ()
+    return ", ".join(f"{p.value} is {_status_word(manifest, backend, p)}" for p in better)
+
+
+def _status_word(manifest: Manifest, backend: Backend, precision: Precision) -> str:
+    status = manifest.status(artefact_key(backend, precision))
+    return status.value if status else "missing"
+
+
+def _statuses(manifest: Manifest, backend: Backend, precisions) -> str:
+    return ", ".join(f"{p.value}: {_status_word(manifest, backend, p)}" for p in precisions)
+
+
+def triton_model_name(manifest: Manifest) -> str:
+    """An export's model name on a Triton server: its ``triton`` section's, else the export's name
+    with anything but letters, digits, ``.``, ``_`` and ``-`` replaced by ``_``."""
+    section = manifest.data.get("triton") or {}
+    return section.get("model_name") or re.sub(r"[^A-Za-z0-9_.-]", "_", manifest.data.get("name") or manifest.folder.name)
+
+
+def file_in_folder(folder: str | Path, name: str, what: str) -> Path:
+    """``folder/name`` if ``name`` is a relative path that, resolved with its symlinks, stays inside
+    ``folder``: a manifest read from a folder (or a download) must never make ecgedge hash, load or
+    delete a file elsewhere.
+
+    Raises:
+        ArtefactError: naming ``what`` and the offending path.
+    """
+    if not isinstance(name, str) or not name:
+        raise ArtefactError(f"{what}: {name!r} is not a file name")
+    root = Path(folder).resolve()
+    path = Path(folder) / name
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(root) or path.resolve() == root:
+        raise ArtefactError(f"{what}: path {name!r} is outside the export folder {folder}; refused")
+    return path
+
+
+def hash_folder(folder: Path) -> dict[str, dict]:
+    return {
+        p.relative_to(folder).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")
+    }
+
+
+def load_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
+    """Read ``folder/manifest.json``; with ``verify`` re-hash every file and raise :class:`ArtefactError` on any mismatch."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ArtefactError(f"{folder} is not an ecgedge export folder: no {MANIFEST}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtefactError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ArtefactError(f"{path}: a manifest is a JSON object, this one is a {type(data).__name__}")
+    if data.get("format") != FORMAT:
+        raise ArtefactError(f"{path}: unknown manifest format {data.get('format')!r} (expected {FORMAT})")
+    _check_structure(path, data, files=verify)
+    manifest = Manifest(folder, data)
+    if verify:
+        verify_files(manifest)
+    return manifest
+
+
+def _check_structure(path: Path, data: dict, *, files: bool) -> None:
+    """The sections every reader indexes: ``artefacts`` (each with a ``file``) and, where hashes are
+    verified, ``files`` (each with ``sha256`` and ``bytes``); one line naming what is missing."""
+    arts = data.get("artefacts")
+    if not isinstance(arts, dict) or not arts:
+        raise ArtefactError(f"{path}: no 'artefacts' section (or it is empty); the manifest is incomplete")
+    for key, art in arts.items():
+        if not isinstance(art, dict) or not isinstance(art.get("file"), str):
+            raise ArtefactError(f"{path}: artefact {key} has no 'file'; the manifest is incomplete")
+    if not files:
+        return
+    listed = data.get("files")
+    if not isinstance(listed, dict):
+        raise ArtefactError(f"{path}: no 'files' section with the sha256 of each file; the manifest is incomplete")
+    for name, meta in listed.items():
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) or not isinstance(meta.get("bytes"), int):
+            raise ArtefactError(f"{path}: files entry {name} lacks 'sha256' or 'bytes'; the manifest is incomplete")
+
+
+def verify_files(manifest: Manifest) -> None:
+    """Every listed file present with its sha256 and size; no unlisted model files."""
+    problems = []
+    listed = manifest.data.get("files", {})
+    for name, meta in listed.items():
+        try:
+            p = manifest.file(name, "files entry")
+        except ArtefactError as exc:
+            problems.append(str(exc))
+            continue
+        if not p.is_file():
+            problems.append(f"{name}: missing")
+        elif p.stat().st_size != meta["bytes"]:
+            problems.append(f"{name}: {p.stat().st_size} bytes, manifest says {meta['bytes']} (truncated or replaced)")
+        elif file_sha256(p) != meta["sha256"]:
+            problems.append(f"{name}: sha256 differs from the manifest (file was modified)")
+    for p in manifest.folder.rglob("*"):
+        rel = p.relative_to(manifest.folder).as_posix()
+        if p.is_file() and p.suffix in (".onnx", ".engine", ".plan") and rel not in listed:
+            problems.append(f"{rel}: model file not listed in the manifest")
+    for key, art in manifest.data.get("artefacts", {}).items():
+        try:
+            manifest.path(key)
+        except ArtefactError as exc:
+            problems.append(str(exc))
+        if art["file"] not in listed:
+            problems.append(f"artefact {key}: its file {art['file']} is not hashed in the manifest")
+    if problems:
+        raise ArtefactError(f"{manifest.folder} failed verification:\n  " + "\n  ".join(problems))
