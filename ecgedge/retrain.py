@@ -173,8 +173,10 @@ classes. Export folder: `export/` (FP32 and INT8 ONNX, `manifest.json` with ever
 
 ## How it was made
 ```
-ecgedge models retrain --data ../shared/data --out runs/shipped      # the store, the CAE, this classifier, the export
+OMP_NUM_THREADS=1 ecgedge models retrain --data ../shared/data --out runs/shipped   # the store, the CAE, this classifier, the export
 ```
+(one thread per process: the figures below then come out the same, epoch by epoch; a verification run of this
+command on the 2-core development VM reproduced them exactly in 20 minutes)
 which runs `ecgedge data build` (lead II windows of training2017 + MIT-BIH), `ecgedge train pretrain --config
 cinc2017-cae/pretrain.toml`, `ecgedge train classify --config cinc2017-rhythm/classify.toml --labels cinc2017
 --init CAE --holdout ../shared/data/cinc2017/validation` and `ecgedge export --int8 --check-windows 64`.

@@ -64,12 +64,19 @@ def test_classifier_skips_unlabelled_records_by_name(real_runs):
 
 def test_export_and_gate_on_real_held_out_records(real_runs):
     root, _, clf = real_runs
-    # min_gate_windows: the shared slice holds out few records, fewer windows than the default 100
-    res = main_export(ExportConfig(source=str(clf.run_dir), out=str(root / "export"), int8=True, fp16=True, min_gate_windows=5),
+    # The shared slice holds out about 10 records of one 10-s window each: far fewer than the default
+    # 100 gate windows, and one changed INT8 decision moves agreement by 10 % and the 10-window F1 by up
+    # to ~0.2. Whether INT8 changes one decision depends on the machine's kernels (AVX2 vs VNNI), so the
+    # thresholds here allow two changed decisions: the test is about the chain on real formats, and its
+    # verdict must not depend on the machine (the shipped model's gate runs on 8,705 windows).
+    res = main_export(ExportConfig(source=str(clf.run_dir), out=str(root / "export"), int8=True, fp16=True, min_gate_windows=5,
+                                   min_agreement=0.8, max_f1_drop=0.5),
                       progress=False, log=lambda *_: None)
     assert res.passed, res.table
     m = load_manifest(res.folder)
     assert {m.artefacts[k]["status"] for k in ("int8", "fp16")} == {"accepted"}
+    gates = {k: m.artefacts[k]["gate"]["ort-cpu"] for k in ("int8", "fp16")}
+    assert gates["fp16"]["agreement"] >= 0.9 and gates["int8"]["agreement"] >= 0.8, gates
     split = json.loads((clf.run_dir / "split.json").read_text())
     assert m.data["gate"]["records"] == split["test"]
     assert not set(m.artefacts["int8"]["quantization"]["calib_records"]) & set(split["test"])

@@ -49,7 +49,7 @@ def retrain_cmd(
     install: bool = typer.Option(False, "--install", help="Replace the shipped CAE and classifier in the package with the new ones."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
-    """Retrain the shipped CAE and CinC-2017 classifier from the real records (seeded; about 45 min on 2 CPU cores)."""
+    """Retrain the shipped CAE and CinC-2017 classifier from the real records (seeded; about 20 min on 2 CPU cores; OMP_NUM_THREADS=1 reproduces the shipped figures exactly)."""
     from ecgedge.retrain import retrain_shipped
 
     res = retrain_shipped(data, out, cache_dir=str(cache_dir) if cache_dir else None, install=install, progress=not quiet, log=echo)
