@@ -9,6 +9,11 @@ checkpoint's sha256, the versions of the software that made it, and the sha256 o
 the folder. :func:`load_manifest` re-hashes the files and refuses a folder whose files do not
 match, are missing, or are extra model files the manifest does not know.
 
+Hashes prove only that nothing changed by accident: whoever edits a file can re-hash it. An
+exporter's Ed25519 signature over the manifest's exact bytes (``manifest.sig``, see
+:func:`sign_manifest`; :mod:`ecgedge.signing`) proves who wrote it, and :func:`load_manifest`
+with ``public_key`` refuses a folder that is unsigned or whose signature does not match.
+
 Which artefact runs where is decided here, once: :func:`precision_for` (used by the runtime's
 loader, the stream, the Triton repository and the export's recommendations).
 """
@@ -25,9 +30,12 @@ from typing import Any
 from ecgedge.config import Backend, Precision
 from ecgedge.errors import ArtefactError
 from ecgedge.hashing import file_sha256
+from ecgedge.signing import signature_path, sign_file, verify_file
 
 FORMAT = "ecgedge.export/1"
 MANIFEST = "manifest.json"
+# Beside the manifest and never listed in its ``files``: it signs them.
+SIGNATURE = signature_path(MANIFEST).name
 
 
 class ArtefactStatus(str, enum.Enum):
@@ -184,7 +192,7 @@ def triton_model_name(manifest: Manifest) -> str:
     return section.get("model_name") or re.sub(r"[^A-Za-z0-9_.-]", "_", manifest.data.get("name") or manifest.folder.name)
 
 
-def file_in_folder(folder: str | Path, name: str, what: str) -> Path:
+def file_in_folder(folder: str | Path, name: str, what: str, kind: str = "export folder") -> Path:
     """``folder/name`` if ``name`` is a relative path that, resolved with its symlinks, stays inside
     ``folder``: a manifest read from a folder (or a download) must never make ecgedge hash, load or
     delete a file elsewhere.
@@ -197,7 +205,7 @@ def file_in_folder(folder: str | Path, name: str, what: str) -> Path:
     root = Path(folder).resolve()
     path = Path(folder) / name
     if Path(name).is_absolute() or not path.resolve().is_relative_to(root) or path.resolve() == root:
-        raise ArtefactError(f"{what}: path {name!r} is outside the export folder {folder}; refused")
+        raise ArtefactError(f"{what}: path {name!r} is outside the {kind} {folder}; refused")
     return path
 
 
@@ -205,19 +213,47 @@ def hash_folder(folder: Path) -> dict[str, dict]:
     return {
         p.relative_to(folder).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")
+        if p.is_file() and p.relative_to(folder).as_posix() not in (MANIFEST, SIGNATURE) and not p.name.endswith(".tmp")
     }
 
 
-def load_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
-    """Read ``folder/manifest.json``; with ``verify`` re-hash every file and raise :class:`ArtefactError` on any mismatch."""
+def sign_manifest(folder: str | Path, private_key) -> Path:
+    """Sign ``folder/manifest.json``'s exact bytes with Ed25519 and write ``folder/manifest.sig``.
+
+    Sign last: any later :meth:`Manifest.save` (e.g. writing a Triton repository into the folder)
+    changes the bytes and voids the signature. ``private_key``: a PEM file path or a loaded key
+    (:func:`ecgedge.signing.load_private_key`). Returns the signature's path.
+    """
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ArtefactError(f"{folder} is not an ecgedge export folder: no {MANIFEST}")
+    return sign_file(path, private_key)
+
+
+def verify_signature(folder: str | Path, public_key, data: bytes | None = None) -> None:
+    """Refuse (:class:`ArtefactError`, one line) ``folder`` unless ``manifest.sig`` is a valid
+    signature of ``manifest.json`` (or of ``data``, its bytes already read) by ``public_key`` (a
+    PEM file path or a loaded key)."""
+    verify_file(Path(folder) / MANIFEST, public_key, data)
+
+
+def load_manifest(folder: str | Path, *, verify: bool = True, public_key: str | Path | None = None) -> Manifest:
+    """Read ``folder/manifest.json``; with ``verify`` re-hash every file and raise :class:`ArtefactError` on any mismatch.
+
+    With ``public_key`` (an Ed25519 PEM file) the manifest must carry a valid signature by it
+    (:func:`verify_signature`), checked on the very bytes that are then parsed; without it an
+    unsigned or signed folder loads alike.
+    """
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
         raise ArtefactError(f"{folder} is not an ecgedge export folder: no {MANIFEST}")
+    raw = path.read_bytes()
+    if public_key is not None:
+        verify_signature(folder, public_key, raw)
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtefactError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ArtefactError(f"{path}: a manifest is a JSON object, this one is a {type(data).__name__}")

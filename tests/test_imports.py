@@ -159,7 +159,8 @@ def test_no_import_cycle_between_packages():
 @pytest.mark.parametrize("module, allowed", [
     ("ecgedge.errors", set()),
     ("ecgedge.config", {"ecgedge.errors"}),
-    ("ecgedge.manifest", {"ecgedge.config", "ecgedge.errors", "ecgedge.hashing"}),
+    ("ecgedge.signing", {"ecgedge.errors"}),
+    ("ecgedge.manifest", {"ecgedge.config", "ecgedge.errors", "ecgedge.hashing", "ecgedge.signing"}),
 ])
 def test_the_bottom_layers_import_only_what_is_below_them(module, allowed):
     assert reachable(module_graph(), module) - {module} <= allowed
@@ -167,7 +168,7 @@ def test_the_bottom_layers_import_only_what_is_below_them(module, allowed):
 
 def test_the_layers_above_manifest():
     units = unit_graph()
-    below = {"ecgedge.config", "ecgedge.errors", "ecgedge.manifest", "ecgedge.hashing", "ecgedge.paths", "ecgedge"}
+    below = {"ecgedge.config", "ecgedge.errors", "ecgedge.manifest", "ecgedge.hashing", "ecgedge.signing", "ecgedge.paths", "ecgedge"}
     assert units["ecgedge.runtime"] <= below, "the runtime reads the format; it imports neither export nor anything above"
     for upper in ("ecgedge.stream", "ecgedge.bench", "ecgedge.serve", "ecgedge.export", "ecgedge.runtime"):
         assert "ecgedge.cli" not in reachable(units, upper), f"{upper} reaches the CLI"

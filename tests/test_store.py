@@ -150,3 +150,14 @@ def test_cli_build_info_and_bad_input(synth, tmp_path):
     assert res.exit_code == 2 and "sha256 differs" in res.output and "shard-00001.npy" in res.output
     with pytest.raises(ArtefactError, match="not a window store"):
         WindowStore.open(tmp_path)
+
+
+def test_a_store_manifest_naming_files_outside_the_store_is_refused(synth, tmp_path):
+    data = DataConfig(paths=(str(synth / "data"),), cache_dir=str(tmp_path / "cache"), workers=1, max_records=4)
+    build_store(data, tmp_path / "store", ("II",), progress=False)
+    manifest = json.loads((tmp_path / "store" / "store.json").read_text())
+    (tmp_path / "outside.npy").write_bytes((tmp_path / "store" / manifest["shards"][0]["file"]).read_bytes())
+    manifest["shards"][0]["file"] = "../outside.npy"
+    (tmp_path / "store" / "store.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtefactError, match="outside"):
+        WindowStore.open(tmp_path / "store")

@@ -1,5 +1,6 @@
 """``ecgedge export``: ONNX / INT8 / FP16 / TensorRT artefacts with an accuracy gate; ``--check`` re-verifies;
-``--triton`` / ``--triton-only`` write a Triton Inference Server model repository."""
+``--triton`` / ``--triton-only`` write a Triton Inference Server model repository; ``--new-key`` makes an
+Ed25519 key pair, ``--sign`` signs the manifest with it and ``--check --key`` refuses a folder it did not sign."""
 
 from __future__ import annotations
 
@@ -44,9 +45,26 @@ def export_cmd(
     triton: bool = typer.Option(False, "--triton", help="Also write a Triton Inference Server model repository (export/NAME/triton)."),
     triton_only: Optional[Path] = typer.Option(None, "--triton-only", exists=True, file_okay=False,
                                                help="Write the Triton model repository of an existing export folder (no re-export)."),
+    sign: Optional[Path] = typer.Option(None, "--sign", exists=True, dir_okay=False, metavar="PRIVATE_KEY",
+                                        help="Sign the manifest (manifest.sig) with this Ed25519 private key (PEM, from --new-key)."),
+    key: Optional[Path] = typer.Option(None, "--key", exists=True, dir_okay=False, metavar="PUBLIC_KEY",
+                                       help="With --check: refuse the folder unless its manifest.sig matches this Ed25519 public key (PEM)."),
+    new_key: Optional[Path] = typer.Option(None, "--new-key", dir_okay=False, metavar="PATH",
+                                           help="Write a new Ed25519 key pair: PATH (private, keep it off devices) and PATH.pub (public); nothing else."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Export a trained classifier to ONNX (FP32, INT8, FP16) and TensorRT, and gate every artefact on held-out data."""
+    if new_key is not None:
+        from ecgedge.signing import generate_keypair
+
+        private, public = generate_keypair(new_key, new_key.with_name(new_key.name + ".pub"))
+        echo(f"private key: {private} (signs: ecgedge export --sign {private})")
+        echo(f"public key:  {public} (verifies: --check DIR --key {public}, ecgedge stream --key {public})")
+        return
+    if key is not None and check is None:
+        raise ConfigError("--key verifies an export folder: give --check DIR too (ecgedge stream takes --key itself)")
+    if sign is not None and (check is not None or triton_only is not None):
+        raise ConfigError("--sign signs a new export; it does not re-sign an existing folder")
     if triton_only is not None:
         from ecgedge.export.triton import triton_repository_from_export
 
@@ -55,7 +73,7 @@ def export_cmd(
     if check is not None:
         from ecgedge.export.pipeline import check_export
 
-        check_export(check, backends=list(backend) if backend else None, log=echo)
+        check_export(check, backends=list(backend) if backend else None, log=echo, public_key=key)
         echo("check passed")
         return
     if source is None:
@@ -66,5 +84,5 @@ def export_cmd(
                        calib_windows=calib_windows, calib_method=calib_method, max_f1_drop=max_f1_drop,
                        min_agreement=min_agreement, min_f1=min_f1, min_class_f1=tuple(min_class_f1 or ()),
                        min_gate_windows=min_gate_windows, allow_incomplete=allow_incomplete, opset=opset, check_windows=check_windows)
-    res = main_export(cfg, progress=not quiet, log=echo, triton=triton)
+    res = main_export(cfg, progress=not quiet, log=echo, triton=triton, sign_key=sign)
     echo(f"export folder: {res.folder}  (gate passed; manifest {res.folder / 'manifest.json'})")

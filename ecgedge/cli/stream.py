@@ -51,6 +51,8 @@ def stream_cmd(
     tee: Optional[Path] = typer.Option(None, dir_okay=False, help="Also save every byte received (replay: --source stdin < FILE)."),
     server: Optional[str] = typer.Option(None, help="Infer on a Triton Inference Server instead of here: grpc://HOST:PORT."),
     server_model: Optional[str] = typer.Option(None, help="The model's name on that server (default: the export's Triton model name)."),
+    key: Optional[Path] = typer.Option(None, "--key", exists=True, dir_okay=False,
+                                       help="Exporter's Ed25519 public key (PEM): refuse an export whose manifest.sig is missing or does not match."),
 ):
     """Decode a bedside device's stream, classify every window with the exported model, raise rhythm events.
 
@@ -72,7 +74,8 @@ def stream_cmd(
     cfg = StreamConfig(export=str(export), source=source, settings=settings,
                        precision=precision, backend=backend, threads=threads, sim_args=sim_args,
                        max_outage_s=max_outage, show=show, show_png=str(show_png) if show_png else None,
-                       show_lead=show_lead, tee=str(tee) if tee else None, server=server, server_model=server_model)
+                       show_lead=show_lead, tee=str(tee) if tee else None, server=server, server_model=server_model,
+                       public_key=str(key) if key else None)
     try:
         sink = open(out, "w", buffering=1) if out else sys.stdout
     except OSError as exc:

@@ -28,8 +28,9 @@ them to classes), first source that has the record wins:
    in the folder of a Chapman CSV or its parent (the figshare layout).
 
 What counts as a bad record: :func:`read_record` raises :class:`~ecgedge.errors.BadRecord`
-(naming the record) for an unreadable header, a missing or truncated data file, unknown units
-and NaN/inf samples, because such a record is unusable whatever it is used for. Flat and saturated
+(naming the record) for an unreadable header, a missing data file, a data file that holds fewer
+or more samples than its header states (formats 16/212/24/32 by size, MAT v4 ``.mat`` by its
+stated shape), unknown units and NaN/inf samples, because such a record is unusable whatever it is used for. Flat and saturated
 leads are *not* checked here: callers apply :func:`ecgedge.data.quality.signal_problems` to the
 leads they use (a pretraining job on lead II keeps a record whose V3 is flat).
 
@@ -211,6 +212,34 @@ def find_records(paths: Sequence[str | Path] | str | Path) -> list[RecordRef]:
     if not refs:
         raise DataNotFound(f"no ECG records (WFDB .hea, Chapman .csv, SPH .h5) in {', '.join(map(str, paths)) or 'no paths'}")
     return sorted(refs.values(), key=lambda r: (r.record_id, r.path))
+
+
+def find_orphan_data_files(paths: Sequence[str | Path] | str | Path) -> list[str]:
+    """Data files (``.mat``, ``.dat``) in ``paths`` that no WFDB header names, sorted absolute paths.
+
+    Such a file is no record (:func:`find_records` cannot read it without its header) and not
+    silently nothing either: batch jobs count and name it in their summary. A data file given
+    explicitly without its ``.hea`` is an orphan too. Paths that do not exist are left to
+    :func:`find_records` to report.
+    """
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    by_folder: dict[Path, list[Path]] = {}
+    for p in map(Path, paths):
+        for f in ([p] if p.is_file() else _files_under(p) if p.is_dir() else []):
+            by_folder.setdefault(f.parent, []).append(f)
+    orphans: set[str] = set()
+    for folder, files in by_folder.items():
+        data = [f for f in files if f.suffix.lower() in (".mat", ".dat") and not f.with_suffix(".hea").is_file()]
+        if not data:
+            continue
+        named = set()   # a header may name a data file of another stem (multi-file records)
+        for hea in folder.glob("*.hea"):
+            try:
+                named.update(s.file for s in _parse_header(hea, hea.stem).signals)
+            except BadRecord:
+                continue
+        orphans.update(os.path.abspath(f) for f in data if f.name not in named)
+    return sorted(orphans)
 
 
 def _files_under(folder: Path) -> Iterator[Path]:
@@ -497,6 +526,7 @@ def _labels(record_id: str, table: LabelTable | None, header_labels: tuple[str, 
 # Bytes per sample of the WFDB formats whose file size follows from the sample count (the
 # compressed FLAC formats 508/516/524 do not), to call a short file truncated before reading it.
 _BYTES_PER_SAMPLE = {"8": 1, "16": 2, "61": 2, "80": 1, "160": 2, "212": 1.5, "24": 3, "32": 4, "310": 4 / 3, "311": 4 / 3}
+_EXACT_SIZE_FORMATS = {"16", "212", "24", "32"}   # wfdb writes these without padding beyond the last sample
 _MV_PER_UNIT = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv": 1e-6, "v": 1e3}
 _CINC_MAT_GAIN = 1000.0   # adu/mV of every CinC / ecg-arrhythmia .mat file
 _WFDB_INVALID_16 = -32768  # format-16 "no sample" value (wfdb.rdrecord turns it into NaN too)
@@ -529,11 +559,16 @@ def _parse_header(path: Path, record_id: str) -> _Header:
         return BadRecord(record_id, f"unreadable header {path.name}: {reason}")
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise bad("not a text file") from None
+        raw = path.read_bytes()
     except OSError as exc:
         raise bad(exc.strerror or str(exc)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Headers written on Windows carry Latin-1 comments ("# Médecin: ..."): every byte decodes,
+        # and a binary file is still caught by its NUL bytes or its record line. (wfdb.rdrecord
+        # reads headers as ASCII, dropping such bytes, so it accepts them too.)
+        text = raw.decode("latin-1")
     if "\x00" in text:
         raise bad("not a text file")
     lines = [line.strip() for line in text.splitlines()]
@@ -596,6 +631,33 @@ def _check_data_files(hea: Path, header: _Header, record_id: str) -> None:
         if size < need:
             raise BadRecord(record_id, f"truncated data file {name}: {size} bytes, the header's "
                                        f"{header.n_samples} samples x {len(sigs)} signals need {need}")
+        # A longer file means the header misdescribes it (8 signals named for a 12-lead file would be
+        # read as 8 scrambled leads), for the formats whose size is exact; a .mat states its shape.
+        if name.lower().endswith(".mat"):
+            _check_mat_shape(f, len(sigs), header.n_samples, record_id)
+        elif size > need and all(s.fmt in _EXACT_SIZE_FORMATS for s in sigs):
+            raise BadRecord(record_id, f"data file {name} holds {size} bytes, the header's "
+                                       f"{header.n_samples} samples x {len(sigs)} signals need {need}")
+
+
+def _check_mat_shape(f: Path, n_sig: int, n_samples: int, record_id: str) -> None:
+    """A MAT v4 ``.mat`` states its matrix's rows x columns: they must be the header's signals x samples."""
+    try:
+        with open(f, "rb") as fh:
+            head = fh.read(20)
+    except OSError as exc:
+        raise BadRecord(record_id, f"unreadable data file {f.name}: {exc.strerror or exc}") from None
+    if len(head) < 20:
+        raise BadRecord(record_id, f"truncated data file {f.name}: {len(head)} bytes")
+    for order in "<>":
+        mopt, rows, cols, imagf, _ = np.frombuffer(head, dtype=f"{order}i4")
+        if 0 <= mopt < 5000 and mopt // 1000 == (0 if order == "<" else 1) and imagf in (0, 1) and rows >= 0 and cols >= 0:
+            break
+    else:
+        return   # MAT v5 or later: its shape is checked once loaded (_read_mat_direct)
+    if (rows, cols) != (n_sig, n_samples):
+        raise BadRecord(record_id, f"data file {f.name} holds {rows} signals x {cols} samples, "
+                                   f"the header states {n_sig} signals x {n_samples} samples")
 
 
 def _read_wfdb(hea: Path, record_id: str, table: LabelTable | None, with_annotations: bool) -> Record:
@@ -655,9 +717,9 @@ def _read_mat_direct(hea: Path, header: _Header, record_id: str) -> tuple[np.nda
     if adu is None or adu.shape[0] != len(header.signals):
         raise BadRecord(record_id, f"data of shape {[r.shape for r in rows]} does not match the header's {len(header.signals)} signals")
     if header.n_samples is not None:
-        if adu.shape[1] < header.n_samples:
-            raise BadRecord(record_id, f"truncated data: {adu.shape[1]} samples, the header states {header.n_samples}")
-        adu = adu[:, :header.n_samples]
+        if adu.shape[1] != header.n_samples:
+            what = "truncated data" if adu.shape[1] < header.n_samples else "data longer than its header"
+            raise BadRecord(record_id, f"{what}: {adu.shape[1]} samples, the header states {header.n_samples}")
     names = [s.name for s in header.signals]
     gain = np.array([s.gain or _CINC_MAT_GAIN for s in header.signals])[:, None]
     baseline = np.array([s.baseline for s in header.signals])[:, None]

@@ -41,8 +41,9 @@ from ecgedge import __version__
 from ecgedge.config import DataConfig, LabelScheme, PreprocessConfig, WindowConfig, config_from_dict, config_to_dict
 from ecgedge.data.preprocess import preprocess_params
 from ecgedge.data.leads import lead_indices
-from ecgedge.data.records import find_label_tables, find_records
+from ecgedge.data.records import find_label_tables, find_orphan_data_files, find_records
 from ecgedge.data.windows import LoadSummary, WindowSet, _class_names, _Job, _usable_windows
+from ecgedge.manifest import file_in_folder
 from ecgedge.errors import ArtefactError, ConfigError, DataNotFound, MissingLeads
 from ecgedge.hashing import file_sha256, value_sha256
 
@@ -184,7 +185,7 @@ def build_store(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     writer = _ShardWriter(tmp, shard_windows, (len(leads), window.samples))
-    summary = LoadSummary(found=len(refs))
+    summary = LoadSummary(found=len(refs), orphans=find_orphan_data_files(data.paths))
     records: list[tuple[str, int, int, str]] = []  # record_id, windows, first window, source
     cols: dict[str, list] = {k: [] for k in ("record", "start", "shard", "row")}
     label_names: list[str | None] = []
@@ -236,6 +237,7 @@ def build_store(
                        "windows": n_windows, "shards": len(shards)},
             "skipped": summary.skipped,
             "skip_reasons": dict(summary.reasons()),
+            "orphans": summary.orphans,
             "index": {"file": "index.npy", "fields": list(INDEX_FIELDS), "sha256": file_sha256(tmp / "index.npy")},
             "records": {"file": "records.csv", "sha256": file_sha256(tmp / "records.csv")},
             "shards": shards,
@@ -295,6 +297,8 @@ class WindowStore:
         if manifest.get("format") != FORMAT:
             raise ArtefactError(f"{path} is a {manifest.get('format')!r} store; this ecgedge reads {FORMAT}")
         store = cls(path, manifest)
+        for f in store._files():  # a store.json must never make us map or hash a file outside the store
+            file_in_folder(path, f, "store.json", kind="window store")
         missing = [f for f in store._files() if not (path / f).is_file()]
         if missing:
             raise ArtefactError(f"window store {path} lacks {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
@@ -342,7 +346,7 @@ class WindowStore:
     def summary(self) -> LoadSummary:
         return LoadSummary(found=self.manifest["counts"]["records_found"],
                            used={r["record_id"]: r["windows"] for r in self.records},
-                           skipped=dict(self.manifest["skipped"]))
+                           skipped=dict(self.manifest["skipped"]), orphans=list(self.manifest.get("orphans", [])))
 
     @property
     def index(self) -> np.ndarray:
@@ -373,7 +377,8 @@ class WindowStore:
 
     def describe(self) -> str:
         c = self.manifest["counts"]
-        summary = LoadSummary(found=c["records_found"], used={}, skipped=dict(self.manifest["skipped"]))
+        summary = LoadSummary(found=c["records_found"], used={}, skipped=dict(self.manifest["skipped"]),
+                              orphans=list(self.manifest.get("orphans", [])))
         skipped = summary.describe().splitlines()[1:]
         return "\n".join([
             f"{self.path}: {c['windows']} windows of {self.manifest['samples']} samples at {self.fs_hz:g} Hz, "

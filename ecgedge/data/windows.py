@@ -36,9 +36,9 @@ from tqdm.auto import tqdm
 from ecgedge.config import DataConfig, LabelScheme, PreprocessConfig, WindowConfig, config_to_dict
 from ecgedge.data import labels as labelmaps
 from ecgedge.data.preprocess import preprocess_signal, window_starts
-from ecgedge.data.quality import signal_problems
-from ecgedge.data.records import (RecordRef, find_label_tables, find_records, load_label_table, read_record, record_files,
-                                  select_leads)
+from ecgedge.data.quality import rate_problem, signal_problems
+from ecgedge.data.records import (RecordRef, find_label_tables, find_orphan_data_files, find_records, load_label_table,
+                                  read_record, record_files, select_leads)
 from ecgedge.errors import BadRecord, DataNotFound
 from ecgedge.hashing import value_sha256
 from ecgedge.paths import cache_root
@@ -48,11 +48,13 @@ CACHE_VERSION = 1
 
 @dataclass
 class LoadSummary:
-    """What happened to every record found: used (with its window count) or skipped (with why)."""
+    """What happened to every record found: used (with its window count) or skipped (with why); and
+    the ``orphans``, data files (``.mat``/``.dat``) without a header, which no record reads."""
 
     found: int = 0
     used: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    orphans: list[str] = field(default_factory=list)
 
     def reasons(self) -> Counter:
         """Skip counts by reason class (the text before the first ':' or digit detail)."""
@@ -66,10 +68,15 @@ class LoadSummary:
         for reason, ids in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
             more = f" +{len(ids) - max_names} more" if len(ids) > max_names else ""
             lines.append(f"  skipped {len(ids):>5}  {reason}: {', '.join(ids[:max_names])}{more}")
+        if self.orphans:
+            more = f" +{len(self.orphans) - max_names} more" if len(self.orphans) > max_names else ""
+            names = ", ".join(os.path.basename(p) for p in self.orphans[:max_names])
+            lines.append(f"  orphan  {len(self.orphans):>5}  data file without a header: {names}{more}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"found": self.found, "used": self.used, "skipped": self.skipped, "skip_reasons": dict(self.reasons())}
+        return {"found": self.found, "used": self.used, "skipped": self.skipped, "skip_reasons": dict(self.reasons()),
+                "orphans": self.orphans}
 
 
 def _reason_class(reason: str) -> str:
@@ -147,6 +154,8 @@ def _windows_for_record(job: _Job):
     try:
         table = _label_table_for(ref.record_id, _tables(job.label_table_paths))
         rec = read_record(ref, label_table=table, with_annotations=job.scheme == LabelScheme.atr)
+        if slow := rate_problem(rec.fs, job.preprocess.bandpass_high_hz):
+            raise BadRecord(rec.record_id, slow)
         sig = select_leads(rec, job.leads)
         problems = signal_problems(sig, rec.fs, job.leads)
         if problems:
@@ -211,10 +220,12 @@ def build_windows(
     if data.max_records:
         refs = refs[: data.max_records]
     tables = [str(p) for p in ([data.labels_file] if data.labels_file else find_label_tables(data.paths))]
+    orphans = find_orphan_data_files(data.paths)
     key = value_sha256({
         "version": CACHE_VERSION,
         "records": [_record_stat(r, scheme == LabelScheme.atr) for r in refs],
         "tables": [(t, *_stat(t)) for t in tables],
+        "orphans": orphans,
         "leads": leads,
         "scheme": scheme.value if scheme else None,
         "preprocess": config_to_dict(preprocess),
@@ -229,7 +240,7 @@ def build_windows(
     workers = data.workers or min(4, os.cpu_count() or 1)
     root.joinpath("windows").mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root / "windows"))
-    summary = LoadSummary(found=len(refs))
+    summary = LoadSummary(found=len(refs), orphans=orphans)
     record_ids, sources, window_record, window_start, label_names = [], [], [], [], []
     n_windows = 0
     try:
@@ -323,7 +334,7 @@ def _open_cache(cache: Path, key: str) -> WindowSet:
         labels=np.load(cache / "labels.npy"),
         class_names=tuple(index["class_names"]),
         leads=tuple(index["leads"]),
-        summary=LoadSummary(found=s["found"], used=s["used"], skipped=s["skipped"]),
+        summary=LoadSummary(found=s["found"], used=s["used"], skipped=s["skipped"], orphans=s.get("orphans", [])),
         cache_dir=cache,
         key=key,
     )

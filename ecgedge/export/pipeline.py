@@ -39,7 +39,7 @@ from ecgedge.export.onnx_export import INPUT_NAME, OUTPUT_NAME, onnx_from_checkp
 from ecgedge.export.quantize import fp16_onnx_from_onnx, int8_onnx_from_onnx, quantization_loss_by_layer
 from ecgedge.export.targets import PRESETS
 from ecgedge.hashing import file_sha256, value_sha256
-from ecgedge.manifest import FORMAT, MANIFEST, ArtefactStatus, Manifest, artefact_key, load_manifest, precision_for
+from ecgedge.manifest import FORMAT, MANIFEST, ArtefactStatus, Manifest, artefact_key, load_manifest, precision_for, sign_manifest
 from ecgedge.runtime.base import Backend, InputSpec, Precision, available_backends
 from ecgedge.runtime.loader import runner_from_export, runner_from_onnx
 
@@ -121,7 +121,8 @@ class ExportResult:
         return all(self.reports)
 
 
-def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: bool = False) -> ExportResult:
+def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: bool = False,
+                sign_key: str | Path | None = None) -> ExportResult:
     """Export, quantize, compile and gate; writes the manifest even when the gate fails, then raises GateFailed.
 
     The export is built in a hidden sibling of the output folder and swapped in by renames once its
@@ -131,17 +132,27 @@ def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: 
 
     With ``triton`` a passed export also gets its Triton model repository (``triton/``, see
     :func:`~ecgedge.export.triton.triton_repository_from_export`).
+
+    With ``sign_key`` (an Ed25519 private key, PEM) the finished manifest is signed
+    (``manifest.sig``, :func:`~ecgedge.manifest.sign_manifest`) in the build folder, before the
+    swap, so the export appears signed or not at all; the key is read first, so a bad key fails
+    before minutes of work. A Triton repository written into the folder re-signs it.
     """
+    private_key = None
+    if sign_key is not None:
+        from ecgedge.signing import load_private_key
+
+        private_key = load_private_key(sign_key)
     staged: list[Path] = []  # the build folder once made; removed whatever stops the export before the swap
     try:
         with storage_errors(f"export {cfg.source} to {cfg.out or 'export/'}"):
-            return _export(cfg, staged, progress=progress, log=log, triton=triton)
+            return _export(cfg, staged, progress=progress, log=log, triton=triton, private_key=private_key)
     finally:
         for folder in staged:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, triton: bool) -> ExportResult:
+def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, triton: bool, private_key=None) -> ExportResult:
     from ecgedge.models.flops import count_macs, count_params
     from ecgedge.train import predict_logits
 
@@ -272,6 +283,8 @@ def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, trito
     log(table)
     if skipped_backends:
         log("not gated here (backend unavailable): " + "; ".join(f"{b}: {why}" for b, why in skipped_backends.items()))
+    if private_key is not None:
+        sign_manifest(folder, private_key)
     _swap_in(folder, dest)
     staged.clear()
     manifest.folder = folder = dest
@@ -285,6 +298,8 @@ def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, trito
         from ecgedge.export.triton import triton_repository_from_export
 
         result.triton = triton_repository_from_export(folder, manifest=manifest, log=log)
+        if private_key is not None:  # the repository's files were hashed into the manifest: sign its new bytes
+            sign_manifest(folder, private_key)
     return result
 
 
@@ -381,12 +396,16 @@ def _record_verdicts(manifest: Manifest, reports: list[GateReport]) -> None:
         manifest.data.setdefault("recommended_notes", {}).update(notes)
 
 
-def check_export(folder: str | Path, *, backends: list[Backend] | None = None, log=print) -> ExportResult:
+def check_export(folder: str | Path, *, backends: list[Backend] | None = None, log=print,
+                 public_key: str | Path | None = None) -> ExportResult:
     """Re-verify every hash and re-run the gate on the stored check windows, on the backends available here.
 
+    With ``public_key`` (Ed25519 PEM file) the manifest must first carry a valid signature by it.
     Needs neither torch nor the data set: it is meant to run on the device itself.
     """
-    manifest = load_manifest(folder, verify=True)
+    manifest = load_manifest(folder, verify=True, public_key=public_key)
+    if public_key is not None:
+        log(f"{manifest.folder}: manifest signature matches {public_key}")
     check_data = manifest.data.get("check_data")
     if not isinstance(check_data, dict) or not isinstance(check_data.get("file"), str):
         raise ArtefactError(f"{manifest.folder / MANIFEST}: no 'check_data' section naming the check windows file")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecgedge.errors import ArtefactError, ConfigError
-from ecgedge.manifest import ArtefactStatus, Manifest, artefact_key, load_manifest, precision_for
+from ecgedge.manifest import ArtefactStatus, Manifest, artefact_key, load_manifest, precision_for, verify_signature
 from ecgedge.paths import cache_root
 from ecgedge.runtime.base import Backend, InputSpec, Precision, Runner
 from ecgedge.runtime.ort_runner import OrtRunner
@@ -17,12 +17,17 @@ def input_spec(manifest: Manifest) -> InputSpec:
 
 def runner_from_export(folder: str | Path, precision: Precision | str | None = None, backend: Backend | str = Backend.ort_cpu,
                        *, threads: int | None = None, verify: bool = True, allow_rejected: bool = False,
-                       manifest: Manifest | None = None) -> Runner:
+                       manifest: Manifest | None = None, public_key: str | Path | None = None) -> Runner:
     """A runner for one artefact of an export folder. Hashes are verified (``verify``) and a
     rejected artefact is refused unless ``allow_rejected`` (the gate itself needs that).
-    ``precision`` None runs what :func:`~ecgedge.manifest.precision_for` picks for the backend."""
+    ``precision`` None runs what :func:`~ecgedge.manifest.precision_for` picks for the backend.
+    ``public_key`` (Ed25519 PEM file): refuse the folder unless its ``manifest.sig`` matches it
+    (for a ``manifest`` passed in: its folder's ``manifest.json`` on disk)."""
     backend = Backend(backend)
-    manifest = manifest or load_manifest(folder, verify=verify)
+    if manifest is None:
+        manifest = load_manifest(folder, verify=verify, public_key=public_key)
+    elif public_key is not None:
+        verify_signature(manifest.folder, public_key)
     precision = Precision(precision) if precision else precision_for(manifest, backend)
     key = artefact_key(backend, precision)
     art = manifest.artefact(key)

@@ -30,9 +30,10 @@ Nothing is hidden:
 - when no window has been classified for ``StreamSettings.inoperable_after_s`` of stream (a dead
   or flat link, an electrode off, gap after gap) the monitor raises one **technical alert**
   ``ecg_signal_inoperable`` (:class:`SignalAlert`), and clears it with the next classified window;
-- **lead-off** flags, device flags (calibration pulse, ADC saturated) and flat, saturated or
-  non-finite leads (``ecgedge.data.quality``) make a window ``unreliable`` with the reason, never a
-  rhythm;
+- a source rate below twice the model's band-pass upper edge (``ecgedge.data.quality.rate_problem``),
+  **lead-off** flags, device flags (calibration pulse, ADC saturated) and flat, saturated,
+  implausibly large (a wrong gain) or non-finite leads (``ecgedge.data.quality``) make a window
+  ``unreliable`` with the reason, never a rhythm;
 - rhythm-change **events** use hysteresis: a new label must win ``hysteresis`` consecutive reliable
   windows before the monitor raises it, as a bedside monitor would. A change of signal quality
   (``ok`` <-> ``unreliable``) is raised at once.
@@ -52,7 +53,7 @@ import numpy as np
 from ecgedge.config import PreprocessConfig
 from ecgedge.data.leads import lead_indices
 from ecgedge.data.preprocess import StreamingPreprocessor, normalise_windows, resampling_ratio
-from ecgedge.data.quality import signal_problems
+from ecgedge.data.quality import rate_problem, signal_problems
 from ecgedge.errors import ConfigError, MissingLeads, ShapeMismatch
 from ecgedge.evaluate.metrics import softmax
 
@@ -289,6 +290,8 @@ class BedMonitor:
         except MissingLeads as exc:
             raise ShapeMismatch(f"stream {stream_id} carries leads {', '.join(self.lead_names)}; "
                                 f"the model needs {', '.join(exc.missing)} too") from None
+        # A source too slow for the model's band is monitored (gaps, alerts) but never classified.
+        self.rate_problem = rate_problem(self.fs_in, self.cfg.bandpass_high_hz)
         self.up, self.down = resampling_ratio(self.fs_in, self.cfg.fs_hz)  # fs_in * up / down = fs_model
         self.window = model.window_samples
         self.hop_out = max(1, int(round(settings.hop_s * self.cfg.fs_hz)))
@@ -525,7 +528,9 @@ class BedMonitor:
         n, end = end_in - start_in, end_in - self.segment_start
         off = self.lead_off.last(n, end).any(axis=1)
         flags = int(np.bitwise_or.reduce(self.flags.last(n, end)[0]))
-        if off.any():
+        if self.rate_problem:
+            v.reliable, v.reason = False, self.rate_problem
+        elif off.any():
             v.leads = tuple(self.model.leads[i] for i in np.flatnonzero(off))
             v.reliable, v.reason = False, f"lead-off: {', '.join(v.leads)}"
         elif flags:

@@ -422,6 +422,8 @@ class StreamConfig:
         server: ``grpc://HOST:PORT`` of a Triton server that runs the model instead of this process
             (:class:`~ecgedge.runtime.triton_runner.TritonRunner`); ``server_model`` its model name
             (default: the export's Triton model name).
+        public_key: Ed25519 public key (PEM file); when given, an export whose ``manifest.sig``
+            is missing or does not match it is refused (:func:`~ecgedge.manifest.load_manifest`).
     """
 
     export: str
@@ -438,6 +440,7 @@ class StreamConfig:
     tee: str | None = None
     server: str | None = None
     server_model: str | None = None
+    public_key: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "precision", Precision(self.precision) if self.precision else None)
@@ -476,7 +479,7 @@ def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_
     from ecgedge.stream.show import views_from_options
     from ecgedge.stream.sources import source_from_spec
 
-    manifest = load_manifest(cfg.export)
+    manifest = load_manifest(cfg.export, public_key=cfg.public_key)
     source = source_from_spec(cfg.source, sim_args=cfg.sim_args)
     if cfg.server:
         from ecgedge.runtime.triton_runner import triton_runner_from_export

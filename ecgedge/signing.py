@@ -1,0 +1,119 @@
+"""Ed25519 signatures over a file's exact bytes: who wrote an export's ``manifest.json``.
+
+The sha256 list in a manifest catches accidents (a truncated copy, a bit flip, a stray file), but
+anyone who edits a model file or the label map can re-hash and rewrite the manifest. A signature
+made with a private key only the exporter holds closes that: any edit to the signed file (labels,
+preprocessing, a hash, hence a model file) needs the private key to re-sign.
+
+This module knows files and keys, not manifests: :mod:`ecgedge.manifest` signs and verifies its
+``manifest.json`` with it (``manifest.sig`` beside it), so the format module stays the bottom of
+the graph and nothing here imports it. ``cryptography`` is imported only when a key is used.
+Keys are PEM files: PKCS#8 private keys (unencrypted) and SubjectPublicKeyInfo public keys.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ecgedge.errors import ArtefactError, ConfigError
+
+
+def signature_path(path: str | Path) -> Path:
+    """Where the signature of ``path`` lives: beside it, suffix ``.sig`` (``manifest.json`` -> ``manifest.sig``)."""
+    return Path(path).with_suffix(".sig")
+
+
+def generate_keypair(private_path: str | Path, public_path: str | Path) -> tuple[Path, Path]:
+    """Write a new Ed25519 key pair as PEM: the private key (mode 0600) and its public key.
+
+    Refuses (:class:`ConfigError`) to overwrite either file: losing a signing key is not undoable.
+    Returns ``(private_path, public_path)``.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private_path, public_path = Path(private_path), Path(public_path)
+    for p in (private_path, public_path):
+        if p.exists():
+            raise ConfigError(f"{p} already exists; refusing to overwrite a key")
+    key = Ed25519PrivateKey.generate()
+    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private_pem)
+    public_path.write_bytes(public_pem)
+    return private_path, public_path
+
+
+def load_private_key(path: str | Path):
+    """The Ed25519 private key in PEM file ``path``; :class:`ConfigError` if it is missing or not one."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except OSError as exc:
+        raise ConfigError(f"signing key {path}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"signing key {path} is not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"signing key {path} is a {type(key).__name__}, not an Ed25519 private key")
+    return key
+
+
+def load_public_key(path: str | Path):
+    """The Ed25519 public key in PEM file ``path``; :class:`ConfigError` if it is missing or not one."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"public key {path}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"public key {path} is not a PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"public key {path} is a {type(key).__name__}, not an Ed25519 public key")
+    return key
+
+
+def sign_file(path: str | Path, private_key) -> Path:
+    """Sign the exact bytes of ``path`` and write the 64-byte signature to :func:`signature_path`
+    (written beside, then renamed: an interrupted run leaves the old signature).
+
+    ``private_key``: a PEM file path or a key from :func:`load_private_key`. Returns the signature's path.
+    """
+    if isinstance(private_key, (str, Path)):
+        private_key = load_private_key(private_key)
+    path = Path(path)
+    sig = signature_path(path)
+    tmp = sig.with_name(sig.name + ".tmp")
+    tmp.write_bytes(private_key.sign(path.read_bytes()))
+    tmp.replace(sig)
+    return sig
+
+
+def verify_file(path: str | Path, public_key, data: bytes | None = None) -> None:
+    """Check that :func:`signature_path` holds a valid signature of ``path``'s bytes by ``public_key``
+    (a PEM file path or a key from :func:`load_public_key`). ``data``: the bytes already read from
+    ``path``, so that what is verified is what the caller goes on to parse.
+
+    Raises:
+        ArtefactError: one line: no signature, or a signature that does not match (the file was
+            edited after signing, or signed with another key).
+    """
+    from cryptography.exceptions import InvalidSignature
+
+    key_name = str(public_key) if isinstance(public_key, (str, Path)) else "the given public key"
+    if isinstance(public_key, (str, Path)):
+        public_key = load_public_key(public_key)
+    path = Path(path)
+    sig = signature_path(path)
+    if not sig.is_file():
+        raise ArtefactError(f"{path} is not signed (no {sig.name}); a public key was given, so an unsigned export is refused")
+    try:
+        public_key.verify(sig.read_bytes(), path.read_bytes() if data is None else data)
+    except InvalidSignature:
+        raise ArtefactError(f"{path}: signature does not match {key_name} (edited after signing, or signed with another key); refused") from None
