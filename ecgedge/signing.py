@@ -47,36 +47,33 @@ def generate_keypair(private_path: str | Path, public_path: str | Path) -> tuple
     return private_path, public_path
 
 
+def _load_key(path: str | Path, *, private: bool):
+    """The Ed25519 key in PEM file ``path``; :class:`ConfigError` if it is missing or not one."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+    what, kind = ("signing key", "an unencrypted PEM private key") if private else ("public key", "a PEM public key")
+    want = Ed25519PrivateKey if private else Ed25519PublicKey
+    try:
+        data = Path(path).read_bytes()
+        key = serialization.load_pem_private_key(data, password=None) if private else serialization.load_pem_public_key(data)
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{what} {path} is not {kind} ({exc})") from None
+    if not isinstance(key, want):
+        raise ConfigError(f"{what} {path} is a {type(key).__name__}, not an Ed25519 {'private' if private else 'public'} key")
+    return key
+
+
 def load_private_key(path: str | Path):
     """The Ed25519 private key in PEM file ``path``; :class:`ConfigError` if it is missing or not one."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except OSError as exc:
-        raise ConfigError(f"signing key {path}: {exc.strerror or exc}") from None
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"signing key {path} is not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"signing key {path} is a {type(key).__name__}, not an Ed25519 private key")
-    return key
+    return _load_key(path, private=True)
 
 
 def load_public_key(path: str | Path):
     """The Ed25519 public key in PEM file ``path``; :class:`ConfigError` if it is missing or not one."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"public key {path}: {exc.strerror or exc}") from None
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"public key {path} is not a PEM public key ({exc})") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError(f"public key {path} is a {type(key).__name__}, not an Ed25519 public key")
-    return key
+    return _load_key(path, private=False)
 
 
 def sign_file(path: str | Path, private_key) -> Path:

@@ -40,7 +40,7 @@ from ecgedge.data.windows import WindowSet, build_windows
 from ecgedge.distributed import (SINGLE, DistContext, all_sum, barrier, built_once, data_parallel, distributed_context,
                                  from_main, rank_part, torch_device)
 from ecgedge.errors import ArtefactError, BackendUnavailable, ConfigError, DataNotFound
-from ecgedge.evaluate.metrics import bootstrap_intervals, classification_report, record_probabilities, softmax
+from ecgedge.evaluate.metrics import bootstrap_intervals, classification_report, record_decisions, softmax
 from ecgedge.evaluate.plots import plot_confusion, plot_curves, plot_reconstruction
 from ecgedge.models.autoencoder import ConvAutoencoder
 from ecgedge.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_torch_file, unfinished_reason
@@ -605,8 +605,7 @@ def scores_from_logits(logits: np.ndarray, window_labels: np.ndarray, window_rec
     records, seeded) as ``records["intervals_95"]``."""
     probs = softmax(logits.astype(np.float64))
     windows = classification_report(window_labels, probs.argmax(1), class_names)
-    recs, rprobs = record_probabilities(probs, window_record)
-    rec_truth = np.array([np.bincount(window_labels[window_record == r]).argmax() for r in recs], dtype=np.int64)
+    _, rec_truth, rprobs = record_decisions(probs, window_labels, window_record)
     records = classification_report(rec_truth, rprobs.argmax(1), class_names).to_dict()
     if intervals:
         records["intervals_95"] = bootstrap_intervals(rec_truth, rprobs.argmax(1), class_names)

@@ -77,6 +77,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def record_decisions(window_probs: np.ndarray, window_labels: np.ndarray, window_record: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Record-level truth and probabilities from window-level ones: a record's truth is the majority
+    label of its windows, its probabilities the mean of its windows' (predict with ``argmax(1)``).
+
+    Returns (record indices, (R,) truth labels, (R, classes) probabilities); one pass over the windows.
+    """
+    records, rprobs = record_probabilities(window_probs, window_record)
+    inverse = np.searchsorted(records, window_record)
+    votes = np.zeros((len(records), window_probs.shape[1]), dtype=np.int64)
+    np.add.at(votes, (inverse, np.asarray(window_labels, dtype=np.int64)), 1)
+    return records, votes.argmax(1), rprobs
+
+
 def record_probabilities(window_probs: np.ndarray, window_record: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Average window probabilities per record: returns (record indices, (R, classes) probabilities)."""
     records, inverse = np.unique(window_record, return_inverse=True)

@@ -45,7 +45,7 @@ from ecgedge.data.provenance import TrainingRecords, data_record_hashes, trainin
 from ecgedge.data.records import find_records, read_record, select_leads
 from ecgedge.data.windows import LoadSummary, build_windows
 from ecgedge.errors import BadRecord, ConfigError, ShapeMismatch
-from ecgedge.evaluate.metrics import bootstrap_intervals, classification_report, record_probabilities, softmax
+from ecgedge.evaluate.metrics import bootstrap_intervals, classification_report, record_decisions, softmax
 from ecgedge.evaluate.plots import plot_confusion
 from ecgedge.hashing import file_sha256
 from ecgedge.runtime.base import Backend, Precision
@@ -290,8 +290,7 @@ def evaluate_source(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateRe
     y_win = to_model[ws.labels[idx]]
     win_record = ws.window_record[idx]
     win_report = classification_report(y_win, probs.argmax(1), src.labels)
-    recs, rec_probs = record_probabilities(probs, win_record)
-    rec_truth = np.array([np.bincount(y_win[win_record == r]).argmax() for r in recs], dtype=np.int64)
+    recs, rec_truth, rec_probs = record_decisions(probs, y_win, win_record)
     rec_pred = rec_probs.argmax(1)
     rec_windows = np.bincount(np.searchsorted(recs, win_record), minlength=len(recs))
     rec_report = classification_report(rec_truth, rec_pred, src.labels)
