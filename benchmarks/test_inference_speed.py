@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ecgedge.bench import BenchBackend, BenchCase, TorchEagerRunner, checkpoint_path, skip_reason
+from ecgedge.bench import BenchBackend, BenchCase, checkpoint_path, skip_reason, torch_runner_from_checkpoint
 from ecgedge.runtime import Precision, available_backends, runner_from_export
 from ecgedge.runtime.loader import input_spec
 
@@ -18,7 +18,7 @@ WARMUP_CALLS = 10
 
 def _runner(backend: BenchBackend, precision: Precision, manifest, threads: int):
     if backend == BenchBackend.torch:
-        return TorchEagerRunner(checkpoint_path(manifest)[0], input_spec(manifest), threads=threads)
+        return torch_runner_from_checkpoint(checkpoint_path(manifest)[0], input_spec(manifest), threads=threads)
     return runner_from_export(manifest.folder, precision, backend.runtime_backend, threads=threads, verify=False,
                               allow_rejected=True, manifest=manifest)
 
@@ -35,7 +35,7 @@ def test_inference(benchmark, backend, precision, batch, manifest, threads, info
     with _runner(backend, precision, manifest, threads) as runner:
         for _ in range(WARMUP_CALLS):
             runner.infer(x)
-        provider = runner.provider if isinstance(runner, TorchEagerRunner) else ", ".join(runner.active_providers or [backend.value])
+        provider = ", ".join(getattr(runner, "active_providers", None) or [backend.value])  # TensorRT runners name none
         benchmark.group = f"inference, batch {batch}"
         benchmark.extra_info.update(info, backend=backend.value, precision=precision.value, batch=batch, provider=provider,
                                     windows_per_call=batch)

@@ -1,41 +1,45 @@
-"""One training step of the rhythm classifier (forward, loss, backward, AdamW) on a batch of 32
-windows, PyTorch on the CPU: the architecture of the benchmarked export's checkpoint, else the default."""
+"""One training step of the rhythm classifier on a batch of 32 windows, PyTorch on the CPU: the step
+``ecgedge train classify`` takes (:func:`ecgedge.train.train_step` on :func:`ecgedge.train.classifier_recipe`:
+z-scoring the batch, forward, class-weighted cross-entropy, backward, AdamW, one-cycle schedule), on
+the architecture of the benchmarked export's checkpoint, else the default."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 
 BATCH = 32
+SCHEDULE_STEPS = 10**9  # the one-cycle schedule must outlast the benchmark's rounds (it raises past its end)
 
 
 def test_train_step(benchmark, manifest, threads, info, windows):
     torch = pytest.importorskip("torch", reason="training needs torch (pip install 'ecgedge[train]')")
     from ecgedge.bench import checkpoint_path
-    from ecgedge.config import ModelConfig
-    from ecgedge.models.classifier import RhythmClassifier
+    from ecgedge.config import ClassifyConfig, ModelConfig
+    from ecgedge.train import classifier_from_init, classifier_recipe, train_step
 
     ckpt, _ = checkpoint_path(manifest)
     if ckpt is not None:
         from ecgedge.models.checkpoint import load_checkpoint
 
-        cfg = load_checkpoint(ckpt).model_config
+        model_cfg = load_checkpoint(ckpt).model_config
     else:
-        cfg = ModelConfig()
+        model_cfg = ModelConfig()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     n_classes = len(manifest.labels)
-    model = RhythmClassifier(cfg, len(manifest.leads), n_classes).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    x = torch.from_numpy(windows(BATCH))
-    y = torch.arange(BATCH) % n_classes
+    cfg = ClassifyConfig(model=model_cfg, leads=tuple(manifest.leads), batch_size=BATCH, epochs=SCHEDULE_STEPS)
+    model = classifier_from_init(cfg, n_classes)
+    # The few fields of a WindowSet the recipe reads: the windows (mV), their labels and the class names.
+    ws = SimpleNamespace(windows=windows(BATCH), labels=np.arange(BATCH) % n_classes, class_names=tuple(manifest.labels))
+    batch = np.arange(BATCH)
+    recipe = classifier_recipe(model, ws, batch, cfg, torch.device("cpu"))
+    model.train()
 
     def step() -> float:
-        loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return train_step(recipe, model, batch)
 
     for _ in range(3):
         step()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ecgedge.errors import ConfigError
+from ecgedge.errors import BackendUnavailable, ConfigError
 
 STANDARD_12_LEADS: tuple[str, ...] = (
     "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
@@ -347,6 +348,12 @@ class Precision(str, enum.Enum):
     int8 = "int8"
 
 
+# FP32 ONNX vs PyTorch, largest |logit difference|: float32 reassociation in ONNX Runtime's fused
+# kernels stays near 1e-5 on this model; 1e-3 is far below any change of decision and far above noise.
+# The default of ExportConfig.parity_atol, and what a manifest written before it was recorded gets.
+PARITY_ATOL = 1e-3
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """``ecgedge export``: artefacts, calibration and the accuracy gate.
@@ -368,6 +375,11 @@ class ExportConfig:
 
     A checkpoint from a run that did not finish (Ctrl-C's ``last.pt``, or the ``best.pt`` of such a
     run) is refused unless ``allow_incomplete``; the manifest then records it under ``source``.
+
+    ``parity_atol`` is the export's validation tolerance (Optimum's ``atol``): the largest absolute
+    logit difference allowed between the FP32 ONNX model on ONNX Runtime CPU and PyTorch on the same
+    windows. Export records it in the manifest (``gate.parity_atol``) and ``ecgedge export --check``
+    re-applies it from there.
     """
 
     source: str = ""
@@ -387,6 +399,7 @@ class ExportConfig:
     check_windows: int = 256
     batch_profile: tuple[int, int, int] = (1, 8, 64)
     seed: int = 0
+    parity_atol: float = PARITY_ATOL
 
     def __post_init__(self):
         object.__setattr__(self, "target", Target(self.target))
@@ -403,6 +416,8 @@ class ExportConfig:
             raise ConfigError("max_f1_drop and min_agreement must lie in [0, 1]")
         if self.calib_windows < 1:
             raise ConfigError("calib_windows must be >= 1")
+        if not self.parity_atol > 0:
+            raise ConfigError(f"parity_atol must be > 0 (logits), got {self.parity_atol}")
         lo, opt, hi = self.batch_profile
         if not 1 <= lo <= opt <= hi:
             raise ConfigError(f"batch profile must satisfy 1 <= min <= opt <= max, got {self.batch_profile}")
@@ -431,3 +446,30 @@ def class_f1_floors(value) -> tuple[tuple[str, float], ...]:
             raise ConfigError(f"min_class_f1: the F1 floor of {name} must lie in [0, 1], got {floor}")
         floors[str(name)] = floor
     return tuple(sorted(floors.items()))
+
+
+def require(module: str, *, extra: str, name: str = "", hint: str = "", error: type[Exception] = BackendUnavailable):
+    """Import an optional dependency, or raise one line that names the pip extra that installs it.
+
+    ``require("tensorrt", extra="trt", name="TensorRT", hint="on a machine with an NVIDIA GPU")``
+    returns the module, or raises ``error`` (default :class:`~ecgedge.errors.BackendUnavailable`, a
+    user error: the CLI prints it without a traceback):
+    ``TensorRT is not installed: pip install 'ecgedge[trt]' on a machine with an NVIDIA GPU``.
+    An import that fails inside an installed package (a broken build, a missing shared library)
+    says "cannot be imported" with its reason instead. Imports nothing until called.
+
+    Args:
+        module: dotted module name, e.g. ``"tritonclient.grpc"``.
+        extra: the ``[project.optional-dependencies]`` key of pyproject.toml that provides it.
+        name: what the message calls it (default: ``module``).
+        hint: appended to the install command, e.g. ``"(needed by ecgedge export)"``.
+        error: the exception class raised (an :class:`~ecgedge.errors.EcgEdgeError`).
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        install = f"pip install 'ecgedge[{extra}]'" + (f" {hint}" if hint else "")
+        missing = getattr(exc, "name", None) or ""
+        if missing and (module == missing or module.startswith(missing + ".")):
+            raise error(f"{name or module} is not installed: {install}") from None
+        raise error(f"{name or module} cannot be imported ({' '.join(str(exc).split())}): {install}") from None

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecgedge.config import Backend, Precision
+from ecgedge.config import PARITY_ATOL, Backend, Precision
 from ecgedge.errors import ArtefactError
 from ecgedge.hashing import file_sha256
 from ecgedge.signing import signature_path, sign_file, verify_file
@@ -100,6 +100,20 @@ class Manifest:
     @property
     def artefacts(self) -> dict[str, dict]:
         return self.data["artefacts"]
+
+    @property
+    def parity_atol(self) -> float:
+        """The export's validation tolerance: the largest absolute logit difference of the FP32
+        artefact (ONNX Runtime CPU) from PyTorch, which ``ecgedge export --check`` re-applies.
+
+        ``gate.parity_atol``; a manifest written before it was recorded there gives its FP32 parity
+        check's ``tolerance``, else :data:`~ecgedge.config.PARITY_ATOL` (the default then, and now).
+        """
+        parity = ((self.data.get("artefacts") or {}).get("fp32") or {}).get("parity") or {}
+        value = (self.data.get("gate") or {}).get("parity_atol", parity.get("tolerance", PARITY_ATOL))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ArtefactError(f"{self.folder / MANIFEST}: gate.parity_atol is {value!r}; expected a positive number (logits)")
+        return float(value)
 
     def artefact(self, key: str) -> dict:
         if key not in self.artefacts:

@@ -111,7 +111,7 @@ def _stream(export: Path, record: str | None, jsonl: Path, log) -> tuple[object,
     """Stream the held-out synthetic record, then a real Chapman record when one is at hand, through
     the simulated device at 10x real time; events are printed as they happen."""
     from ecgedge.errors import StreamError
-    from ecgedge.stream.sources import ecgsim_path
+    from ecgedge.bridge.sources import ecgsim_path
 
     try:
         ecgsim_path()
@@ -193,7 +193,7 @@ def _stream_shipped(jsonl: Path, log) -> tuple[object, str]:
     through the simulated device into the shipped CinC-2017 classifier."""
     from ecgedge.errors import ConfigError, StreamError
     from ecgedge.shipped import shipped_model
-    from ecgedge.stream.sources import ecgsim_path
+    from ecgedge.bridge.sources import ecgsim_path
 
     try:
         ecgsim_path()

@@ -1,8 +1,16 @@
 """Training: CAE pretraining and the transfer rhythm classifier. Importable; the CLI only calls it.
 
-Both loops read top to bottom: build (cached) windows -> record-level split -> epochs with a
-progress bar (loss, ETA) -> checkpoint every epoch (``last.pt``) and on improvement (``best.pt``)
--> held-out evaluation -> metrics, curves and plots in the run folder::
+One fit loop (:func:`fit`) trains both models. It reads top to bottom: resume from the training
+state if asked -> for each epoch, shuffled batches through one optimizer step each
+(:func:`train_epochs`, :func:`train_step`) -> validation -> ``last.pt`` every epoch and ``best.pt``
+on improvement -> the training state -> ``history.csv``; Ctrl-C writes ``last.pt`` (marked
+``complete: false``) and ends the loop. What differs between the models is handed to it as small
+pieces: a :class:`Recipe` (model, batch loss, optimizer, learning-rate schedule, training windows,
+shuffling generator), a ``validate`` function (one epoch's history row, score and checkpoint
+metrics), what ``best`` means (:class:`Best`) and how a checkpoint is made.
+
+:func:`pretrain` and :func:`fit_classifier` wrap the loop with what comes before (cached windows,
+record-level split) and after (held-out evaluation, metrics, plots) in the run folder::
 
     runs/NAME/
       config.json        the full config (re-runnable: ``--config`` takes the TOML form, config.toml)
@@ -11,20 +19,23 @@ progress bar (loss, ETA) -> checkpoint every epoch (``last.pt``) and on improvem
       history.csv        one row per epoch
       metrics.json       held-out metrics
       best.pt, last.pt   self-describing checkpoints (torch.load(weights_only=True))
+      train_state.pt     model, optimizer, schedule and shuffling state after the last completed epoch (--resume)
       plots/*.png
 
-Ctrl-C stops after writing ``last.pt`` (marked ``complete: false``) and the metrics so far.
+Ctrl-C stops after writing ``last.pt`` and the metrics so far; ``--resume`` goes on after the last
+completed epoch and ends with the weights an uninterrupted run would have had.
 """
 
 from __future__ import annotations
 
 import csv
+import enum
 import json
 import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 import numpy as np
 import torch
@@ -104,18 +115,237 @@ def _write_history(path: Path, history: list[dict]) -> None:
         w.writerows(history)
 
 
-# ----------------------------------------------------------------------------------- pretraining
+# ----------------------------------------------------------------------------------- the loop
 
 TRAIN_STATE = "train_state.pt"
 TRAIN_STATE_FORMAT = "ecgedge.train-state/1"
 
 
-def pretrain(cfg: PretrainConfig, *, progress: bool = True, resume: bool = False) -> TrainResult:
+class Best(str, enum.Enum):
+    """Which way the validation score improves, i.e. which epoch's weights become ``best.pt``."""
+
+    lowest = "lowest"  # a loss: the CAE's held-out reconstruction MSE
+    highest = "highest"  # a score: the classifier's challenge score or macro F1
+
+    @property
+    def worst(self) -> float:
+        """The score before the first epoch: any real score improves on it (NaN never does)."""
+        return math.inf if self is Best.lowest else -math.inf
+
+    def improves(self, score: float, best: float) -> bool:
+        return score < best if self is Best.lowest else score > best
+
+
+@dataclass
+class Recipe:
+    """What one model brings to the shared loop: everything an epoch of training uses.
+
+    ``loss(net, idx)`` is the loss of the batch of window indices ``idx`` through ``net`` (``model``,
+    or its DistributedDataParallel wrapper); under torchrun ``idx`` is the global batch and the
+    loss takes this rank's share (:func:`~ecgedge.distributed.rank_part`). ``batch_size`` counts
+    windows per step on all ranks together. The learning-rate ``scheduler`` steps after every
+    batch when ``schedule_per_batch``, else after every epoch. ``rng`` shuffles ``train_idx`` at
+    the start of each epoch; the loop saves and restores its state, so the caller may have drawn
+    from it before (the CAE's training subsample does).
+    """
+
+    model: nn.Module
+    loss: Callable[[nn.Module, np.ndarray], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    schedule_per_batch: bool
+    train_idx: np.ndarray
+    batch_size: int
+    epochs: int
+    rng: np.random.Generator
+    device: torch.device
+    ctx: DistContext = SINGLE
+    sync_batchnorm: bool = True
+
+
+@dataclass
+class Scored:
+    """One validated epoch: its ``history.csv`` row, the ``score`` that :class:`Best` compares,
+    the ``metrics`` its checkpoints carry and its progress ``line``."""
+
+    row: dict
+    score: float
+    metrics: dict
+    line: str
+
+
+@dataclass
+class Fitted:
+    """What :func:`fit` leaves: the history (resumed epochs included), training windows/s of each
+    epoch trained in this call, whether Ctrl-C ended it, and ``best.pt`` (``last.pt`` when no
+    epoch scored)."""
+
+    history: list[dict]
+    rates: list[float]
+    interrupted: bool
+    checkpoint: Path
+
+
+def train_step(recipe: Recipe, net: nn.Module, idx: np.ndarray) -> float:
+    """One optimizer step on the windows ``idx``; returns the batch loss."""
+    loss = recipe.loss(net, idx)
+    recipe.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    recipe.optimizer.step()
+    if recipe.schedule_per_batch:
+        recipe.scheduler.step()
+    return loss.item()
+
+
+def train_epochs(recipe: Recipe, net: nn.Module | None = None, *, start: int = 1, progress: bool = True,
+                 desc: str = "train") -> Iterator[dict]:
+    """Train epochs ``start``..``recipe.epochs``, yielding ``{"epoch", "train_loss", "windows_per_s"}`` after each.
+
+    Each epoch shuffles ``recipe.train_idx`` (which may repeat windows: a bootstrap sample counts a
+    record as often as it was drawn) with ``recipe.rng`` into batches of ``recipe.batch_size`` and
+    takes one :func:`train_step` per batch through ``net`` (default: the model). Between yields the
+    caller may evaluate or checkpoint the model; the next epoch puts it back in train mode.
+    ``train_loss`` is the mean batch loss (under torchrun, averaged over ranks).
+    """
+    net = recipe.model if net is None else net
+    ctx = recipe.ctx
+    steps = math.ceil(len(recipe.train_idx) / recipe.batch_size)
+    for epoch in range(start, recipe.epochs + 1):
+        recipe.model.train()
+        losses = []
+        started = time.perf_counter()
+        bar = tqdm(_batches(recipe.train_idx, recipe.batch_size, recipe.rng), total=steps, desc=f"{desc} {epoch}/{recipe.epochs}",
+                   unit="batch", disable=not progress, leave=False)
+        for idx in bar:
+            losses.append(train_step(recipe, net, idx))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        if not recipe.schedule_per_batch:
+            recipe.scheduler.step()
+        rate = len(recipe.train_idx) / (time.perf_counter() - started)  # training windows/s, all ranks together
+        if ctx.is_distributed:  # each rank's loss is its share of the global batch's loss, times world size
+            losses = all_sum(losses, ctx) / ctx.world_size
+        yield {"epoch": epoch, "train_loss": float(np.mean(losses)), "windows_per_s": rate}
+
+
+def fit(recipe: Recipe, run: Path, *, validate: Callable[[dict], Scored], best: Best,
+        checkpoint: Callable[[int, dict, bool], Checkpoint], model_config: dict, resume: bool = False,
+        progress: bool = True, desc: str = "train") -> Fitted:
+    """Train ``recipe`` for its epochs, validating, checkpointing and keeping the training state in ``run``.
+
+    After each epoch of :func:`train_epochs`: ``validate(row)`` scores the model; ``last.pt`` is
+    written (``complete`` after the last epoch), ``best.pt`` when ``best`` says the score improved,
+    then ``train_state.pt`` (model, optimizer, schedule, shuffling and torch RNG state, history,
+    best score). ``checkpoint(epoch, metrics, complete)`` makes a checkpoint of the model;
+    ``model_config`` (the model's config as a dict) guards ``resume`` against a different model.
+
+    ``resume`` restores ``run/train_state.pt`` and goes on after its epoch, so with the same data
+    and (under torchrun) world size the run ends with the weights an uninterrupted one would have.
+    Ctrl-C writes ``last.pt`` with the last completed epoch, marked incomplete; the epoch in
+    progress is redone by ``resume``. Under torchrun every rank trains and validates; rank 0 alone
+    writes. ``history.csv`` is written last.
+    """
+    ctx = recipe.ctx
+    history: list[dict] = []
+    best_score = best.worst
+    start = 1
+    if resume:
+        state = from_main(ctx, lambda: _read_train_state(run, model_config))
+        _restore_train_state(recipe, state)
+        history, best_score, start = state["history"], state["best"], state["epoch"] + 1
+        if progress:
+            tqdm.write(f"resuming {run} after epoch {state['epoch']}")
+            if state["global_batch"] != recipe.batch_size:
+                tqdm.write(f"note: the global batch changes from {state['global_batch']} to {recipe.batch_size} windows "
+                           f"({state['world_size']} -> {ctx.world_size} processes)")
+    net = data_parallel(recipe.model, ctx, recipe.device, sync_bn=recipe.sync_batchnorm)
+
+    done, rates, interrupted = start - 1, [], False
+    try:
+        for row in train_epochs(recipe, net, start=start, progress=progress, desc=desc):
+            epoch = row["epoch"]
+            rates.append(row["windows_per_s"])
+            scored = validate(row)
+            history.append(scored.row)
+            improved = best.improves(scored.score, best_score)
+            if improved:
+                best_score = scored.score
+            if progress:
+                tqdm.write(scored.line)
+            if ctx.is_main:
+                save_checkpoint(run / "last.pt", checkpoint(epoch, scored.metrics, epoch == recipe.epochs))
+                if improved:
+                    save_checkpoint(run / "best.pt", checkpoint(epoch, scored.metrics, True))
+                # Written last: a crash before this line redoes the epoch on --resume.
+                _write_train_state(run, recipe, epoch=epoch, history=history, best=best_score, model_config=model_config)
+            done = epoch
+    except KeyboardInterrupt:
+        interrupted = True
+        if ctx.is_main:
+            save_checkpoint(run / "last.pt", checkpoint(done, history[done - 1] if done else {}, False))
+        if progress:
+            tqdm.write(f"interrupted in epoch {done + 1}: wrote {run / 'last.pt'} (--resume redoes this epoch)")
+
+    if not ctx.is_main:
+        return Fitted(history, rates, interrupted, run / "best.pt")
+    _write_history(run / "history.csv", history)
+    return Fitted(history, rates, interrupted, run / "best.pt" if (run / "best.pt").exists() else run / "last.pt")
+
+
+def _write_train_state(run: Path, recipe: Recipe, *, epoch: int, history: list[dict], best: float, model_config: dict) -> None:
+    state = {
+        "format": TRAIN_STATE_FORMAT,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in recipe.model.state_dict().items()},
+        "optimizer": recipe.optimizer.state_dict(),
+        "scheduler": recipe.scheduler.state_dict(),
+        "rng": recipe.rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),  # dropout draws: the classifier's resume equals an uninterrupted run
+        **({"cuda_rng": torch.cuda.get_rng_state(recipe.device)} if recipe.device.type == "cuda" else {}),
+        "history": history,
+        "best": best,
+        "world_size": recipe.ctx.world_size,
+        "global_batch": recipe.batch_size,
+        "model_config": model_config,
+    }
+    save_torch_file(run / TRAIN_STATE, state, "training state")
+
+
+def _read_train_state(run: Path, model_config: dict) -> dict:
+    path = run / TRAIN_STATE
+    if not path.is_file():
+        raise ConfigError(f"--resume: {path} not found (written after each completed epoch); run without --resume to start afresh")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise ArtefactError(f"{path} is not a loadable training state: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
+        raise ArtefactError(f"{path} is not an ecgedge training state")
+    if state["model_config"] != model_config:
+        raise ConfigError(f"--resume: {path} was trained with model {state['model_config']}, not {model_config}")
+    return state
+
+
+def _restore_train_state(recipe: Recipe, state: dict) -> None:
+    recipe.model.load_state_dict(state["model"])
+    recipe.optimizer.load_state_dict(state["optimizer"])
+    recipe.scheduler.load_state_dict(state["scheduler"])
+    recipe.rng.bit_generator.state = state["rng"]
+    if "torch_rng" in state:  # absent from states written before the classifier could resume
+        torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and recipe.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], recipe.device)
+
+
+# ----------------------------------------------------------------------------------- pretraining
+
+
+def pretrain(cfg: PretrainConfig, *, progress: bool = True, resume: bool = False, exclude_records: Collection[str] = ()) -> TrainResult:
     """Train the CAE on single-lead windows (``cfg.lead``) and report held-out reconstruction MSE.
 
     MSE is reported in normalised units (what the loss sees) and in µV² (the reconstruction
     scaled back by each window's standard deviation: the unit of the paper's 626.6, whose data
-    are in µV).
+    are in µV). Adam under a cosine schedule stepped once per epoch; ``best.pt`` is the epoch of
+    lowest held-out MSE.
 
     ``cfg.data.paths`` may be one window store (``ecgedge data build``) instead of records; the
     store fixes the preprocessing and the windows, so its ``preprocess`` and ``window`` replace
@@ -130,16 +360,18 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True, resume: bool = False
     it, validation is split across ranks, and only rank 0 prints and writes the run folder; the
     other ranks return a result with empty ``metrics``.
 
-    ``resume`` continues from ``run_dir/train_state.pt``, written beside ``last.pt`` after every
-    completed epoch (model, optimizer, learning-rate schedule, shuffling state, history): the run
-    goes on where the last completed epoch ended, so with the same world size it ends with the
-    weights an uninterrupted run would have had (an epoch cut short by Ctrl-C is redone).
+    ``resume`` continues from ``run_dir/train_state.pt`` (see :func:`fit`): with the same world
+    size the run ends with the weights an uninterrupted run would have had.
+
+    ``exclude_records`` (record ids) take no part at all, neither in training nor in the held-out
+    windows: the transfer experiment keeps its test records out of pretraining this way. When
+    given, ``split.json`` lists the excluded ids and the ids of the training records too.
     """
     with distributed_context(cfg.device) as ctx:
-        return _pretrain(cfg, ctx, progress=progress and ctx.is_main, resume=resume)
+        return _pretrain(cfg, ctx, progress=progress and ctx.is_main, resume=resume, exclude=frozenset(exclude_records))
 
 
-def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: bool) -> TrainResult:
+def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: bool, exclude: frozenset[str] = frozenset()) -> TrainResult:
     _seed_everything(cfg.seed)
     device = _device(cfg.device)
     if ctx.is_distributed:
@@ -161,12 +393,16 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: 
     if cfg.window.samples % cfg.model.downsampling:
         raise ConfigError(f"window of {cfg.window.samples} samples is not a multiple of the encoder's downsampling {cfg.model.downsampling}")
 
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)  # draws the training subsample, then shuffles every epoch
     held_out_records: list[str] = []
-    if len(ws.record_ids) > 1:
-        split = split_records(np.zeros(len(ws.record_ids), dtype=np.int64), test_fraction=cfg.val_fraction, val_fraction=0.0, seed=cfg.seed)
-        train_idx, val_idx = ws.windows_of_records(split.train), ws.windows_of_records(split.test)
-        held_out_records = [ws.record_ids[i] for i in split.test]
+    # Without exclusions `keep` is every record, so the split (and every draw after it) is unchanged.
+    keep = np.array([i for i, rid in enumerate(ws.record_ids) if rid not in exclude], dtype=np.int64)
+    if exclude and not len(keep):
+        raise DataNotFound(f"every pretraining record is excluded ({len(exclude)} record ids)")
+    if len(keep) > 1:
+        split = split_records(np.zeros(len(keep), dtype=np.int64), test_fraction=cfg.val_fraction, val_fraction=0.0, seed=cfg.seed)
+        train_idx, val_idx = ws.windows_of_records(keep[split.train]), ws.windows_of_records(keep[split.test])
+        held_out_records = [ws.record_ids[i] for i in keep[split.test]]
         split_note = "record-level"
     else:  # one long record: hold out its last windows, with a gap so none overlaps a training window
         n = len(ws)
@@ -181,98 +417,55 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: 
         raise DataNotFound("too few windows to hold any out for validation; add records or lower --hop")
     global_batch = cfg.batch_size * ctx.world_size
     if ctx.is_main:
+        excluded = {"excluded_records": sorted(exclude & set(ws.record_ids)),
+                    "train_records": [ws.record_ids[i] for i in np.unique(ws.window_record[train_idx])]} if exclude else {}
         (run / "split.json").write_text(json.dumps({"kind": split_note, "val_records": held_out_records,
-                                                    "train_windows": int(len(train_idx)), "val_windows": int(len(val_idx))}, indent=2))
+                                                    "train_windows": int(len(train_idx)), "val_windows": int(len(val_idx)), **excluded}, indent=2))
 
     model = ConvAutoencoder(cfg.model).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    history: list[dict] = []
-    best = math.inf
-    interrupted = False
-    start = 1
-    if resume:
-        state = from_main(ctx, lambda: _read_train_state(run, cfg))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["rng"]
-        history, best, start = state["history"], state["best"], state["epoch"] + 1
-        if progress:
-            tqdm.write(f"resuming {run} after epoch {state['epoch']}")
-            if state["global_batch"] != global_batch:
-                tqdm.write(f"note: the global batch changes from {state['global_batch']} to {global_batch} windows "
-                           f"({state['world_size']} -> {ctx.world_size} processes)")
-    net = data_parallel(model, ctx, device, sync_bn=cfg.sync_batchnorm)
 
-    def make_ckpt(epoch: int, metrics: dict, complete: bool) -> Checkpoint:
+    def loss(net: nn.Module, idx: np.ndarray) -> torch.Tensor:
+        batch_windows = len(idx)
+        if ctx.is_distributed:
+            idx = rank_part(idx, ctx)
+        x, _ = _normalised(ws, idx, cfg.preprocess)
+        xt = torch.from_numpy(x).to(device)
+        return _reconstruction_loss(net(xt), xt, batch_windows, ctx)
+
+    def validate(row: dict) -> Scored:
+        val = evaluate_cae(model, ws, val_idx, cfg, device, ctx)
+        line = (f"epoch {row['epoch']}/{cfg.epochs}  train mse {row['train_loss']:.4f}  val mse {val['mse_normalised']:.4f} (normalised), "
+                f"{val['mse_uv2']:.1f} µV²  ({row['windows_per_s']:.0f} windows/s)")
+        return Scored({"epoch": row["epoch"], "train_mse": row["train_loss"], "val_mse": val["mse_normalised"], "val_mse_uv2": val["mse_uv2"]},
+                      val["mse_normalised"], val, line)
+
+    def checkpoint(epoch: int, metrics: dict, complete: bool) -> Checkpoint:
         return Checkpoint("cae", cfg.model, cfg.preprocess, cfg.window, model.state_dict(), leads=(cfg.lead,),
                           epoch=epoch, complete=complete, metrics=metrics, train_config=config_to_dict(cfg))
 
-    epoch = start - 1
-    rates: list[float] = []
-    try:
-        for epoch in range(start, cfg.epochs + 1):
-            model.train()
-            losses = []
-            started = time.perf_counter()
-            bar = tqdm(_batches(train_idx, global_batch, rng), total=math.ceil(len(train_idx) / global_batch),
-                       desc=f"pretrain {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
-            for idx in bar:
-                batch_windows = len(idx)
-                if ctx.is_distributed:
-                    idx = rank_part(idx, ctx)
-                x, _ = _normalised(ws, idx, cfg.preprocess)
-                xt = torch.from_numpy(x).to(device)
-                loss = _reconstruction_loss(net(xt), xt, batch_windows, ctx)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-            sched.step()
-            rate = len(train_idx) / (time.perf_counter() - started)  # training windows/s, all ranks together
-            rates.append(rate)
-            if ctx.is_distributed:  # each rank's loss is its share of the global batch's MSE, times world size
-                losses = all_sum(losses, ctx) / ctx.world_size
-            val = evaluate_cae(model, ws, val_idx, cfg, device, ctx)
-            row = {"epoch": epoch, "train_mse": float(np.mean(losses)), "val_mse": val["mse_normalised"], "val_mse_uv2": val["mse_uv2"]}
-            history.append(row)
-            improved = val["mse_normalised"] < best
-            best = min(best, val["mse_normalised"])
-            if progress:
-                tqdm.write(f"epoch {epoch}/{cfg.epochs}  train mse {row['train_mse']:.4f}  val mse {val['mse_normalised']:.4f} (normalised), "
-                           f"{val['mse_uv2']:.1f} µV²  ({rate:.0f} windows/s)")
-            if ctx.is_main:
-                save_checkpoint(run / "last.pt", make_ckpt(epoch, val, complete=epoch == cfg.epochs))
-                if improved:
-                    save_checkpoint(run / "best.pt", make_ckpt(epoch, val, complete=True))
-                # Written last: a crash before this line redoes the epoch on --resume.
-                _write_train_state(run, cfg, ctx, epoch=epoch, model=model, opt=opt, sched=sched, rng=rng, history=history, best=best)
-    except KeyboardInterrupt:
-        interrupted = True
-        if ctx.is_main:
-            save_checkpoint(run / "last.pt", make_ckpt(epoch, history[-1] if history else {}, complete=False))
-        if progress:
-            tqdm.write(f"interrupted in epoch {epoch}: wrote {run / 'last.pt'} (--resume redoes this epoch)")
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    recipe = Recipe(model, loss, opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs), schedule_per_batch=False,
+                    train_idx=train_idx, batch_size=global_batch, epochs=cfg.epochs, rng=rng, device=device, ctx=ctx,
+                    sync_batchnorm=cfg.sync_batchnorm)
+    fitted = fit(recipe, run, validate=validate, best=Best.lowest, checkpoint=checkpoint, model_config=config_to_dict(cfg.model),
+                 resume=resume, progress=progress, desc="pretrain")
 
     if not ctx.is_main:
-        if not interrupted:
+        if not fitted.interrupted:
             barrier(ctx)  # return once rank 0 has written the run folder
-        return TrainResult(run, run / "best.pt", {}, interrupted)
-    _write_history(run / "history.csv", history)
-    ckpt_path = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
+        return TrainResult(run, fitted.checkpoint, {}, fitted.interrupted)
+    ckpt_path = fitted.checkpoint
     best_model = load_checkpoint(ckpt_path).build_model().to(device) if ckpt_path.exists() else model
-    final = evaluate_cae(best_model, ws, val_idx, cfg, device) if history else {}
+    final = evaluate_cae(best_model, ws, val_idx, cfg, device) if fitted.history else {}
     metrics = {
         "kind": "cae",
         "held_out": final,
         "best_epoch": load_checkpoint(ckpt_path).epoch if ckpt_path.exists() else 0,
-        "epochs_run": len(history),
-        "interrupted": interrupted,
+        "epochs_run": len(fitted.history),
+        "interrupted": fitted.interrupted,
         "train_windows": int(len(train_idx)),
         "val_windows": int(len(val_idx)),
-        "train_windows_per_s": float(np.median(rates)) if rates else None,
+        "train_windows_per_s": float(np.median(fitted.rates)) if fitted.rates else None,
         "world_size": ctx.world_size,
         "global_batch": global_batch,
         "params": count_params(model),
@@ -280,16 +473,16 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: 
         "paper_mse": 626.583,
     }
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if history:
-        plot_curves(history, ["train_mse", "val_mse"], run / "plots" / "loss.png", "CAE reconstruction MSE (normalised)")
+    if fitted.history:
+        plot_curves(fitted.history, ["train_mse", "val_mse"], run / "plots" / "loss.png", "CAE reconstruction MSE (normalised)")
         x, _ = _normalised(ws, val_idx[:1], cfg.preprocess)
         with torch.no_grad():
             y = best_model.cpu().eval()(torch.from_numpy(x)).numpy()
         plot_reconstruction(x[0, 0], y[0, 0], cfg.preprocess.fs_hz, run / "plots" / "reconstruction.png",
                             f"held-out window {ws.record_ids[ws.window_record[val_idx[0]]]} (lead {cfg.lead})")
-    if not interrupted:
+    if not fitted.interrupted:
         barrier(ctx)
-    return TrainResult(run, ckpt_path, metrics, interrupted)
+    return TrainResult(run, ckpt_path, metrics, fitted.interrupted)
 
 
 def _window_store(data: DataConfig) -> WindowStore | None:
@@ -311,38 +504,6 @@ def _reconstruction_loss(y: torch.Tensor, x: torch.Tensor, batch_windows: int, c
     return (y - x).pow(2).sum() * (ctx.world_size / (batch_windows * x.shape[1] * x.shape[2]))
 
 
-def _write_train_state(run: Path, cfg: PretrainConfig, ctx: DistContext, *, epoch: int, model: nn.Module, opt, sched,
-                       rng: np.random.Generator, history: list[dict], best: float) -> None:
-    state = {
-        "format": TRAIN_STATE_FORMAT,
-        "epoch": epoch,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "rng": rng.bit_generator.state,
-        "history": history,
-        "best": best,
-        "world_size": ctx.world_size,
-        "global_batch": cfg.batch_size * ctx.world_size,
-        "model_config": config_to_dict(cfg.model),
-    }
-    save_torch_file(run / TRAIN_STATE, state, "training state")
-
-
-def _read_train_state(run: Path, cfg: PretrainConfig) -> dict:
-    path = run / TRAIN_STATE
-    if not path.is_file():
-        raise ConfigError(f"--resume: {path} not found (written after each completed epoch); run without --resume to start afresh")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise ArtefactError(f"{path} is not a loadable training state: {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
-        raise ArtefactError(f"{path} is not an ecgedge training state")
-    if state["model_config"] != config_to_dict(cfg.model):
-        raise ConfigError(f"--resume: {path} was trained with model {state['model_config']}, not {config_to_dict(cfg.model)}")
-    return state
-
 
 @torch.no_grad()
 def evaluate_cae(model: nn.Module, ws: WindowSet, idx: np.ndarray, cfg: PretrainConfig, device, ctx: DistContext = SINGLE) -> dict:
@@ -360,6 +521,7 @@ def evaluate_cae(model: nn.Module, ws: WindowSet, idx: np.ndarray, cfg: Pretrain
     if ctx.is_distributed:
         se_norm, se_uv, count = map(float, all_sum([se_norm, se_uv, count], ctx))
     return {"mse_normalised": se_norm / count, "mse_uv2": se_uv / count, "rmse_uv": math.sqrt(se_uv / count), "windows": int(len(idx))}
+
 
 
 # ----------------------------------------------------------------------------------- classifier
@@ -428,16 +590,20 @@ def holdout_records(split: Split, record_ids: list[str], paths) -> Split:
                    test=np.union1d(split.test, held), notes=[*split.notes, note])
 
 
-def train_epochs(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cfg: ClassifyConfig, device, *,
-                 progress: bool = True, desc: str = "classify") -> Iterator[dict]:
-    """Fit ``model`` to the windows ``train_idx`` for ``cfg.epochs``, yielding ``{"epoch", "train_loss"}`` after each.
 
-    ``train_idx`` may repeat windows (a bootstrap sample counts a record as often as it was drawn).
-    Loss: cross-entropy with class weights from the training windows' class counts (``cfg.class_weighting``:
-    inverse frequency, its square root, or none); AdamW on the
-    trainable parameters (``cfg.lr``, ``cfg.weight_decay``) under a one-cycle schedule; batches of
-    ``cfg.batch_size`` shuffled by a generator seeded with ``cfg.seed``. Between yields the caller
-    may evaluate or checkpoint the model; the next epoch puts it back in train mode.
+def classifier_recipe(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cfg: ClassifyConfig, device, *,
+                      encoder_lr_scale: float = 1.0) -> Recipe:
+    """How the classifier trains on the windows ``train_idx`` (which may repeat windows).
+
+    Loss: cross-entropy with class weights from the training windows' class counts
+    (``cfg.class_weighting``: inverse frequency, its square root, or none); AdamW on the trainable
+    parameters (``cfg.lr``, ``cfg.weight_decay``) under a one-cycle schedule stepped every batch;
+    batches of ``cfg.batch_size`` shuffled by a generator seeded with ``cfg.seed``. The experiment
+    grid trains its cells with the same recipe (through :func:`train_epochs`, without validation).
+
+    ``encoder_lr_scale`` (layer-wise learning rates) gives the encoder a peak lr of
+    ``encoder_lr_scale * cfg.lr`` and the head ``cfg.lr``, so a transferred encoder moves less
+    than the head that learns from scratch; 1.0 (the default) is one parameter group.
     """
     n_classes = len(ws.class_names)
     counts = np.bincount(ws.labels[train_idx], minlength=n_classes).astype(float)
@@ -447,31 +613,36 @@ def train_epochs(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cfg: Cl
     elif cfg.class_weighting == ClassWeighting.none:
         weights = (counts > 0).astype(float)
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def loss(net: nn.Module, idx: np.ndarray) -> torch.Tensor:
+        x, _ = _normalised(ws, idx, cfg.preprocess)
+        y = torch.from_numpy(ws.labels[idx]).to(device)
+        return loss_fn(net(torch.from_numpy(x).to(device)), y)
+
+    max_lr: float | list[float] = cfg.lr
+    if encoder_lr_scale == 1.0:
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        encoder = {id(p) for p in model.encoder.parameters()}
+        groups = [[p for p in model.parameters() if p.requires_grad and (id(p) in encoder) == is_enc] for is_enc in (True, False)]
+        opt = torch.optim.AdamW([{"params": g} for g in groups if g], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        max_lr = [cfg.lr * encoder_lr_scale] * bool(groups[0]) + [cfg.lr] * bool(groups[1])
     steps = math.ceil(len(train_idx) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
-    rng = np.random.default_rng(cfg.seed)
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        losses = []
-        started = time.perf_counter()
-        bar = tqdm(_batches(train_idx, cfg.batch_size, rng), total=steps, desc=f"{desc} {epoch}/{cfg.epochs}",
-                   unit="batch", disable=not progress, leave=False)
-        for idx in bar:
-            x, _ = _normalised(ws, idx, cfg.preprocess)
-            y = torch.from_numpy(ws.labels[idx]).to(device)
-            loss = loss_fn(model(torch.from_numpy(x).to(device)), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        yield {"epoch": epoch, "train_loss": float(np.mean(losses)), "windows_per_s": len(train_idx) / (time.perf_counter() - started)}
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=cfg.epochs * steps)
+    return Recipe(model, loss, opt, sched, schedule_per_batch=True, train_idx=train_idx, batch_size=cfg.batch_size,
+                  epochs=cfg.epochs, rng=np.random.default_rng(cfg.seed), device=torch.device(device))
 
 
-def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
-    """Train the rhythm classifier (CAE-initialised or random) and evaluate it on held-out records."""
+def fit_classifier(cfg: ClassifyConfig, *, progress: bool = True, resume: bool = False) -> TrainResult:
+    """Train the rhythm classifier (CAE-initialised or random) and evaluate it on held-out records.
+
+    Records are split by record (stratified, seeded), ``cfg.holdout`` records forced into the test
+    part and the training part subsampled to ``cfg.train_fraction``; training follows
+    :func:`classifier_recipe`. ``best.pt`` is the epoch of the highest :func:`selection_score` on
+    the validation records (the training windows when there are none); the test records are scored
+    with ``best.pt``, with bootstrap intervals. ``resume`` continues from ``run_dir/train_state.pt``
+    and ends with the weights an uninterrupted run would have had (see :func:`fit`).
+    """
     _seed_everything(cfg.seed)
     device = _device(cfg.device)
     cae = None
@@ -505,47 +676,31 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
         raise DataNotFound("no held-out test records: add records (each class needs at least two)")
 
     model = classifier_from_init(cfg, len(classes), cae).to(device)
-    history: list[dict] = []
-    best = -math.inf
-    interrupted = False
     init_name = "random" if cae is None else str(cae.path)
     init_unfinished = unfinished_reason(cae) if cae is not None else ""  # allowed by --allow-incomplete-init; recorded
+    sel_idx, part = (val_idx, "val") if len(val_idx) else (train_idx, "train")
 
-    def make_ckpt(epoch: int, metrics: dict, complete: bool) -> Checkpoint:
+    def validate(row: dict) -> Scored:
+        sel = evaluate_classifier(model, ws, sel_idx, cfg, device)
+        row = row | {f"{part}_macro_f1": sel["records"]["macro_f1"], "val_loss" if part == "val" else "train_eval_loss": sel["loss"]}
+        score_name, score = selection_score(sel["records"])
+        if score_name != "macro_f1":
+            row[f"{part}_{score_name}"] = score
+        line = (f"epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.3f}  {part} macro F1 {sel['records']['macro_f1']:.3f}"
+                + (f"  {part} {score_name.replace('_', ' ')} {score:.3f}" if score_name != "macro_f1" else "")
+                + f"  ({row['windows_per_s']:.0f} windows/s)")
+        return Scored(row, score, row, line)
+
+    def checkpoint(epoch: int, metrics: dict, complete: bool) -> Checkpoint:
         return Checkpoint("classifier", cfg.model, cfg.preprocess, cfg.window, model.state_dict(), leads=cfg.leads,
                           labels=classes, epoch=epoch, complete=complete, metrics=metrics,
                           train_config=config_to_dict(cfg) | {"init_checkpoint": init_name, "run_dir": str(run),
                                                               **({"init_unfinished": init_unfinished} if init_unfinished else {})})
 
-    epoch = 0
-    try:
-        for row in train_epochs(model, ws, train_idx, cfg, device, progress=progress):
-            epoch = row["epoch"]
-            sel_idx = val_idx if len(val_idx) else train_idx
-            sel = evaluate_classifier(model, ws, sel_idx, cfg, device)
-            part = "val" if len(val_idx) else "train"
-            row |= {f"{part}_macro_f1": sel["records"]["macro_f1"], "val_loss" if len(val_idx) else "train_eval_loss": sel["loss"]}
-            score_name, score = selection_score(sel["records"])
-            if score_name != "macro_f1":
-                row[f"{part}_{score_name}"] = score
-            history.append(row)
-            if progress:
-                tqdm.write(f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.3f}  {part} macro F1 {sel['records']['macro_f1']:.3f}"
-                           + (f"  {part} {score_name.replace('_', ' ')} {score:.3f}" if score_name != "macro_f1" else "")
-                           + f"  ({row['windows_per_s']:.0f} windows/s)")
-            save_checkpoint(run / "last.pt", make_ckpt(epoch, row, complete=epoch == cfg.epochs))
-            if score > best or math.isnan(best):
-                best = score
-                save_checkpoint(run / "best.pt", make_ckpt(epoch, row, complete=True))
-    except KeyboardInterrupt:
-        interrupted = True
-        save_checkpoint(run / "last.pt", make_ckpt(epoch, history[-1] if history else {}, complete=False))
-        if progress:
-            tqdm.write(f"interrupted after epoch {epoch}: wrote {run / 'last.pt'}")
+    fitted = fit(classifier_recipe(model, ws, train_idx, cfg, device), run, validate=validate, best=Best.highest,
+                 checkpoint=checkpoint, model_config=config_to_dict(cfg.model), resume=resume, progress=progress, desc="classify")
 
-    _write_history(run / "history.csv", history)
-    ckpt_path = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
-    best_ckpt = load_checkpoint(ckpt_path)
+    best_ckpt = load_checkpoint(fitted.checkpoint)
     best_model = best_ckpt.build_model().to(device)
     test = evaluate_classifier(best_model, ws, test_idx, cfg, device, intervals=True)
     metrics = {
@@ -557,8 +712,8 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
         "freeze_encoder": cfg.freeze_encoder,
         "train_fraction": cfg.train_fraction,
         "best_epoch": best_ckpt.epoch,
-        "epochs_run": len(history),
-        "interrupted": interrupted,
+        "epochs_run": len(fitted.history),
+        "interrupted": fitted.interrupted,
         "records": {"train": int(len(train_records)), "val": int(len(split.val)), "test": int(len(split.test))},
         "windows": {"train": int(len(train_idx)), "val": int(len(val_idx)), "test": int(len(test_idx))},
         "test": test,
@@ -567,12 +722,15 @@ def classify(cfg: ClassifyConfig, *, progress: bool = True) -> TrainResult:
         "macs_per_window": count_macs(best_model.cpu(), (len(cfg.leads), cfg.window.samples)),
     }
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if history:
-        keys = [k for k in history[0] if k != "epoch"]
-        plot_curves(history, keys, run / "plots" / "curves.png", "classifier training")
+    if fitted.history:
+        keys = [k for k in fitted.history[0] if k != "epoch"]
+        plot_curves(fitted.history, keys, run / "plots" / "curves.png", "classifier training")
     plot_confusion(np.array(test["records"]["confusion"]), classes, run / "plots" / "confusion.png",
                    f"held-out records: macro F1 {test['records']['macro_f1']:.3f}")
-    return TrainResult(run, ckpt_path, metrics, interrupted)
+    return TrainResult(run, fitted.checkpoint, metrics, fitted.interrupted)
+
+
+classify = fit_classifier  # the name the CLI command, quickstart, retrain and the tests' fixtures use
 
 
 @torch.no_grad()

@@ -65,6 +65,13 @@ def build() -> Path:
 
 
 @pytest.fixture(scope="session")
+def source_adu(chapman):
+    """JS00001's raw ADC integers (12, 5000) as an int64 array; 1 µV per unit, baseline 0."""
+    wfdb = pytest.importorskip("wfdb", reason="wfdb reads the source record")
+    return wfdb.rdrecord(str(chapman), physical=False).d_signal.T.astype("int64")
+
+
+@pytest.fixture(scope="session")
 def chapman(shared_data) -> Path:
     """The real Chapman-Shaoxing record JS00001 (WFDB path without extension)."""
     path = shared_data / "chapman" / "WFDBRecords" / "01" / "010" / "JS00001"

@@ -1,35 +1,44 @@
-"""ecgedge bench: the arithmetic and the table on given numbers, the skip rules, and one real run on a
-tiny export folder (an untrained 2-lead x 64-sample classifier). No assertion here is about speed."""
+"""ecgedge bench: the arithmetic and the table on given numbers, the skip rules, the pieces a worker
+measures with (the real stream monitor, the INT8 GEMM of the machine's integer peak, the PyTorch
+reference runner), and one real run on a tiny export folder (an untrained 2-lead x 64-sample
+classifier). No assertion here is about speed."""
 
 import json
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from ecgedge.bench import (
+    PEAK_SIZE,
     BenchBackend,
     BenchCase,
     BenchConfig,
     BenchRow,
     checkpoint_path,
     fastest_precisions,
+    int8_peak_gops,
     latency_stats,
     plan,
     real_time_factor,
     render_table,
     skip_reason,
+    stream_cpu,
     target_checks,
     throughput,
+    torch_runner_from_checkpoint,
     untrained_export,
     with_ratios,
 )
+from ecgedge.bench.machine import int8_gemm_onnx
 from ecgedge.cli.bench import bench_cmd
 from ecgedge.cli.common import parse_choices, parse_ints
 from ecgedge.config import ModelConfig
-from ecgedge.errors import ConfigError
+from ecgedge.errors import ConfigError, ShapeMismatch
 from ecgedge.manifest import load_manifest
-from ecgedge.runtime import Backend, Precision, available_backends
+from ecgedge.runtime import Backend, Precision, available_backends, runner_from_export
+from ecgedge.runtime.loader import input_spec
 
 LEADS, SAMPLES = ("I", "II"), 64
 
@@ -76,30 +85,40 @@ def test_throughput_rtf_and_ratio_arithmetic():
     with pytest.raises(ValueError):
         real_time_factor(1.0, 0.0)
 
-    rows = with_ratios([_row("torch", "fp32", 1, 1, 2.0), _row("ort-cpu", "int8", 1, 1, 0.25),
-                        _row("ort-cpu", "int8", 1, 2, 0.2), BenchRow("ort-cuda", "fp16", 1, 1, status="skipped", reason="no GPU")],
-                       peak_gflops_1core=200.0)
-    torch_row, int8_row, two_threads, skipped = rows
+    rows = [_row("torch", "fp32", 1, 1, 2.0), _row("ort-cpu", "int8", 1, 1, 0.25), _row("ort-cpu", "int8", 1, 2, 0.2),
+            _row("ort-cpu", "fp32", 1, 1, 0.5), BenchRow("ort-cuda", "fp16", 1, 1, status="skipped", reason="no GPU")]
+    torch_row, int8_row, two_threads, fp32_row, skipped = with_ratios(rows, peak_gflops_1core=200.0, peak_int8_gops_1core=800.0)
     assert torch_row.vs_torch == pytest.approx(1.0)
     assert int8_row.vs_torch == pytest.approx(8.0)  # 4000 vs 500 windows/s, same batch and threads
     assert two_threads.vs_torch is None  # no torch row at 2 threads: no ratio rather than a wrong one
-    assert skipped.vs_torch is None
-    assert int8_row.peak_fraction == pytest.approx(200.0 / 200.0)  # 4000 win/s x 50 MFLOP = 200 GFLOP/s on 1 core
-    assert two_threads.peak_fraction == pytest.approx(250.0 / 400.0)
+    assert skipped.vs_torch is None and skipped.peak_fraction is None
+    # INT8 rows against the integer peak: 4000 win/s x 50 MFLOP = 200 GOP/s of 800 on 1 core, 250 of 2 x 800 on 2.
+    assert (int8_row.peak_basis, int8_row.peak_fraction) == ("int8", pytest.approx(200.0 / 800.0))
+    assert two_threads.peak_fraction == pytest.approx(250.0 / 1600.0)
+    # FP32 rows (the torch baseline included) against the FP32 peak: 2000 win/s x 50 MFLOP = 100 of 200 GFLOP/s.
+    assert (fp32_row.peak_basis, fp32_row.peak_fraction) == ("fp32", pytest.approx(100.0 / 200.0))
+    assert torch_row.peak_fraction == pytest.approx(25.0 / 200.0)
+
+    # No integer peak measured (onnx missing): INT8 rows get no share, never one of the FP32 peak.
+    int8_only_fp32_peak = with_ratios([_row("ort-cpu", "int8", 1, 1, 0.25)], peak_gflops_1core=200.0)[0]
+    assert int8_only_fp32_peak.peak_fraction is None and int8_only_fp32_peak.peak_basis == "int8"
 
 
 def test_target_checks_report_met_missed_and_unmeasured():
     rows = [_row("torch", "fp32", 1, 1, 2.0),
-            _row("ort-cpu", "fp32", 1, 1, 0.8, rtf=800.0, rtf_step_cpu_ms=1.25, rtf_preprocess_cpu_ms=0.35),
-            _row("ort-cpu", "int8", 1, 1, 1.0, rtf=1250.0, rtf_step_cpu_ms=0.8, rtf_preprocess_cpu_ms=0.35,
+            _row("ort-cpu", "fp32", 1, 1, 0.8, rtf=800.0, rtf_step_cpu_ms=1.25, rtf_monitor_cpu_ms=0.35, rtf_hops=100, rtf_windows=100),
+            _row("ort-cpu", "int8", 1, 1, 1.0, rtf=1250.0, rtf_step_cpu_ms=0.8, rtf_monitor_cpu_ms=0.35, rtf_hops=100, rtf_windows=90,
                  peak_rss_bytes=120_000_000, rss_loaded_bytes=70_000_000, torch_imported=False)]
     checks = {c.name: c for c in target_checks(with_ratios(rows), {"int8_dot_product": False})}
     vs_torch = next(c for n, c in checks.items() if "vs PyTorch" in n)
     assert vs_torch.met is False and vs_torch.measured.startswith("2.00x")  # 1000 vs 500 windows/s
     vs_fp32 = next(c for n, c in checks.items() if "not slower" in n)
     assert vs_fp32.met is False and "lacks VNNI" in vs_fp32.note  # the reason is stated, not just the miss
-    rtf = {c.name: c.met for c in checks.values() if c.name.startswith("real-time")}
-    assert rtf == {"real-time factor, preprocess + ort-cpu int8 (1 thread)": True, "real-time factor, preprocess + ort-cpu fp32 (1 thread)": False}
+    rtf = {c.name: c for c in checks.values() if c.name.startswith("real-time")}
+    int8_rtf, fp32_rtf = rtf["real-time factor, stream monitor + ort-cpu int8 (1 thread)"], rtf["real-time factor, stream monitor + ort-cpu fp32 (1 thread)"]
+    assert int8_rtf.met is True and fp32_rtf.met is False
+    assert "90 of 100 hops classified" in int8_rtf.measured and "flatters" in int8_rtf.note  # unreliable hops ran no model: said
+    assert fp32_rtf.note == ""
     mem = next(c for n, c in checks.items() if "memory" in n)
     assert mem.met is True and "120.0 MB peak" in mem.measured and "70.0 MB after loading" in mem.measured
 
@@ -122,7 +141,8 @@ def test_render_table_one_line_per_configuration_and_folded_skips():
                              note="rejected by the accuracy gate"),
                         _row("ort-cpu", "int8", 64, 1, 22.6)]
                        + [BenchRow("ort-cuda", "fp32", b, t, status="skipped", reason="no CUDAExecutionProvider") for b in (1, 64) for t in (1, 2)]
-                       + [BenchRow("tensorrt", "int8", 1, 1, status="failed", reason="worker exited with code -11")])
+                       + [BenchRow("tensorrt", "int8", 1, 1, status="failed", reason="worker exited with code -11")],
+                       peak_gflops_1core=100.0, peak_int8_gops_1core=1000.0)
     lines = render_table(rows).splitlines()
     assert lines[0].split()[:6] == ["backend", "prec", "batch", "thr", "n", "p50"]
     assert set(lines[1]) == {"-"}
@@ -130,9 +150,11 @@ def test_render_table_one_line_per_configuration_and_folded_skips():
     assert len(body) == 3 + 1 + 1  # three measured rows, four skipped folded into one line, one failed
     torch_line, int8_line, int8_b64 = body[:3]
     assert torch_line.split()[:4] == ["torch", "fp32", "1", "1"] and "1.00x" in torch_line and "320/324" in torch_line
+    assert torch_line.split()[10] == "25"  # 500 win/s x 50 MFLOP = 25 GFLOP/s of the 100-GFLOP/s FP32 peak
+    assert int8_line.split()[10] == "18i"  # 177 GOP/s of the 1000-GOP/s INT8 peak, marked as an integer share
     assert "0.283" in int8_line and "3534" in int8_line and "7.07x" in int8_line and "1467" in int8_line and "75.7" in int8_line
     assert int8_line.endswith("rejected by the accuracy gate")
-    assert "22.6" in int8_b64 and "-" in int8_b64.split()  # no RTF, size or RSS given: dashes, not zeros
+    assert "22.6" in int8_b64 and int8_b64.split()[12] == "-"  # no RTF, size or RSS given: dashes, not zeros
     assert body[3].split()[:4] == ["ort-cuda", "fp32", "1,64", "1,2"] and body[3].endswith("skipped: no CUDAExecutionProvider")
     assert "failed: worker exited with code -11" in body[4]
     assert len({len(line) for line in lines[:2]}) == 1  # rule as wide as the header
@@ -188,6 +210,67 @@ def test_skip_reasons(tiny_export, tmp_path):
     assert "not on this machine" in checkpoint_path(m)[1]
 
 
+# ----------------------------------------------------------------------------------- what a worker measures with
+
+
+class _CountingRunner:
+    """The runner the stream hub is given, counting the windows it is asked to classify."""
+
+    def __init__(self, runner):
+        self.runner, self.shapes = runner, []
+
+    def infer(self, x):
+        self.shapes.append(x.shape)
+        return self.runner.infer(x)
+
+
+def test_rtf_step_drives_the_real_stream_monitor(tiny_export):
+    """Every timed hop goes through BedMonitor (quality checks, preprocessing) and the model, once per hop."""
+    m = load_manifest(tiny_export)
+    with runner_from_export(tiny_export, Precision.fp32, Backend.ort_cpu, threads=1) as ort:
+        runner = _CountingRunner(ort)
+        res = stream_cpu(runner, m, source_fs_hz=500.0, hop_s=1.0, seed=0, warmup=2, steps=6, max_seconds=60.0)
+    assert res["hops"] == 6 and res["windows"] == 6  # past the start-up, each 1-s hop of sinus rhythm classifies one window
+    untimed = 3 + 2  # start-up: ceil(64 / 250 Hz + 1 s settling) + 1 hops; then 2 warm-up hops
+    # Fewer calls than hops: the first hop ends inside the filters' settling time, and the monitor
+    # reports that window unreliable instead of classifying it.
+    assert len(runner.shapes) < untimed + 6
+    assert runner.shapes[-6:] == [(1, len(LEADS), SAMPLES)] * 6  # batch 1, the model's input shape
+    assert 0 < res["monitor_cpu_ns"] < res["step_cpu_ns"]  # the push is part of the hop; inference comes on top
+
+
+def test_int8_peak_gemm_is_exact_and_counts_two_ops_per_multiply_add():
+    import onnxruntime as ort
+
+    n = 32
+    sess = ort.InferenceSession(int8_gemm_onnx(n), providers=["CPUExecutionProvider"])
+    a = np.random.default_rng(0).integers(0, 256, (n, n), dtype=np.uint8)
+    w = np.random.default_rng(1).integers(-127, 128, (n, n), dtype=np.int8)  # the generator's seed-1 weights
+    y = sess.run(None, {"A": a})[0]
+    assert y.dtype == np.int32
+    np.testing.assert_array_equal(y, (a.astype(np.int64) - 128) @ w.astype(np.int64))  # integer GEMM: exact, zero point 128
+    assert PEAK_SIZE >= 1024  # compute-bound: 2 x 1024^3 operations per call
+    assert int8_peak_gops(size=128) > 0
+
+
+def test_torch_runner_matches_the_onnx_fp32_runner(tiny_export):
+    """The PyTorch eager reference and ONNX Runtime FP32 give the same logits on the same windows."""
+    m = load_manifest(tiny_export)
+    spec = input_spec(m)
+    x = np.random.default_rng(3).standard_normal((4, len(LEADS), SAMPLES), dtype=np.float32)
+    ckpt, _ = checkpoint_path(m)
+    torch_runner = torch_runner_from_checkpoint(ckpt, spec, threads=1)
+    with pytest.raises(RuntimeError, match="not active"):
+        torch_runner.infer(x)  # cheap to construct, nothing loaded until entered, like every runner
+    with torch_runner, runner_from_export(tiny_export, Precision.fp32, Backend.ort_cpu, threads=1) as ort:
+        ref, got = torch_runner.infer(x), ort.infer(x)
+        assert torch_runner.active_providers[0].startswith("torch ") and "1 threads" in torch_runner.active_providers[0]
+        with pytest.raises(ShapeMismatch, match=f"model expects \\(batch, 2, {SAMPLES}\\)"):
+            torch_runner.infer(x[:, :, :-1])  # the same input check as every backend
+    assert ref.shape == got.shape == (4, 4) and ref.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)  # float32 export parity on a tiny untrained net
+
+
 # ----------------------------------------------------------------------------------- a real run
 
 
@@ -218,11 +301,20 @@ def test_bench_cli_runs_every_configuration(tiny_export, tmp_path):
         assert r["peak_rss_bytes"] > 0 and r["cold_start_ms"] > 0 and r["model_bytes"] > 0 and r["gflops_per_s"] > 0
         assert r["vs_torch"] > 0
         assert (r["rtf"] is not None) == (key[2] == 1)  # the stream path runs at batch 1
+        if key[2] == 1:  # five timed hops of the real monitor, each classifying a window
+            assert r["rtf_hops"] == 5 and r["rtf_windows"] == 5
+            assert 0 < r["rtf_monitor_cpu_ms"] < r["rtf_step_cpu_ms"]
+            assert r["rtf"] == pytest.approx(1.0 / (r["rtf_step_cpu_ms"] / 1e3))  # 1-s hop per CPU second
+        peak = report["machine"]["peak_int8_gops_1core" if key[1] == "int8" else "peak_fp32_gflops_1core"]
+        assert r["peak_basis"] == key[1]
+        assert r["peak_fraction"] == pytest.approx(r["gflops_per_s"] / (peak * key[3]))  # INT8 rows: share of the integer peak
         assert r["torch_imported"] == (key[0] == "torch")  # ONNX Runtime workers never load torch
         assert r["other_cpu_cores"] is None or r["other_cpu_cores"] >= 0  # contention is measured, never assumed away
     assert rows[("torch", "fp32", 1, 1)]["vs_torch"] == pytest.approx(1.0)
 
     assert report["machine"]["cores_usable"] >= 1 and "versions" in report["machine"]
+    assert report["machine"]["peak_fp32_gflops_1core"] > 0 and report["machine"]["peak_int8_gops_1core"] > 0
+    assert "INT8 peak" in res.output and "FP32 peak" in res.output and "against the INT8 peak for int8 rows" in res.output
     assert report["manifest_sha256"] and len(report["targets"]) >= 4
     assert "skipped:" in res.output and "targets:" in res.output and "p50 ms" in res.output
 

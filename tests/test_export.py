@@ -2,6 +2,9 @@
 
 import json
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import onnx
@@ -10,8 +13,8 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from ecgedge.cli.main import app
-from ecgedge.config import ExportConfig
-from ecgedge.errors import ArtefactError, GateFailed
+from ecgedge.config import PARITY_ATOL, ExportConfig
+from ecgedge.errors import ArtefactError, ConfigError, GateFailed
 from ecgedge.export.onnx_export import check_onnx
 from ecgedge.export.pipeline import check_export, main_export
 from ecgedge.manifest import Manifest, load_manifest
@@ -45,7 +48,12 @@ def test_int8_and_fp16_pass_the_gate(exported):
         assert art["status"] == "accepted"
         gate = art["gate"]["ort-cpu"]
         assert gate["passed"] and gate["f1_drop"] <= 0.01 and gate["agreement"] >= 0.99
-    assert m["artefacts"]["fp32"]["parity"]["max_abs_logit_error"] < 1e-3
+    parity = m["artefacts"]["fp32"]["parity"]
+    assert parity["max_abs_logit_error"] < 1e-3 and parity["passed"] and parity["tolerance"] == PARITY_ATOL
+    # the validation tolerance travels with the export (Optimum-style), for --check to re-apply
+    assert m["gate"]["parity_atol"] == PARITY_ATOL and m["export_config"]["parity_atol"] == PARITY_ATOL
+    assert m["artefacts"]["fp32"]["gate"]["ort-cpu"]["thresholds"]["max_logit_error"] == PARITY_ATOL
+    assert "max_logit_error" not in m["artefacts"]["int8"]["gate"]["ort-cpu"]["thresholds"]  # INT8: decisions are judged
 
 
 def test_int8_file_is_under_30_percent_of_fp32(exported):
@@ -76,6 +84,82 @@ def test_int8_runtime_matches_fp32_decisions(exported):
 def test_check_re_verifies(exported):
     res = check_export(exported.folder, log=lambda *_: None)
     assert res.passed and {r.artefact for r in res.reports} == {"fp32", "int8", "fp16"}
+
+
+def _shift_reference_logits(folder, delta):
+    """Move the stored PyTorch reference logits by ``delta`` (decisions kept) and re-hash the folder."""
+    path = folder / "check_windows.npz"
+    data = dict(np.load(path))
+    data["reference_logits"] = data["reference_logits"] + np.float32(delta)
+    np.savez(path, **data)
+    Manifest(folder, json.loads((folder / "manifest.json").read_text())).save()
+
+
+def test_check_re_applies_the_parity_tolerance_from_the_manifest(exported, tmp_path):
+    """FP32 ONNX vs the stored PyTorch logits, within the manifest's gate.parity_atol (2e-3 off: fails
+    at the default 1e-3, passes at 1e-2 read from the manifest; INT8 and FP16 are judged on decisions)."""
+    folder = _copy(exported, tmp_path)
+    _shift_reference_logits(folder, 2e-3)
+    with pytest.raises(GateFailed, match=r"fp32@ort-cpu: max \|logit error\| vs the FP32 reference .* exceeds the tolerance 0.001") as exc:
+        check_export(folder, log=lambda *_: None)
+    assert "int8@" not in str(exc.value) and "fp16@" not in str(exc.value)
+    m = json.loads((folder / "manifest.json").read_text())
+    m["gate"]["parity_atol"] = 1e-2
+    (folder / "manifest.json").write_text(json.dumps(m))
+    assert check_export(folder, log=lambda *_: None).passed
+
+
+def test_check_of_an_export_without_a_recorded_tolerance_uses_the_default(exported, tmp_path):
+    """A manifest written before gate.parity_atol existed loads, and is checked at 1e-3."""
+    folder = _copy(exported, tmp_path)
+    m = json.loads((folder / "manifest.json").read_text())
+    del m["gate"]["parity_atol"], m["artefacts"]["fp32"]["parity"]["tolerance"], m["export_config"]["parity_atol"]
+    (folder / "manifest.json").write_text(json.dumps(m))
+    assert load_manifest(folder).parity_atol == PARITY_ATOL
+    assert check_export(folder, log=lambda *_: None).passed
+
+
+def test_check_runs_without_the_train_extra(exported):
+    """``ecgedge export --check`` is meant for the device: it needs neither torch nor onnx (nor the rest
+    of ``pip install 'ecgedge[train]'``); they are blocked here as where they are not installed."""
+    code = textwrap.dedent(f"""
+        import importlib.abc, sys
+        TRAIN = {{"torch", "onnx", "onnxscript", "wfdb", "openpyxl", "h5py", "matplotlib"}}
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in TRAIN:
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        sys.meta_path.insert(0, Block())
+        from ecgedge.export.pipeline import check_export
+        res = check_export({str(exported.folder)!r}, log=lambda *_: None)
+        assert res.passed and not TRAIN & set(sys.modules), sorted(TRAIN & set(sys.modules))
+        print("ok", len(res.reports))
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "ok 3" in res.stdout
+
+
+def test_parity_tolerance_must_be_positive():
+    with pytest.raises(ConfigError, match="parity_atol must be > 0"):
+        ExportConfig(parity_atol=0.0)
+
+
+def test_every_export_option_defaults_to_the_configs():
+    """The CLI repeats no default: each option named after an ExportConfig field has the field's default
+    (source, out and target default to None: they are filled in from the run and the config)."""
+    import dataclasses
+
+    import typer
+
+    command = typer.main.get_command(app).commands["export"]
+    options = {p.name: p.default for p in command.params}
+    fields = {f.name: f.default for f in dataclasses.fields(ExportConfig) if f.name in options}
+    assert {"parity_atol", "allow_incomplete", "min_f1", "min_gate_windows", "int8", "opset"} <= set(fields)
+    for name, want in fields.items():
+        if name in ("source", "out", "target", "min_class_f1"):
+            continue
+        assert options[name] in (want, getattr(want, "value", want)), name
 
 
 def test_tampered_artefact_rejected(exported, tmp_path):

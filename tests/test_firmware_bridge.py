@@ -20,17 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ecgedge.bridge.decoder import FrameDecoder
+from ecgedge.bridge.frame import DecodeError, DecodeErrorKind, DeviceFlag, Frame
+from ecgedge.bridge.sequence import Gap, SequenceTracker
 from ecgedge.config import STANDARD_12_LEADS
-from ecgedge.stream.protocol import (
-    DecodeError,
-    DecodeErrorKind,
-    DeviceFlag,
-    Frame,
-    FrameDecoder,
-    Gap,
-    SequenceTracker,
-)
-from sim_helpers import ecgsim_announces
+from helpers import ecgsim_announces
 
 pytestmark = pytest.mark.c
 

@@ -32,8 +32,7 @@ from ecgedge.runtime import runner_from_export
 from ecgedge.stream.monitor import CONCEAL_MAX_S, ModelSpec, StreamHub, StreamSettings
 from ecgedge.stream.session import StreamSession
 from conftest import SHARED_DATA
-from test_monitor import LABELS, linear_export, offline_probs, windows
-from test_stream import feed, of, python_frames
+from helpers import LABELS, feed, linear_export, of, offline_probs, python_frames, windows
 
 FS, SPF = 500.0, 20  # Chapman at 500 Hz, 40-ms frames
 LOSSY = StreamSettings(conceal_max_s=CONCEAL_MAX_S)  # what `ecgedge stream` runs with

@@ -10,7 +10,7 @@ import pytest
 
 from ecgedge.errors import ArtefactError
 from ecgedge.runtime import Backend, InputSpec, Precision, available_backends, runner_from_onnx
-from test_runtime import LEADS, SAMPLES, W, tiny_onnx
+from helpers import LEADS, SAMPLES, W, tiny_onnx
 
 SPEC = InputSpec("ecg", LEADS, 250.0, SAMPLES)
 

@@ -1,7 +1,8 @@
 """The import graph of ecgedge, drawn from the source with ``ast``: no loops, and the layering holds.
 
 Layers, lowest first: ``config``/``errors`` -> ``manifest`` (the artefact format) -> ``export`` /
-``runtime`` -> ``stream`` / ``bench`` / ``serve`` -> ``cli``. Every import counts, at any level
+``runtime`` -> ``stream`` / ``bench`` / ``serve`` -> ``cli``; ``bridge`` (the wire) sits on
+``config``/``errors`` only, below ``stream``. Every import counts, at any level
 (inside functions too: a lazy import is still a dependency), except a script's
 ``if __name__ == "__main__":`` block: that code runs as the ``__main__`` module, never as the
 module that holds it, so it cannot close a loop (``python -m ecgedge.serve.pytriton_server`` hands
@@ -11,6 +12,7 @@ over to the CLI that way).
 from __future__ import annotations
 
 import ast
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -174,10 +176,45 @@ def test_the_layers_above_manifest():
         assert "ecgedge.cli" not in reachable(units, upper), f"{upper} reaches the CLI"
 
 
-@pytest.mark.parametrize("start", ["ecgedge.manifest", "ecgedge.runtime", "ecgedge.stream.session", "ecgedge.stream.monitor"])
+# The PyTorch FP32 eager reference runner (bench's baseline): the one runtime module that uses torch,
+# inside its methods (tests/test_runtime.py imports it with torch blocked). It is no deployment backend.
+REFERENCE_ONLY = {"ecgedge.runtime.torch_runner"}
+
+
+@pytest.mark.parametrize("start", ["ecgedge.manifest", "ecgedge.runtime", "ecgedge.bridge", "ecgedge.stream.session", "ecgedge.stream.monitor"])
 def test_the_edge_path_imports_no_torch_at_any_level(start):
     """Statically, lazy imports included (tests/test_runtime.py runs the same path with torch blocked)."""
     graph = module_graph()
     modules = reachable(graph, start) | {m for m in graph if m.startswith(start + ".")}
-    with_torch = sorted(m for m in modules if "torch" in third_party_imports(m))
+    with_torch = sorted(m for m in modules - REFERENCE_ONLY if "torch" in third_party_imports(m))
     assert not with_torch, f"{start} reaches modules that import torch: {', '.join(with_torch)}"
+    if start.startswith(("ecgedge.stream", "ecgedge.bridge")):
+        assert not reachable(graph, start) & REFERENCE_ONLY, f"{start} reaches the torch reference runner"
+
+
+def test_the_wire_sits_below_classification():
+    """``ecgedge.bridge`` (frames, COBS, decoder, sequence tracker, byte sources) is the Python end of
+    ``firmware_bridge/``: it reads the configuration and raises the error family, nothing else;
+    ``ecgedge.stream`` classifies what it delivers."""
+    units = unit_graph()
+    assert units["ecgedge.bridge"] <= {"ecgedge.config", "ecgedge.errors"}, units["ecgedge.bridge"]
+    assert "ecgedge.bridge" in units["ecgedge.stream"]
+    graph = module_graph()
+    wire = {m for m in graph if m.startswith("ecgedge.bridge")}
+    assert not {m for m in wire if third_party_imports(m) - {"numpy", "serial", "__future__"} - set(sys.stdlib_module_names)}
+
+
+TESTS = PACKAGE.parent / "tests"
+
+
+def test_no_test_module_imports_another():
+    """Helpers that several test modules share live in ``tests/helpers.py`` (fixtures in ``conftest.py``):
+    importing a test module from another runs its module-level code twice and ties their fixtures together."""
+    offenders = []
+    for path in sorted(TESTS.glob("test_*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert not offenders, "; ".join(offenders)

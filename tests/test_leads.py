@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ecgedge.config import STANDARD_12_LEADS, PreprocessConfig
-from ecgedge.data.leads import LEAD_ALIASES, canonical_lead_name, lead_indices, standard_lead
+from ecgedge.data.leads import LEAD_ALIASES, canonical_lead_name, channel_label, ecg_channel, lead_indices, mv_per_unit, standard_lead
 from ecgedge.data.records import Record, select_leads
 from ecgedge.errors import BadRecord, MissingLeads, ShapeMismatch
 from ecgedge.stream.monitor import BedMonitor, ModelSpec
@@ -63,3 +63,20 @@ def test_training_and_streaming_accept_the_same_aliases():
         select_leads(record, two.leads)
     with pytest.raises(ShapeMismatch, match="stream 0 carries leads MLI, MLII, V5; the model needs V1 too"):
         BedMonitor(0, fs_in=360.0, lead_names=record.lead_names, model=two)
+
+
+@pytest.mark.parametrize("name, units, is_lead", [
+    ("MLII", "mV", True), ("V5", "uV", True), ("ECG", "", True), ("II", None, True), ("aVF", "MV", True), ("I", "µV", True),
+    ("ABP", "mmHg", False), ("PLETH", "NU", False), ("HR", "bpm", False), ("SpO2", "%", False), ("RESP", "Ohm", False),
+    ("RESP", "mV", False), ("EEG C3-A2", "uV", False), ("C4-M1", "uV", False), ("EOG", "uV", False), ("T", "degC", False),
+])
+def test_which_channels_are_ecg_leads(name, units, is_lead):
+    """The one rule the readers use to keep a channel as a lead: a voltage unit, and not another biosignal's name."""
+    assert ecg_channel(name, units) is is_lead
+
+
+def test_units_to_mv_and_channel_labels():
+    assert mv_per_unit("uV") == mv_per_unit("µV") == 1e-3 and mv_per_unit(" mv ") == 1.0 and mv_per_unit("V") == 1e3
+    assert mv_per_unit(None) == mv_per_unit("") == 1.0   # WFDB's default unit
+    assert mv_per_unit("mmHg") is None
+    assert channel_label("ABP", "mmHg") == "ABP (mmHg)" and channel_label("PLETH", "") == "PLETH"

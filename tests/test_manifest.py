@@ -1,4 +1,4 @@
-"""ecgedge.manifest's policies: artefact status and which precision runs where (precision_for)."""
+"""ecgedge.manifest's policies: artefact status, which precision runs where (precision_for), the parity tolerance."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ecgedge.config import Backend, Precision
+from ecgedge.config import PARITY_ATOL, Backend, ExportConfig, Precision
 from ecgedge.errors import ArtefactError
 from ecgedge.manifest import ArtefactStatus, Manifest, artefact_key, passed_over, precision_for
 
@@ -58,3 +58,25 @@ def test_passed_over_says_why_not_the_first_choice():
     assert passed_over(m, Backend.ort_cpu, Precision.fp32) == "int8 is rejected"
     assert passed_over(m, Backend.ort_trt, Precision.fp32) == "int8 is rejected, fp16 is missing"
     assert passed_over(m, Backend.ort_cpu, Precision.int8) == ""
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"gate": {"parity_atol": 5e-4}, "artefacts": {"fp32": {"file": "m.onnx", "parity": {"tolerance": 1e-3}}}}, 5e-4),
+    # written before gate.parity_atol: the FP32 parity check's own tolerance, else the default
+    ({"gate": {}, "artefacts": {"fp32": {"file": "m.onnx", "parity": {"tolerance": 2e-3}}}}, 2e-3),
+    ({"gate": {}, "artefacts": {"fp32": {"file": "m.onnx"}}}, PARITY_ATOL),
+    ({"artefacts": {"int8": {"file": "m.onnx"}}}, PARITY_ATOL),
+])
+def test_parity_tolerance_is_read_from_the_manifest(data, expected):
+    assert Manifest(Path("export/x"), data).parity_atol == expected
+
+
+def test_parity_tolerance_default_is_the_export_configs():
+    assert ExportConfig().parity_atol == PARITY_ATOL == 1e-3
+
+
+@pytest.mark.parametrize("bad", [0, -1e-3, "1e-3", None, True])
+def test_a_bad_parity_tolerance_is_refused(bad):
+    m = Manifest(Path("export/x"), {"gate": {"parity_atol": bad}, "artefacts": {"fp32": {"file": "m.onnx"}}})
+    with pytest.raises(ArtefactError, match="gate.parity_atol is .*; expected a positive number"):
+        m.parity_atol

@@ -9,51 +9,22 @@ probabilities mean equal windows.
 from __future__ import annotations
 
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper, numpy_helper
 
 from ecgedge.config import STANDARD_12_LEADS, PreprocessConfig
-from ecgedge.data.preprocess import normalise_windows, preprocess_params, preprocess_signal
 from ecgedge.data.synthetic import synthesize_ecg
 from ecgedge.errors import ConfigError, ShapeMismatch
-from ecgedge.manifest import FORMAT, Manifest, load_manifest
+from ecgedge.manifest import load_manifest
 from ecgedge.runtime import runner_from_export
-from ecgedge.stream.monitor import BedMonitor, ModelSpec, StreamHub, StreamSettings, WindowVerdict
+from ecgedge.stream.events import QualityChange, RhythmChange, WindowVerdict
+from ecgedge.stream.monitor import BedMonitor, ModelSpec, StreamHub, StreamSettings
+from helpers import LABELS, WINDOW, CountingRunner, linear_export, offline_probs, windows
 
-LABELS = ("SB", "AFIB", "GSVT", "SR")
-WINDOW = 2048
 FS = 500.0
-
-
-def linear_export(folder: Path, *, leads=STANDARD_12_LEADS, samples: int = WINDOW, labels=LABELS, seed: int = 0) -> Path:
-    """An export folder (FP32 only) of ``logits = flatten(x) @ W``, W ~ N(0, 9 / (leads * samples))."""
-    folder.mkdir(parents=True, exist_ok=True)
-    n_in, n_out = len(leads) * samples, len(labels)
-    w = (np.random.default_rng(seed).standard_normal((n_in, n_out)) * 3 / np.sqrt(n_in)).astype(np.float32)
-    x = helper.make_tensor_value_info("ecg", TensorProto.FLOAT, ["batch", len(leads), samples])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n_out])
-    shape = numpy_helper.from_array(np.array([-1, n_in], np.int64), "shape")
-    nodes = [helper.make_node("Reshape", ["ecg", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "W"], ["logits"])]
-    graph = helper.make_graph(nodes, "linear", [x], [y], [numpy_helper.from_array(w, "W"), shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    onnx.save(model, str(folder / "model.fp32.onnx"))
-    Manifest(folder, {
-        "format": FORMAT, "name": "linear",
-        "input": {"name": "ecg", "shape": ["batch", len(leads), samples], "leads": list(leads), "fs_hz": 250.0,
-                  "window_samples": samples},
-        "output": {"name": "logits", "labels": list(labels)},
-        "preprocess": preprocess_params(PreprocessConfig()),
-        "artefacts": {"fp32": {"file": "model.fp32.onnx", "precision": "fp32", "runtime": "onnx", "status": "reference"}},
-    }).save()
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -79,20 +50,6 @@ def stream(hub: StreamHub, sid, x: np.ndarray, chunks, first_sample: int = 0, **
         out += hub.flush()
         a, i = a + n, i + 1
     return out
-
-
-def windows(records, quality=None) -> list[dict]:
-    return [r for r in records if r["type"] == "window" and (quality is None or r["quality"] == quality)]
-
-
-def offline_probs(runner, x: np.ndarray, fs: float, ends_in: list[int], cfg=PreprocessConfig()) -> np.ndarray:
-    """Probabilities of the offline windows ending at source samples ``ends_in`` of ``x`` (index 0 = x's start)."""
-    from ecgedge.evaluate.metrics import softmax
-
-    pre = preprocess_signal(x, fs, cfg)
-    ends = [round(e * cfg.fs_hz / fs) for e in ends_in]
-    w, _ = normalise_windows(np.stack([pre[:, e - WINDOW:e] for e in ends]), cfg)
-    return softmax(runner.infer(w).astype(np.float64))
 
 
 def assert_tiled(records, first: int, received_end: int) -> None:
@@ -211,21 +168,11 @@ def test_hysteresis_raises_a_rhythm_only_after_n_consecutive_windows():
     events = []
     for i, label in enumerate(seq):
         events += [(i, e) for e in mon.resolve(_verdict(label, reliable=label is not None, t=i))]
-    rhythm = [(i, e["from"], e["to"], e["held_windows"]) for i, e in events if e["type"] == "rhythm_change"]
+    rhythm = [(i, e.previous, e.rhythm, e.held_windows) for i, e in events if isinstance(e, RhythmChange)]
     assert rhythm == [(2, None, "SR", 3), (8, "SR", "AFIB", 3)]  # the unreliable window at 5 restarted the count
-    quality = [(i, e["quality"]) for i, e in events if e["type"] == "quality"]
-    assert quality == [(0, "ok"), (5, "unreliable"), (6, "ok")]
-
-
-class CountingRunner:
-    """Wraps a runner and records the batch size of every call."""
-
-    def __init__(self, runner):
-        self.runner, self.batches = runner, []
-
-    def infer(self, x):
-        self.batches.append(len(x))
-        return self.runner.infer(x)
+    quality = [(i, e.reliable) for i, e in events if isinstance(e, QualityChange)]
+    assert quality == [(0, True), (5, False), (6, True)]
+    assert [e.to_json()["quality"] for _, e in events if isinstance(e, QualityChange)] == ["ok", "unreliable", "ok"]
 
 
 def test_hub_batches_many_beds_into_one_call(linear, ecg):

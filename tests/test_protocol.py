@@ -1,4 +1,4 @@
-"""The Python end of the ECG wire protocol (ecgedge.stream.protocol).
+"""The Python end of the ECG wire protocol (ecgedge.bridge: frame, cobs, decoder, sequence).
 
 Golden file: firmware_bridge/test_vectors/frames.json, produced by ``make -C firmware_bridge vectors``
 (tools/mkvectors.c). The C tests check the same file, so the two ends cannot drift.
@@ -17,28 +17,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecgedge.errors import ConfigError
-from ecgedge.stream.protocol import (
+from ecgedge.bridge.cobs import cobs_encode, encode_frame
+from ecgedge.bridge.decoder import FrameDecoder
+from ecgedge.bridge.frame import (
     LEAD_NAMES,
     MAX_FRAME_BYTES,
     MAX_LEADS,
     DecodeError,
     DecodeErrorKind,
-    FormatChange,
     Frame,
-    FrameDecoder,
-    Gap,
-    OutOfOrder,
-    Repeat,
-    Restart,
     SampleFormat,
-    SequenceTracker,
-    cobs_encode,
-    encode_frame,
     max_samples_per_lead,
     pack_frame,
     unpack_frame,
 )
+from ecgedge.bridge.sequence import FormatChange, Gap, OutOfOrder, Repeat, Restart, SequenceTracker
+from ecgedge.errors import ConfigError
 
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "firmware_bridge" / "test_vectors" / "frames.json"
 VECTORS = json.loads(VECTORS_PATH.read_text())["vectors"]

@@ -315,27 +315,31 @@ def test_truncated_format212(tmp_path):
     assert "cut212: truncated data file cut212.dat" in bad_reason(hea)
 
 
-def test_nan_samples(tmp_path):
+def test_nan_samples_are_kept_as_nan(tmp_path):
+    """Invalid samples do not refuse a record: they come back as NaN where they are (the windowing
+    skips the windows that touch them), through wfdb and through the .mat fallback."""
     x = sines(2, 1000, 250.0)
     x[100:180, 1] = np.nan   # written as WFDB's invalid sample value, read back as NaN
-    hea = write_wfdb(tmp_path, "holes", x, ["I", "II"], fs=250.0)
-    assert bad_reason(hea) == "holes: NaN in lead II at samples 100-179 (0.400-0.716 s)"
+    rec = read_record(write_wfdb(tmp_path, "holes", x, ["I", "II"], fs=250.0))
+    assert np.flatnonzero(np.isnan(rec.signal[1])).tolist() == list(range(100, 180)) and not np.isnan(rec.signal[0]).any()
     adu = adu_test_signal()
     adu[2, 10:20] = -32768   # the same in a .mat read directly (the broken-header fallback)
-    hea = write_cinc_mat(tmp_path, "matholes", adu, date=" 2014-05-08 05:05:15")
-    assert bad_reason(hea) == "matholes: NaN in lead III at samples 10-19 (0.020-0.038 s)"
+    rec = read_record(write_cinc_mat(tmp_path, "matholes", adu, date=" 2014-05-08 05:05:15"))
+    assert np.argwhere(np.isnan(rec.signal)).tolist() == [[2, i] for i in range(10, 20)]
 
 
-def test_unknown_units(tmp_path):
+def test_a_record_without_ecg_leads_is_refused(tmp_path):
+    """A non-voltage channel is no lead; a record of such channels only has nothing to read."""
     hea = write_wfdb(tmp_path, "temp", sines(1, 100, 250.0), ["T"], fs=250.0, units="degC")
-    assert bad_reason(hea) == "temp: lead T is in 'degC', not a voltage unit (mV, uV, V)"
+    assert bad_reason(hea) == "temp: no ECG lead: channel(s) T (degC) are not in a voltage unit or not ECG"
 
 
 def test_bad_csv_records(tmp_path):
     uv = sines(12, 50, 500.0).T
     nan = uv.copy()
     nan[3, 5] = np.nan
-    assert "NaN in lead aVR at sample 5" in bad_reason(write_csv(tmp_path / "ECGData" / "nan.csv", nan, STANDARD_12_LEADS))
+    rec = read_record(write_csv(tmp_path / "ECGData" / "nan.csv", nan, STANDARD_12_LEADS))   # kept, as NaN
+    assert np.argwhere(np.isnan(rec.signal)).tolist() == [[3, 5]]
     ragged = write_csv(tmp_path / "ECGData" / "ragged.csv", uv, STANDARD_12_LEADS)
     ragged.write_text(ragged.read_text() + "1,2,3\n")   # a truncated last row
     assert bad_reason(ragged).startswith("ragged: malformed CSV ragged.csv")
@@ -346,7 +350,7 @@ def test_bad_csv_records(tmp_path):
 def test_bad_h5_records(tmp_path):
     mv = sines(12, 500, 500.0).T
     mv[0, 7] = np.nan
-    assert bad_reason(write_h5(tmp_path / "nan.h5", mv)).startswith("nan: NaN in lead I at sample 7")
+    assert np.argwhere(np.isnan(read_record(write_h5(tmp_path / "nan.h5", mv)).signal)).tolist() == [[0, 7]]   # kept
     with h5py.File(tmp_path / "nokey.h5", "w") as f:
         f.create_dataset("signal", data=np.zeros((12, 10)))
     assert bad_reason(tmp_path / "nokey.h5") == "nokey: no 'ecg' dataset in nokey.h5 (has signal)"

@@ -7,32 +7,13 @@ import sys
 import textwrap
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from ecgedge.errors import ArtefactError, BackendUnavailable, ShapeMismatch
 from ecgedge.manifest import FORMAT, Manifest, load_manifest
 from ecgedge.runtime import Backend, InputSpec, Precision, available_backends, runner_from_export, runner_from_onnx
 from ecgedge.runtime.base import require_backend
-
-LEADS, SAMPLES, CLASSES = ("I", "II"), 64, 3
-W = np.arange(6, dtype=np.float32).reshape(2, 3) / 10
-
-
-def tiny_onnx(path, *, samples=SAMPLES, opset=18, input_name="ecg"):
-    """logits = mean over time of each lead, times W: (batch, 2, samples) -> (batch, 3)."""
-    x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", len(LEADS), samples])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])
-    axes = numpy_helper.from_array(np.array([2], dtype=np.int64), "axes")
-    nodes = [helper.make_node("ReduceMean", [input_name, "axes"], ["m"], keepdims=0),
-             helper.make_node("MatMul", ["m", "W"], ["logits"])]
-    graph = helper.make_graph(nodes, "tiny", [x], [y], [numpy_helper.from_array(W, "W"), axes])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+from helpers import LEADS, SAMPLES, W, tiny_onnx
 
 
 def make_export(folder):

@@ -3,7 +3,7 @@
 Each record is written by wfdb-python 4.3 (``wrsamp``, ``Record.wrheader``, ``wfdb_to_mat``), or by
 hand where wfdb-python writes no such header, and the test first checks that the header really
 holds the layout under test. Then ``build/ecgsim --speed 0 RECORD`` is decoded with
-``ecgedge.stream.protocol.FrameDecoder`` and compared with ``wfdb.rdrecord``:
+``ecgedge.bridge.decoder.FrameDecoder`` and compared with ``wfdb.rdrecord``:
 
 - ADC counts: exactly equal to ``d_signal``; gain and baseline on the wire equal the header's.
 - mV: ``(raw - baseline) * gain_uv / 1000`` equals ``p_signal`` within ``rtol = 2**-23``, because the
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ecgedge.bridge.decoder import FrameDecoder
+from ecgedge.bridge.frame import LEAD_NAMES, Frame
 from ecgedge.config import STANDARD_12_LEADS
-from ecgedge.stream.protocol import LEAD_NAMES, Frame, FrameDecoder
 
 pytestmark = [pytest.mark.c, pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.drop")]
 

@@ -1,7 +1,7 @@
 """``ecgedge stream`` end to end: the C simulated device streams a real Chapman record over a pty,
 TCP loopback, a pipe or as a ``wfdb:`` source into the session; faults are injected and found.
 
-Every run is checked the same way (:func:`check_run`):
+Every run is checked the same way (:func:`helpers.check_run`):
 
 - every sample index is accounted for once: in a window's ``new`` span (classified or unreliable),
   in a reported gap, or pending at the end (less than a hop);
@@ -10,18 +10,17 @@ Every run is checked the same way (:func:`check_run`):
   probabilities to 1e-5 (records carry 6 decimals);
 - the rhythm-change events are what hysteresis makes of those offline labels.
 
-The model is the linear one of ``test_monitor.py`` (every sample moves its output), and the
+The model is the linear one of :func:`helpers.linear_export` (every sample moves its output), and the
 real architecture's untrained INT8 export where torch is installed to build it.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import re
 import socket
+import typing
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 from io import StringIO
@@ -32,19 +31,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ecgedge.cli.stream import stream_cmd
-from ecgedge.config import STANDARD_12_LEADS, PreprocessConfig
-from ecgedge.data.preprocess import normalise_windows, preprocess_signal
-from ecgedge.data.synthetic import synthesize_ecg
-from ecgedge.errors import ArtefactError, ConfigError
-from ecgedge.evaluate.metrics import softmax
-from ecgedge.manifest import load_manifest
-from ecgedge.runtime import Backend, Precision, runner_from_export
-from ecgedge.stream.monitor import ModelSpec, StreamHub, StreamSettings
-from ecgedge.stream.protocol import Frame, FrameDecoder, encode_frame
-from ecgedge.stream.session import StreamSession, stream_precision
-from ecgedge.stream.show import PngEvents, TerminalView
-from ecgedge.stream.sources import (
+from ecgedge.bridge.decoder import FrameDecoder
+from ecgedge.bridge.frame import Frame
+from ecgedge.bridge.sources import (
     LinkEvent,
     SerialSource,
     SimulatorSource,
@@ -53,23 +42,20 @@ from ecgedge.stream.sources import (
     TcpSource,
     source_from_spec,
 )
-from test_monitor import CountingRunner, linear_export
-from sim_helpers import ecgsim_announces
-
-REPO = Path(__file__).resolve().parents[1]
-BRIDGE = REPO / "firmware_bridge"
-FS, SPF, WINDOW = 500, 20, 2048  # Chapman: 500 Hz; ecgsim sends 40 ms (20 samples) per frame
-CFG = PreprocessConfig()
+from ecgedge.cli.stream import stream_cmd
+from ecgedge.config import STANDARD_12_LEADS
+from ecgedge.data.synthetic import synthesize_ecg
+from ecgedge.errors import ArtefactError, ConfigError
+from ecgedge.manifest import load_manifest
+from ecgedge.runtime import Backend, Precision, runner_from_export
+from ecgedge.stream import events, session
+from ecgedge.stream.monitor import ModelSpec, StreamHub, StreamSettings
+from ecgedge.stream.session import StreamSession, stream_precision
+from ecgedge.stream.show import PngEvents, TerminalView
+from helpers import FS, SPF, CountingRunner, check_run, cli, ecgsim_announces, feed, linear_export, looped, mv, of, python_frames
 
 
 # ---- fixtures and helpers -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def source_adu(chapman) -> np.ndarray:
-    """JS00001's raw ADC integers (12, 5000); 1 µV per unit, baseline 0."""
-    wfdb = pytest.importorskip("wfdb", reason="wfdb reads the source record")
-    return wfdb.rdrecord(str(chapman), physical=False).d_signal.T.astype(np.int64)
 
 
 @pytest.fixture(scope="module")
@@ -83,121 +69,14 @@ def runner(export):
         yield r
 
 
-def looped(source_adu: np.ndarray, n: int, lead_off=()) -> np.ndarray:
-    """What ecgsim --loop sends for ``n`` samples, in ADC units; ``lead_off`` = [(lead, t0_s, t1_s)] at the baseline."""
-    x = source_adu[:, np.arange(n) % source_adu.shape[1]].copy()
-    t = np.arange(n) / FS
-    for lead, t0, t1 in lead_off:
-        x[lead, (t >= t0) & (t < t1)] = 0
-    return x
-
-
-def mv(adu: np.ndarray) -> np.ndarray:
-    """mV as a receiver computes them (Frame.samples_mv) at 1 µV per unit, baseline 0."""
-    return adu * (1.0 / 1000.0)
-
-
 def ecgsim(build: Path, *args) -> bytes:
     done = subprocess.run([str(build / "ecgsim"), "--quiet", "--speed", "0", *map(str, args)], capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout
 
 
-def records_of(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def cli(export: Path, *args, input: bytes | None = None, timeout: float = 90, prelude: str = "") -> tuple[list[dict], str]:
-    """Run ``ecgedge stream`` in a fresh interpreter (``prelude`` runs first); returns (records, stderr)."""
-    code = textwrap.dedent(prelude) + textwrap.dedent(f"""
-        import sys
-        sys.argv = ["ecgedge stream", *{[str(export), *map(str, args)]!r}]
-        from ecgedge.cli.stream import main
-        try:
-            main()
-        finally:
-            print("TORCH_LOADED" if "torch" in sys.modules else "NO_TORCH", file=sys.stderr)
-    """)
-    done = subprocess.run([sys.executable, "-c", code], input=input, capture_output=True, timeout=timeout, cwd=REPO)
-    stderr = done.stderr.decode(errors="replace")
-    assert done.returncode == 0, stderr
-    return records_of(done.stdout.decode()), stderr
-
-
-def of(records, kind: str, stream=None) -> list[dict]:
-    return [r for r in records if r["type"] == kind and (stream is None or r.get("stream") == stream)]
-
-
-def check_run(records: list[dict], signal_mv: np.ndarray, runner, *, stream=0, fs: float = FS, hysteresis: int = 3) -> list[dict]:
-    """Accounting, offline equivalence and events of one stream (see the module docstring); its windows."""
-    summary = records[-1]
-    assert summary["type"] == "summary"
-    counts = next(s for s in summary["streams"] if s["stream"] == stream)
-    start = of(records, "stream_start", stream)[0]["sample"]
-    wins, gaps = of(records, "window", stream), of(records, "gap", stream)
-    spans = sorted([tuple(w["new"]) for w in wins] + [tuple(g["samples"]) for g in gaps])
-    assert spans[0][0] == start and all(a[1] == b[0] for a, b in zip(spans, spans[1:])), "a sample in two spans or none"
-    assert spans[-1][1] + counts["pending"] == counts["next_sample"] and 0 <= counts["pending"] < fs
-    assert counts["received"] + counts["lost"] == counts["next_sample"] - start
-    assert counts["classified"] + counts["unreliable"] + counts["pending"] == counts["received"]
-    assert counts["lost"] == sum(g["samples"][1] - g["samples"][0] for g in gaps)
-
-    segments = sorted({start} | {g["samples"][1] for g in gaps})
-    ok = [w for w in wins if w["quality"] == "ok"]
-    pre: dict[int, np.ndarray] = {}
-    batch = []
-    for w in ok:
-        seg = max(s for s in segments if s <= w["samples"][0])
-        if seg not in pre:
-            pre[seg] = preprocess_signal(signal_mv[:, seg:counts["next_sample"]], fs, CFG)
-        e = round((w["samples"][1] - seg) * CFG.fs_hz / fs)
-        batch.append(pre[seg][:, e - WINDOW:e])
-    if ok:
-        expected = softmax(runner.infer(normalise_windows(np.stack(batch), CFG)[0]).astype(np.float64))
-        names = list(ok[0]["probs"])
-        np.testing.assert_allclose([[w["probs"][k] for k in names] for w in ok], expected, atol=1e-5)
-        offline = dict(zip((w["samples"][1] for w in ok), (names[i] for i in expected.argmax(1))))
-        assert [w["label"] for w in ok] == [offline[w["samples"][1]] for w in ok]
-    else:
-        offline = {}
-
-    current, candidate, count, events = None, None, 0, []
-    for w in wins:
-        label = offline.get(w["samples"][1]) if w["quality"] == "ok" else None
-        if label is None:
-            candidate, count = None, 0
-            continue
-        count, candidate = (count + 1 if label == candidate else 1), label
-        if label != current and count >= hysteresis:
-            events.append((w["t"], current, label))
-            current = label
-    assert [(e["t"], e["from"], e["to"]) for e in of(records, "rhythm_change", stream)] == events
-    return wins
-
-
-def python_frames(signal_mv: np.ndarray, fs: float, leads, *, stream_id: int = 0, spf: int = SPF, first: int = 0,
-                  seq: int = 0, lead_off: dict[int, int] | None = None) -> list[bytes]:
-    """Encoded frames (1 µV per unit) of ``signal_mv``, one per ``spf`` samples; ``lead_off``: frame -> mask."""
-    adu = np.round(signal_mv * 1000).astype(np.int64)
-    out = []
-    for k, a in enumerate(range(0, adu.shape[1], spf)):
-        out.append(encode_frame(Frame(stream_id=stream_id, seq=(seq + k) % 65536, first_sample=first + a, fs_hz=fs,
-                                      lead_ids=tuple(leads), samples=adu[:, a:a + spf], gain_uv=1.0,
-                                      lead_off=(lead_off or {}).get(k, 0))))
-    return out
-
-
 def session_for(runner, export: Path, settings: StreamSettings = StreamSettings(), **kwargs) -> StreamSession:
     return StreamSession(StreamHub(runner, ModelSpec.from_manifest(load_manifest(export)), settings), **kwargs)
-
-
-def feed(session: StreamSession, data: bytes, chunks=(4096,)) -> list[dict]:
-    out, a, i = [], 0, 0
-    while a < len(data):
-        n = chunks[i % len(chunks)]
-        out += session.feed(data[a:a + n])
-        a, i = a + n, i + 1
-    return out + [session.summary()]
 
 
 # ---- sources and the command line ---------------------------------------------------------------
@@ -398,6 +277,22 @@ def test_repeated_and_late_frames_are_dropped_and_reported(export, runner):
     assert [g["samples"] + [g["frames_lost"]] for g in of(records, "gap")] == [[2_000, 2_040, 2]]  # the gap stands
     check_run(records, mv(np.round(x * 1000)), runner)
     assert records[-1]["streams"][0]["dropped_frames"] == 2
+
+
+def test_every_record_type_is_a_typed_event():
+    """The session's table of record types names one event class per type, and those are exactly
+    the events a session hands out (:data:`ecgedge.stream.events.Event`), each with ``to_json``."""
+    rows = re.findall(r"^``(\w+)``\s+``(\w+)``", session.__doc__, re.M)
+    assert len(rows) == len({kind for kind, _ in rows}) == 16
+    classes = {getattr(events, name) for _, name in rows}
+    assert classes == set(typing.get_args(events.Event))
+    assert all(dataclasses.is_dataclass(c) and "to_json" in vars(c) for c in classes)
+    change = events.RhythmChange("bed", 12.0004, 6000, None, "SR", 3, 0.912345)
+    assert change.to_json() == {"type": "rhythm_change", "stream": "bed", "t": 12.0, "sample": 6000, "from": None, "to": "SR",
+                                "held_windows": 3, "confidence": 0.9123}
+    assert events.QualityChange(0, 1.0, 500, False, "starting up").to_json() == {
+        "type": "quality", "stream": 0, "t": 1.0, "sample": 500, "quality": "unreliable", "reason": "starting up"}
+    assert "reason" not in events.QualityChange(0, 2.0, 1000, True).to_json()
 
 
 def test_a_missing_record_is_named(tmp_path):

@@ -1,6 +1,11 @@
-"""Short pretrain + classify runs on generated data that must learn, plus checkpoint and CLI behaviour."""
+"""Short pretrain + classify runs on generated data that must learn, plus checkpoint and CLI behaviour.
+
+Both models train through one loop (:func:`ecgedge.train.fit`): a Ctrl-C in the middle of an epoch
+of either, then ``--resume``, must end with the weights of an uninterrupted run, bit for bit.
+"""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +16,7 @@ from ecgedge.cli.main import app
 from ecgedge.config import ClassifyConfig, DataConfig, ModelConfig, PretrainConfig, WindowConfig, config_from_toml
 from ecgedge.errors import ArtefactError, ConfigError
 from ecgedge.models.checkpoint import load_checkpoint
+import ecgedge.train as train
 from ecgedge.train import classify
 
 
@@ -99,6 +105,8 @@ def test_cli_train_help_and_bad_input(tmp_path):
     assert res.exit_code == 2 and "no such file or folder" in res.output and "nope.pt" in res.output
     res = r.invoke(app, ["train", "pretrain", "--data", str(tmp_path), "--run-dir", str(tmp_path / "r"), "-q", "--cache-dir", str(tmp_path / "c")])
     assert res.exit_code == 2 and "error:" in res.output
+    res = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["train", "classify", "--data", str(tmp_path), "--resume", "-q"])
+    assert res.exit_code == 2 and "--resume needs --run-dir" in res.output
 
 
 def test_cli_pretrain_runs(synth):
@@ -106,3 +114,73 @@ def test_cli_pretrain_runs(synth):
                                    "--run-dir", str(synth / "runs" / "cli"), "--cache-dir", str(synth / "cache"), "-q"])
     assert res.exit_code == 0, res.output
     assert "µV²" in res.output and (synth / "runs" / "cli" / "best.pt").is_file()
+
+
+TINY = ModelConfig(channels=(4, 8), kernels=(5, 3), head_channels=8)
+
+
+def _tiny_run(kind: str, synth, run_dir):
+    """(config, train function) of a 3-epoch run of ``kind`` on the generated set; the classifier
+    has dropout, so its resume also needs torch's RNG state back."""
+    data = DataConfig(paths=(str(synth / "data"),), cache_dir=str(synth / "cache"))
+    if kind == "pretrain":
+        cfg = PretrainConfig(data=data, window=WindowConfig(hop=256), model=TINY, epochs=3, batch_size=8, lr=3e-3,
+                             max_windows=24, seed=1, run_dir=str(run_dir))
+        return cfg, train.pretrain
+    cfg = ClassifyConfig(data=data, model=TINY, train_fraction=0.25, epochs=3, batch_size=8, lr=3e-3, seed=2, run_dir=str(run_dir))
+    return cfg, train.fit_classifier
+
+
+def _history_without_timing(path) -> list[dict]:
+    import csv
+
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if k != "windows_per_s"} for row in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "classify"])
+def test_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(kind, synth, tmp_path, monkeypatch):
+    cfg, fit = _tiny_run(kind, synth, tmp_path / "whole")
+    real_step, steps = train.train_step, []
+
+    def counted(*args, **kwargs):
+        steps.append(1)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_step", counted)
+    fit(cfg, progress=False)
+    whole = load_checkpoint(tmp_path / "whole" / "last.pt")
+    per_epoch = len(steps) // cfg.epochs
+    assert per_epoch >= 2 and len(steps) == per_epoch * cfg.epochs
+
+    def ctrl_c_in_epoch_2(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == per_epoch + 2:  # one step of epoch 2 taken: the resume must not keep it
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    steps.clear()
+    monkeypatch.setattr(train, "train_step", ctrl_c_in_epoch_2)
+    cut = replace(cfg, run_dir=str(tmp_path / "cut"))
+    first = fit(cut, progress=False)
+    stopped = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert first.interrupted and first.metrics["epochs_run"] == 1
+    assert (stopped.epoch, stopped.complete) == (1, False)  # the last completed epoch, marked incomplete
+
+    monkeypatch.setattr(train, "train_step", real_step)
+    resumed = fit(cut, progress=False, resume=True)
+    assert not resumed.interrupted and resumed.metrics["epochs_run"] == 3
+    last = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (last.epoch, last.complete) == (3, True)
+    for k, v in whole.state_dict.items():
+        assert torch.equal(last.state_dict[k], v), k  # bit-identical: same shuffles, dropout, optimizer and schedule state
+    assert _history_without_timing(tmp_path / "cut" / "history.csv") == _history_without_timing(tmp_path / "whole" / "history.csv")
+    assert load_checkpoint(tmp_path / "cut" / "best.pt").epoch == load_checkpoint(tmp_path / "whole" / "best.pt").epoch
+
+
+def test_resume_refuses_another_model(synth, tmp_path):
+    cfg, fit = _tiny_run("classify", synth, tmp_path / "run")
+    fit(replace(cfg, epochs=1), progress=False)
+    wider = replace(cfg, model=replace(TINY, head_channels=16))
+    with pytest.raises(ConfigError, match="was trained with model"):
+        fit(wider, progress=False, resume=True)

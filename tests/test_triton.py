@@ -41,8 +41,7 @@ from ecgedge.hashing import file_sha256
 from ecgedge.manifest import FORMAT, Manifest, load_manifest
 from ecgedge.runtime import Backend, InputSpec, Precision, runner_from_export
 from ecgedge.runtime.triton_runner import TritonRunner, grpc_address, triton_runner_from_export
-from test_runtime import SAMPLES, tiny_onnx
-from test_stream import check_run, cli, looped, mv, of, source_adu  # noqa: F401 - source_adu is a fixture
+from helpers import SAMPLES, check_run, cli, looped, mv, of, tiny_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 N_SAMPLES = 15_000  # 30 s of JS00001 (500 Hz) looped by ecgsim: 21 classified windows

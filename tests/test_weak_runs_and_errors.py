@@ -28,6 +28,7 @@ import typer
 from typer.testing import CliRunner
 
 import ecgedge.train
+from ecgedge.bridge.sources import StdinSource
 from ecgedge.cli.main import app
 from ecgedge.cli.stream import stream_cmd
 from ecgedge.config import STANDARD_12_LEADS, ExportConfig
@@ -35,9 +36,7 @@ from ecgedge.data.synthetic import synthesize_ecg
 from ecgedge.errors import ConfigError
 from ecgedge.evaluate.gate import gate_logits
 from ecgedge.models.checkpoint import load_checkpoint, save_checkpoint
-from ecgedge.stream.sources import StdinSource
-from test_monitor import linear_export
-from test_stream import python_frames
+from helpers import linear_export, python_frames
 
 INTERRUPTED_LINE = "interrupted after epoch 0: these figures are from an incomplete run"
 CLASSES = ("SB", "AFIB", "GSVT", "SR")
@@ -349,7 +348,7 @@ def test_summary_ended_says_the_stream_failed(linear):
     from ecgedge.runtime import runner_from_export
     from ecgedge.stream.monitor import ModelSpec, StreamHub, StreamSettings
     from ecgedge.stream.session import StreamSession, run_session
-    from ecgedge.stream.sources import ByteSource
+    from ecgedge.bridge.sources import ByteSource
 
     class Failing(ByteSource):
         name = "failing"

@@ -25,8 +25,8 @@ def bench_cmd(
     warmup: int = typer.Option(D.warmup, min=0, help="Untimed calls before timing (and untimed stream steps before the RTF)."),
     repeats: int = typer.Option(D.repeats, min=1, help="Timed calls per configuration (fewer if --max-seconds runs out first)."),
     max_seconds: float = typer.Option(D.max_seconds, min=0.01, help="Bound on each timed loop of a configuration, in seconds."),
-    rtf_steps: int = typer.Option(D.rtf_steps, min=1, help="Timed stream steps (1 s hops) for the real-time factor of batch-1 rows."),
-    source_fs: float = typer.Option(D.source_fs_hz, min=1.0, help="Sampling rate of the stream's input for the RTF, in Hz."),
+    rtf_steps: int = typer.Option(D.rtf_steps, min=1, help="Timed 1-s hops of the stream monitor (BedMonitor + model) for the real-time factor of batch-1 rows."),
+    source_fs: float = typer.Option(D.source_fs_hz, min=1.0, help="Sampling rate of the synthetic ECG fed to the stream monitor for the RTF, in Hz."),
     checkpoint: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                               help="Checkpoint of the PyTorch baseline (default: the manifest's source.checkpoint)."),
     baseline: bool = typer.Option(D.baseline, "--baseline/--no-baseline", help="Measure the PyTorch FP32 baseline even when torch is not in --backend."),
@@ -38,7 +38,7 @@ def bench_cmd(
                                             help="Write every row, the targets and the machine's description as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line per configuration."),
 ):
-    """Measure every backend x precision x batch x threads, each in a fresh process, against PyTorch FP32 eager and the machine's FP32 peak."""
+    """Measure every backend x precision x batch x threads, each in a fresh process, against PyTorch FP32 eager and the machine's FP32 and INT8 peaks."""
     cfg = BenchConfig(
         export=str(export), backends=backend, precisions=precision or (),
         batches=parse_ints(batch, "--batch"), threads=parse_ints(threads, "--threads"), warmup=warmup, repeats=repeats,

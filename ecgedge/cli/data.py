@@ -83,3 +83,31 @@ def download_cmd(
     )
     echo(result.describe())
     result.raise_if_failed()
+
+
+@app.command("paroxysmal")
+@user_errors
+def paroxysmal_cmd(
+    out: Path = typer.Argument(..., help="Folder for the records (created)."),
+    records: int = typer.Option(1, min=1, help="Recordings to write (PAF001, PAF002, ...), seeds SEED, SEED+1, ..."),
+    hours: float = typer.Option(1.0, min=0.01, help="Length of each recording, hours."),
+    fs: float = typer.Option(250.0, min=100.0, help="Sampling rate, Hz."),
+    leads: str = typer.Option("II", help="Leads to write, comma-separated (any of the standard 12)."),
+    af_burden: float = typer.Option(0.3, min=0.0, max=0.99, help="Share of the time in AF."),
+    mean_af_s: float = typer.Option(300.0, min=1.0, help="Mean AF episode length, s."),
+    flutter_share: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of non-AF episodes that are atrial flutter."),
+    noise_bursts_per_hour: float = typer.Option(2.0, min=0.0, help="Artefact bursts per hour."),
+    electrode_off_per_hour: float = typer.Option(1.0, min=0.0, help="Electrode-off (flat line) spells per hour."),
+    seed: int = typer.Option(0, min=0),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Write long WFDB recordings with paroxysmal AF, artefact bursts and electrode-off spells, annotated
+    in a MIT-style .atr (rhythm changes, noise): ground truth for `ecgedge evaluate stream`."""
+    from ecgedge.data.paroxysmal import ParoxysmalConfig, write_paroxysmal_set
+
+    cfg = ParoxysmalConfig(duration_s=hours * 3600.0, fs_hz=fs, leads=tuple(x.strip() for x in leads.split(",") if x.strip()),
+                           af_burden=af_burden, mean_af_s=mean_af_s, flutter_share=flutter_share,
+                           noise_bursts_per_hour=noise_bursts_per_hour, electrode_off_per_hour=electrode_off_per_hour, seed=seed)
+    with storage_errors(f"write records to {out}"):
+        paths = write_paroxysmal_set(out, records=records, cfg=cfg, progress=not quiet)
+    echo(f"{len(paths)} recording(s) of {hours:g} h at {fs:g} Hz, leads {', '.join(cfg.leads)}, in {out}")

@@ -1,17 +1,38 @@
-"""``ecgedge evaluate``: score a training run or an export folder on any labelled data set."""
+"""``ecgedge evaluate``: score a model on labelled records (``evaluate [records]``) or its bedside
+stream on annotated long recordings (``evaluate stream``).
+
+``ecgedge evaluate SOURCE --data ...`` keeps working: anything that is not a sub-command name goes
+to ``records``.
+"""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
-from ecgedge.cli.common import default_run_dir, echo, user_errors
+from ecgedge.cli.common import default_run_dir, echo, export_folder_argument, user_errors
 from ecgedge.config import DataConfig, LabelScheme
 from ecgedge.runtime.base import Backend, Precision
 
 
+class _RecordsByDefault(TyperGroup):
+    """A group whose first argument, when it names no sub-command, belongs to ``records``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["records", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_RecordsByDefault, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Score a model on labelled records (records, the default) or its stream on annotated recordings (stream).")
+
+
+@app.command("records")
 @user_errors
 def evaluate_cmd(
     source: str = typer.Argument(..., help="Training run (runs/NAME or a .pt checkpoint), export folder (export/NAME) or a shipped model's name."),
@@ -72,3 +93,54 @@ def summary_table(report: dict) -> str:
         lines.append(f"  {name:<8} {r['per_class_f1'][name]:>6.3f}  {shown:<16} {support:>7}")
     lines.append(f"window level: macro F1 {report['windows']['macro_f1']:.3f} on {c['windows']} windows")
     return "\n".join(lines)
+
+
+@app.command("stream")
+@user_errors
+def evaluate_stream_cmd(
+    export: Path = export_folder_argument(),
+    data: list[Path] = typer.Option(..., "--data", exists=True, help="Annotated records (.hea with .atr beside it) or folders; repeatable."),
+    out: Optional[Path] = typer.Option(None, help="Report folder (default runs/stream-eval-NAME-TIMESTAMP)."),
+    hop: float = typer.Option(1.0, min=0.05, help="Seconds between window ends."),
+    hysteresis: int = typer.Option(3, min=1, help="Consecutive reliable windows a new rhythm must win before it is raised."),
+    via_device: bool = typer.Option(False, "--via-device", help="Play through the simulated device (ecgsim) and the wire decoder too."),
+    sim: str = typer.Option("", help="With --via-device: further ecgsim options, one shell-quoted string (e.g. \"--drop-frames 0.01\")."),
+    lead: Optional[str] = typer.Option(None, help="Single-lead models: the record's lead to play as the model's lead (e.g. MLII)."),
+    map_: list[str] = typer.Option([], "--map", help="Reference rhythm code -> model class, e.g. AFL=A; repeatable."),
+    sweep: list[str] = typer.Option([], "--sweep", help="hop=0.5,1,2 and/or hysteresis=1,2,3,5: score every pair (trade-off plot)."),
+    precision: Optional[Precision] = typer.Option(None, help="Which artefact runs (default: the manifest's recommendation)."),
+    backend: Backend = typer.Option(Backend.ort_cpu, help="Runtime backend."),
+    threads: int = typer.Option(1, min=1, help="Inference threads."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Play annotated long recordings through the stream (monitor, hysteresis; --via-device: the device and
+    wire too) and score it as EC57 does: AF episode and duration Se/+P, alarm delay, false AF alarms per
+    hour, coverage. Writes report.json, report.md, events and timeline PNGs (and sweep.png)."""
+    from ecgedge.errors import ConfigError
+    from ecgedge.stream.scoring import StreamEvalConfig, evaluate_stream, find_annotated_records, parse_sweep
+
+    hops, hysts = parse_sweep(sweep)
+    try:
+        device_args = tuple(shlex.split(sim))
+    except ValueError as exc:
+        raise ConfigError(f"--sim {sim!r}: {exc} (quote it as the shell would)") from None
+    overrides = []
+    for item in map_:
+        code, sep, cls = item.partition("=")
+        if not sep or not code.strip() or not cls.strip():
+            raise ConfigError(f"--map {item!r}: expected CODE=CLASS, e.g. AFL=A")
+        overrides.append((code.strip().lstrip("("), cls.strip()))
+    records = tuple(str(p) for p in find_annotated_records(data))
+    cfg = StreamEvalConfig(export=str(export), records=records, out=str(out or default_run_dir(f"stream-eval-{export.name}")),
+                           hops_s=(hop, *[h for h in hops if h != hop]), hystereses=(hysteresis, *[k for k in hysts if k != hysteresis]),
+                           via_device=via_device, device_args=device_args, lead=lead, overrides=tuple(overrides), precision=precision, backend=backend,
+                           threads=threads)
+    res = evaluate_stream(cfg, progress=not quiet)
+    r = res.report
+    echo(f"{r['model']} ({r['precision']}, {r['backend']}) through {r['path']}, hop {r['settings']['hop_s']:g} s, "
+         f"hysteresis {r['settings']['hysteresis']}; class map: " + ", ".join(f"{k}->{v or '-'}" for k, v in r["class_map"].items()))
+    echo(res.table)
+    d = r["summary"]["alarm_delay"]
+    echo(f"AF alarm delay: median {d['median_s']} s, 90th percentile {d['p90_s']} s ({d['detected']} detected, {d['missed']} missed); "
+         f"{r['speed']['x_real_time']}x real time")
+    echo(f"report folder: {res.out}")

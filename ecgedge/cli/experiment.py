@@ -1,4 +1,4 @@
-"""``ecgedge experiment transfer``: a thin wrapper over :func:`ecgedge.experiment.transfer.run_experiment`."""
+"""``ecgedge experiment transfer``: a thin wrapper over :func:`ecgedge.experiment.run.run_experiment`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from ecgedge.cli.common import choices_option, default_run_dir, echo, user_errors
 from ecgedge.config import Device, LabelScheme
-from ecgedge.experiment.transfer import Arm, Budget
+from ecgedge.experiment.config import Arm, Budget
 
 app = typer.Typer(help="Experiments that answer a question with a grid of training runs.", no_args_is_help=True)
 
@@ -102,7 +102,8 @@ def transfer_cmd(
     results.json, table.md, f1_vs_fraction.png and report.md to --out; a rerun with the same --out resumes.
     """
     from ecgedge.config import DataConfig
-    from ecgedge.experiment.transfer import ExperimentConfig, ImageConfig, run_experiment
+    from ecgedge.experiment.config import ExperimentConfig, ImageConfig
+    from ecgedge.experiment.run import run_experiment
 
     cache = str(cache_dir) if cache_dir else None
     extra = {}

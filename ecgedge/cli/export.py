@@ -36,9 +36,11 @@ def export_cmd(
         D.min_gate_windows, min=0,
         help="Gate: fail with fewer held-out windows than this (one changed decision in n moves agreement by 1/n; "
              "100 is the fewest at which 99 % agreement tolerates one)."),
-    allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
+    allow_incomplete: bool = typer.Option(D.allow_incomplete, "--allow-incomplete",
                                           help="Export a checkpoint of a run that did not finish (Ctrl-C's last.pt); the manifest records it."),
     opset: int = typer.Option(D.opset, min=17, help="ONNX opset (>= 17)."),
+    parity_atol: float = typer.Option(D.parity_atol, min=0.0,
+                                      help="Largest |logit| difference allowed between FP32 ONNX and PyTorch; recorded in the manifest, re-applied by --check."),
     check_windows: int = typer.Option(D.check_windows, min=1, help="Held-out windows stored in the folder for --check."),
     check: Optional[Path] = export_folder_argument("Re-verify hashes and re-run the gate of an export folder (or a shipped model's name).", "--check", default=None),
     backend: Optional[str] = choices_option(Backend, None, "With --check: comma-separated backends (default: all available here)."),
@@ -83,6 +85,7 @@ def export_cmd(
     cfg = ExportConfig(source=source, out=str(out) if out else None, int8=int8, fp16=fp16, target=target or D.target,
                        calib_windows=calib_windows, calib_method=calib_method, max_f1_drop=max_f1_drop,
                        min_agreement=min_agreement, min_f1=min_f1, min_class_f1=tuple(min_class_f1 or ()),
-                       min_gate_windows=min_gate_windows, allow_incomplete=allow_incomplete, opset=opset, check_windows=check_windows)
+                       min_gate_windows=min_gate_windows, allow_incomplete=allow_incomplete, opset=opset, check_windows=check_windows,
+                       parity_atol=parity_atol)
     res = main_export(cfg, progress=not quiet, log=echo, triton=triton, sign_key=sign)
     echo(f"export folder: {res.folder}  (gate passed; manifest {res.folder / 'manifest.json'})")

@@ -28,7 +28,7 @@ app.command("export")(export_cli.export_cmd)
 app.command("bench")(bench_cli.bench_cmd)
 app.command("stream")(stream_cli.stream_cmd)
 app.command("serve")(serve_cli.serve_cmd)
-app.command("evaluate")(evaluate_cli.evaluate_cmd)
+app.add_typer(evaluate_cli.app, name="evaluate")
 app.add_typer(models_cli.app, name="models")
 
 

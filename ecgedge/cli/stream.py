@@ -12,11 +12,11 @@ from typing import Optional
 
 import typer
 
+from ecgedge.bridge.sources import SPEC_FORMS
 from ecgedge.cli.common import export_folder_argument, user_errors
 from ecgedge.errors import ConfigError, StreamError, storage_error
 from ecgedge.runtime.base import Backend, Precision
 from ecgedge.stream.monitor import CONCEAL_MAX_S, INOPERABLE_AFTER_S, StreamSettings
-from ecgedge.stream.sources import SPEC_FORMS
 
 
 def _escaped(text: str) -> str:

@@ -43,9 +43,7 @@ def pretrain_cmd(
     """
     from ecgedge.train import pretrain
 
-    if resume and run_dir is None and config is None:
-        raise typer.BadParameter("--resume needs --run-dir (or --config) naming the run to continue", param_hint="--resume")
-
+    _need_run_dir_to_resume(resume, run_dir, config)
     cfg = config_from_toml(
         PretrainConfig, config, data__paths=[str(p) for p in data], lead=lead, epochs=epochs, batch_size=batch_size,
         lr=lr, window__hop=hop, max_windows=max_windows, data__max_records=max_records, seed=seed,
@@ -89,12 +87,14 @@ def classify_cmd(
     device: Optional[Device] = typer.Option(None),
     run_dir: Optional[str] = typer.Option(None, help="Run folder (default runs/clf-TIMESTAMP)."),
     cache_dir: Optional[Path] = typer.Option(None),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir after its last completed epoch (run_dir/train_state.pt)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Train the rhythm classifier on 10-s multi-lead records and evaluate it on held-out records."""
     from ecgedge.shipped import resolve_source
-    from ecgedge.train import classify
+    from ecgedge.train import fit_classifier
 
+    _need_run_dir_to_resume(resume, run_dir, config)
     if init and init != "random":
         init = str(resolve_source(init))  # a shipped CAE's name (ecgedge models) or a path
     cfg = config_from_toml(
@@ -107,11 +107,16 @@ def classify_cmd(
         test_fraction=test_fraction, data__max_records=max_records, seed=seed, device=device.value if device else None,
         data__cache_dir=str(cache_dir) if cache_dir else None, run_dir=run_dir or (None if config else default_run_dir("clf")),
     )
-    res = classify(cfg, progress=not quiet)
+    res = fit_classifier(cfg, progress=not quiet, resume=resume)
     print_classifier_metrics(res.metrics)
     echo(f"run folder: {res.run_dir}\ncheckpoint: {res.checkpoint}")
     if res.interrupted:
         raise typer.Exit(130)
+
+
+def _need_run_dir_to_resume(resume: bool, run_dir: Optional[str], config: Optional[Path]) -> None:
+    if resume and run_dir is None and config is None:
+        raise typer.BadParameter("--resume needs --run-dir (or --config) naming the run to continue", param_hint="--resume")
 
 
 def _say_if_interrupted(metrics: dict) -> None:

@@ -24,7 +24,7 @@ from ecgedge.config import LabelScheme
 from ecgedge.errors import BadRecord
 
 if TYPE_CHECKING:
-    from ecgedge.data.records import Record
+    from ecgedge.data.record_types import Record
 
 CHAPMAN11: tuple[str, ...] = ("SB", "SR", "AFIB", "ST", "AF", "SA", "SVT", "AT", "AVNRT", "AVRT", "SAAWR")
 """The 11 Chapman-Shaoxing rhythms (Zheng et al. 2020), in the paper's order."""

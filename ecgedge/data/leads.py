@@ -11,16 +11,24 @@ bedside stream that carries ``MLII``).
 A single-lead source serves a single-lead request whatever the names: CinC 2017's ``ECG`` (and
 any one-lead device) for a lead-II model, since single-lead devices record one bipolar lead close
 to II. Sources whose lead names are chosen, not measured (a window store) opt out of that rule.
+
+Which channels of a recording are ECG leads (:func:`ecg_channel`): a channel in a voltage unit
+(:data:`MV_PER_UNIT`: mV, uV/µV, nV, V in any case; a missing unit counts as WFDB's default mV)
+whose name is not that of another biosignal recorded in volts (EEG, EOG, EMG, respiration). Other
+channels (``ABP`` in mmHg, ``PLETH`` in NU, ``HR`` in bpm, ``RESP``, ``SpO2`` ...) are not leads:
+readers leave them out of the signal and name them (:func:`channel_label`) in the data summary.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from ecgedge.config import STANDARD_12_LEADS
 from ecgedge.errors import MissingLeads
 
-__all__ = ["LEAD_ALIASES", "STANDARD_12_LEADS", "canonical_lead_name", "lead_indices", "standard_lead"]
+__all__ = ["LEAD_ALIASES", "MV_PER_UNIT", "STANDARD_12_LEADS", "canonical_lead_name", "channel_label", "ecg_channel",
+           "lead_indices", "mv_per_unit", "standard_lead"]
 
 # Other traditions' names of a standard lead, upper-case keys -> the standard lead.
 LEAD_ALIASES: dict[str, str] = {"MLI": "I", "MLII": "II", "MLIII": "III"}
@@ -63,3 +71,32 @@ def lead_indices(have: Sequence[str], wanted: Sequence[str], *, single_lead_serv
     if missing:
         raise MissingLeads(missing, [str(h) for h in have])
     return [rows[standard_lead(w)] for w in wanted]
+
+
+MV_PER_UNIT: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv": 1e-6, "v": 1e3}
+"""Voltage units (lower case) -> mV per unit: the units an ECG lead may come in."""
+
+# Biosignals recorded in volts that are no ECG lead (polysomnography and ICU records put them beside
+# the ECG): EEG derivations (C3-A2, Fp1 ...) are named by their montage, so they are caught by the
+# prefix of their kind where the record names it, and by the 10-20 electrode names otherwise.
+_NOT_ECG = re.compile(r"^(EEG|EOG|EMG|RESP|RESPIRATION|PLETH|ABP|ART|PAP|CVP|SPO2|SAO2|ICP|THOR|ABDO|AIRFLOW|PULSE|HR|BP)\b"
+                      r"|^(FP|F|C|P|O|T|A|M)\d{1,2}\s*-\s*(A|M|FP|F|C|P|O|T)\d{1,2}$", re.IGNORECASE)
+
+
+def mv_per_unit(units: str | None) -> float | None:
+    """mV per unit of ``units`` (``"uV"`` -> 0.001); None when it is not a voltage unit. A missing
+    or empty unit is WFDB's default, mV."""
+    return MV_PER_UNIT.get((units or "mV").strip().lower())
+
+
+def ecg_channel(name: str, units: str | None) -> bool:
+    """Whether a recorded channel is an ECG lead: a voltage unit and not another biosignal's name
+    (see module doc). ``("MLII", "mV")`` and ``("V5", "uV")`` are; ``("ABP", "mmHg")``,
+    ``("PLETH", "NU")`` and ``("EEG C3-A2", "uV")`` are not."""
+    return mv_per_unit(units) is not None and not _NOT_ECG.match(str(name).strip())
+
+
+def channel_label(name: str, units: str | None) -> str:
+    """How a channel is named in summaries: ``"ABP (mmHg)"``; ``"PLETH"`` when it states no unit."""
+    units = (units or "").strip()
+    return f"{str(name).strip()} ({units})" if units else str(name).strip()

@@ -6,8 +6,9 @@ window (12 x 2048 float32 samples take about 0.07 ms), and the data layer calls 
 
 Where each check is applied, and why:
 
-- **NaN/inf** make a record unusable, so :func:`ecgedge.data.records.read_record` itself rejects
-  them (with :func:`nonfinite_problems`, the same wording as here).
+- **NaN/inf** make the windows that touch them unusable: ``read_record`` keeps them as NaN and
+  ``ecgedge.data.windows`` skips those windows, naming the samples with :func:`nonfinite_problems`
+  (the same wording as here); the flat/saturated checks then look at the valid samples.
 - **Flat and saturated** leads are judged by callers on the leads they use: a pretraining job on
   lead II keeps a record whose V3 is flat, a 12-lead classifier skips it.
 
@@ -105,7 +106,7 @@ def signal_problems(
 
 
 def nonfinite_problems(signal_mv: np.ndarray, fs: float, lead_names: Sequence[str]) -> list[str]:
-    """Only the NaN/inf part of :func:`signal_problems` (what ``read_record`` rejects a record for)."""
+    """Only the NaN/inf part of :func:`signal_problems` (how the windowing names the invalid samples it skips)."""
     x = _check_shape(signal_mv, lead_names)
     bad = ~np.isfinite(x).all(axis=1)
     return [_nonfinite_message(x[i], fs, lead_names[i]) for i in np.flatnonzero(bad)]

@@ -6,7 +6,9 @@ training processes (ranks, loader workers) read at once, and that never fit in m
     store/
       store.json        manifest: format, leads, fs_hz, samples, preprocessing (with the filter
                         coefficients), window spec, label scheme and class names, counts, skipped
-                        records with their reasons, and every shard with its windows and sha256
+                        records with their reasons, windows lost to invalid samples (per record,
+                        with the sample ranges), non-ECG channels left out (with record counts),
+                        and every shard with its windows and sha256
       index.npy         one row per window (structured): record, record_id, start, label, shard, row
       records.csv       one row per used record: record, record_id, windows, first_window, source
       shard-00000.npy   (shard_windows, leads, samples) float32: band-passed mV, not normalised
@@ -238,6 +240,8 @@ def build_store(
             "skipped": summary.skipped,
             "skip_reasons": dict(summary.reasons()),
             "orphans": summary.orphans,
+            "windows_skipped": summary.windows_skipped,
+            "ignored_channels": summary.ignored_channels,
             "index": {"file": "index.npy", "fields": list(INDEX_FIELDS), "sha256": file_sha256(tmp / "index.npy")},
             "records": {"file": "records.csv", "sha256": file_sha256(tmp / "records.csv")},
             "shards": shards,
@@ -346,7 +350,9 @@ class WindowStore:
     def summary(self) -> LoadSummary:
         return LoadSummary(found=self.manifest["counts"]["records_found"],
                            used={r["record_id"]: r["windows"] for r in self.records},
-                           skipped=dict(self.manifest["skipped"]), orphans=list(self.manifest.get("orphans", [])))
+                           skipped=dict(self.manifest["skipped"]), orphans=list(self.manifest.get("orphans", [])),
+                           windows_skipped=dict(self.manifest.get("windows_skipped", {})),
+                           ignored_channels=dict(self.manifest.get("ignored_channels", {})))
 
     @property
     def index(self) -> np.ndarray:
@@ -378,7 +384,9 @@ class WindowStore:
     def describe(self) -> str:
         c = self.manifest["counts"]
         summary = LoadSummary(found=c["records_found"], used={}, skipped=dict(self.manifest["skipped"]),
-                              orphans=list(self.manifest.get("orphans", [])))
+                              orphans=list(self.manifest.get("orphans", [])),
+                              windows_skipped=dict(self.manifest.get("windows_skipped", {})),
+                              ignored_channels=dict(self.manifest.get("ignored_channels", {})))
         skipped = summary.describe().splitlines()[1:]
         return "\n".join([
             f"{self.path}: {c['windows']} windows of {self.manifest['samples']} samples at {self.fs_hz:g} Hz, "

@@ -5,6 +5,18 @@ keeps the requested leads, runs the shared preprocessing (``ecgedge.data.preproc
 ``WindowConfig.samples``-long windows aligned to the record's end. Bad records are skipped and
 named in :class:`LoadSummary` with their reason; nothing is silently dropped or padded.
 
+Invalid samples (NaN/inf in the leads used: WFDB's "no sample" value, a channel absent from a
+segment of a multi-segment record) cost only the windows that touch them: a window is usable when
+no invalid sample lies in the input it is computed from, i.e. its own span, the settling period
+before it (``PreprocessConfig.settle_s``, as at a record's start) and the resampler's FIR span
+(:func:`clean_window_mask`). The preprocessing is causal, so an invalid stretch cannot reach the
+windows before it; it is bridged by a straight line before filtering (no step for the filters to
+ring on after it). Such windows are counted per record with the invalid sample ranges
+(:attr:`LoadSummary.windows_skipped`); a record is skipped only when no window survives. Quality
+checks (flat, saturated, implausible) look at the valid samples. Channels that are no ECG lead
+(``ABP`` mmHg, ``PLETH`` NU ...) never reach here; the readers name them and the summary counts
+them (:attr:`LoadSummary.ignored_channels`).
+
 The cache lives in ``DataConfig.cache_dir`` (default ``$ECGEDGE_CACHE`` or ``~/.cache/ecgedge``)
 under a key that hashes every file a record reads (path, size, mtime of its header, data files,
 annotations where read and label tables: :func:`~ecgedge.data.records.record_files`; a missing file
@@ -35,26 +47,32 @@ from tqdm.auto import tqdm
 
 from ecgedge.config import DataConfig, LabelScheme, PreprocessConfig, WindowConfig, config_to_dict
 from ecgedge.data import labels as labelmaps
-from ecgedge.data.preprocess import preprocess_signal, window_starts
-from ecgedge.data.quality import rate_problem, signal_problems
+from ecgedge.data.preprocess import StreamingResampler, preprocess_signal, window_starts
+from ecgedge.data.quality import nonfinite_problems, rate_problem, signal_problems
 from ecgedge.data.records import (RecordRef, find_label_tables, find_orphan_data_files, find_records, load_label_table,
                                   read_record, record_files, select_leads)
 from ecgedge.errors import BadRecord, DataNotFound
 from ecgedge.hashing import value_sha256
 from ecgedge.paths import cache_root
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: invalid samples skip windows, not records; other channels ignored
 
 
 @dataclass
 class LoadSummary:
-    """What happened to every record found: used (with its window count) or skipped (with why); and
-    the ``orphans``, data files (``.mat``/``.dat``) without a header, which no record reads."""
+    """What happened to every record found: used (with its window count) or skipped (with why); the
+    ``orphans``, data files (``.mat``/``.dat``) without a header, which no record reads; the windows
+    lost to invalid samples; the non-ECG channels left out."""
 
     found: int = 0
     used: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     orphans: list[str] = field(default_factory=list)
+    windows_skipped: dict[str, str] = field(default_factory=dict)
+    """Used records that lost windows to invalid samples: record id -> ``"2 of 9 windows: NaN in lead
+    II at samples 100-179 (0.400-0.716 s)"``."""
+    ignored_channels: dict[str, int] = field(default_factory=dict)
+    """Channels read but no ECG lead, ``"ABP (mmHg)"`` -> number of records that have it."""
 
     def reasons(self) -> Counter:
         """Skip counts by reason class (the text before the first ':' or digit detail)."""
@@ -72,11 +90,27 @@ class LoadSummary:
             more = f" +{len(self.orphans) - max_names} more" if len(self.orphans) > max_names else ""
             names = ", ".join(os.path.basename(p) for p in self.orphans[:max_names])
             lines.append(f"  orphan  {len(self.orphans):>5}  data file without a header: {names}{more}")
+        if self.windows_skipped:
+            n = sum(int(r.split()[0]) for r in self.windows_skipped.values())
+            lines.append(f"  windows skipped {n} in {len(self.windows_skipped)} record(s), touching invalid samples:")
+            for rid, detail in list(self.windows_skipped.items())[:max_names]:
+                lines.append(f"    {rid}: {detail}")
+            if len(self.windows_skipped) > max_names:
+                lines.append(f"    +{len(self.windows_skipped) - max_names} more")
+        if self.ignored_channels:
+            lines.append("  ignored channels: " + ", ".join(
+                name if k == 1 else f"{name} x{k}" for name, k in sorted(self.ignored_channels.items(), key=lambda kv: (-kv[1], kv[0]))))
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {"found": self.found, "used": self.used, "skipped": self.skipped, "skip_reasons": dict(self.reasons()),
-                "orphans": self.orphans}
+                "orphans": self.orphans, "windows_skipped": self.windows_skipped, "ignored_channels": self.ignored_channels}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LoadSummary:
+        """The summary :meth:`to_dict` wrote (fields an older writer lacks are empty)."""
+        return cls(found=d["found"], used=d["used"], skipped=d["skipped"], orphans=d.get("orphans", []),
+                   windows_skipped=d.get("windows_skipped", {}), ignored_channels=d.get("ignored_channels", {}))
 
 
 def _reason_class(reason: str) -> str:
@@ -148,26 +182,96 @@ def _label_table_for(record_id: str, tables: list):
     return None
 
 
-def _windows_for_record(job: _Job):
-    """Worker: (record_id, source, windows (n, leads, samples) float32, starts, labels list | None, error reason)."""
+@dataclass
+class _RecordWindows:
+    """What a worker hands back for one record (``error`` set when it is skipped)."""
+
+    record_id: str
+    source: str
+    windows: np.ndarray | None = None
+    starts: list[int] | None = None
+    labels: list[str] | None = None
+    error: str | None = None
+    windows_skipped: str = ""
+    ignored_channels: tuple[str, ...] = ()
+
+
+def clean_window_mask(invalid: np.ndarray, fs_in: float, starts, window: int, preprocess: PreprocessConfig) -> np.ndarray:
+    """Which windows no invalid input sample reaches (see module doc).
+
+    Args:
+        invalid: (n_samples,) bool, True where a lead used has an invalid sample (input rate ``fs_in`` Hz).
+        starts: window starts in the preprocessed record (samples at ``preprocess.fs_hz``).
+        window: window length in preprocessed samples.
+
+    Returns:
+        (len(starts),) bool. A window ``[s, s + window)`` at ``fs_hz`` depends on the inputs from
+        ``(s - settle)`` output samples minus the resampler's FIR span up to its last sample: the
+        causal chain reads nothing later, and the band-pass forgets a disturbance within the settle
+        time as it does the record's start.
+    """
+    fs_out = preprocess.fs_hz
+    resampler = StreamingResampler(fs_in, fs_out, 1)
+    fir_in = 0 if resampler.identity else int(np.ceil(len(resampler.h) / resampler.up))   # input samples
+    bad_before = np.concatenate([[0], np.cumsum(invalid)])
+    n = len(invalid)
+    out = np.zeros(len(starts), dtype=bool)
+    for k, s in enumerate(starts):
+        first = max(0, int(np.floor((s - preprocess.settle_samples) * fs_in / fs_out)) - fir_in - 1)
+        last = min(n, int(np.ceil((s + window - 1) * fs_in / fs_out)) + 1)   # exclusive
+        out[k] = bad_before[last] == bad_before[first]
+    return out
+
+
+def _bridge_invalid(sig: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+    """``sig`` with each lead's invalid stretches replaced by a straight line between the valid samples
+    around them (the first/last valid value at the ends; 0 for a lead with none)."""
+    out = np.array(sig, dtype=np.float64)
+    idx = np.arange(out.shape[1])
+    for lead in out:
+        ok = np.isfinite(lead) & ~invalid
+        lead[:] = np.interp(idx, idx[ok], lead[ok]) if ok.any() else 0.0
+    return out
+
+
+def _windows_for_record(job: _Job) -> _RecordWindows:
+    """Worker: the windows of one record, or why it is skipped."""
     ref = job.ref
+    ignored: tuple[str, ...] = ()
     try:
         table = _label_table_for(ref.record_id, _tables(job.label_table_paths))
         rec = read_record(ref, label_table=table, with_annotations=job.scheme == LabelScheme.atr)
+        ignored = rec.ignored_channels
         if slow := rate_problem(rec.fs, job.preprocess.bandpass_high_hz):
             raise BadRecord(rec.record_id, slow)
         sig = select_leads(rec, job.leads)
-        problems = signal_problems(sig, rec.fs, job.leads)
+        invalid = ~np.isfinite(sig).all(axis=0)
+        if invalid.all():
+            raise BadRecord(rec.record_id, "; ".join(nonfinite_problems(sig, rec.fs, job.leads)))
+        problems = signal_problems(sig[:, ~invalid] if invalid.any() else sig, rec.fs, job.leads)
         if problems:
             raise BadRecord(rec.record_id, "; ".join(problems))
         record_label = None
         if job.scheme is not None and job.scheme != LabelScheme.atr:
             record_label = labelmaps.record_label(rec, job.scheme)
-        pre = preprocess_signal(sig, rec.fs, job.preprocess)
-        starts = window_starts(pre.shape[-1], job.window.samples, job.window.hop, job.preprocess.settle_samples, job.window.max_per_record)
+        pre = preprocess_signal(_bridge_invalid(sig, invalid) if invalid.any() else sig, rec.fs, job.preprocess)
+        cap = 0 if invalid.any() else job.window.max_per_record   # capped after the unusable windows are out
+        starts = window_starts(pre.shape[-1], job.window.samples, job.window.hop, job.preprocess.settle_samples, cap)
         if not starts:
             need = (job.window.samples + job.preprocess.settle_samples) / job.preprocess.fs_hz
             raise BadRecord(rec.record_id, f"too short: {rec.duration_s:.2f} s < {need:.2f} s (window + settling)")
+        skipped_detail = ""
+        if invalid.any():
+            clean = clean_window_mask(invalid, rec.fs, starts, job.window.samples, job.preprocess)
+            where = "; ".join(nonfinite_problems(sig, rec.fs, job.leads))
+            if not clean.any():
+                raise BadRecord(rec.record_id, f"every window touches invalid samples: {where}")
+            lost = len(starts) - int(clean.sum())
+            starts = [s for s, ok in zip(starts, clean) if ok]
+            if job.window.max_per_record:
+                starts = starts[-job.window.max_per_record:]
+            if lost:
+                skipped_detail = f"{lost} of {lost + int(clean.sum())} windows: {where}"
         if job.scheme == LabelScheme.atr:
             fs = job.preprocess.fs_hz
             win_labels = [labelmaps.window_label(rec.rhythm_annotations, s / fs, (s + job.window.samples) / fs, rec.fs) for s in starts]
@@ -179,23 +283,27 @@ def _windows_for_record(job: _Job):
         else:
             labels = None if record_label is None else [record_label] * len(starts)
         w = np.stack([pre[:, s:s + job.window.samples] for s in starts]).astype(np.float32)
-        return rec.record_id, rec.source, w, starts, labels, None
+        return _RecordWindows(rec.record_id, rec.source, w, starts, labels, None, skipped_detail, ignored)
     except BadRecord as exc:
-        return exc.record, ref.path, None, None, None, exc.reason
+        return _RecordWindows(exc.record, ref.path, error=exc.reason, ignored_channels=ignored)
 
 
 def _usable_windows(jobs: list, workers: int, summary: LoadSummary, *, desc: str, progress: bool):
     """Read ``jobs`` in parallel; yield (record id, source, windows, starts, labels) of each usable
     record, in order. Bad records and repeated record ids go into ``summary.skipped`` with their
-    reason; the caller marks what it used."""
-    for rid, source, w, starts, labs, error in tqdm(_run_jobs(jobs, workers), total=len(jobs), desc=desc, unit="rec",
-                                                    disable=not progress):
-        if error is not None:
-            summary.skipped[rid] = error
-        elif rid in summary.used:
-            summary.skipped[f"{rid} ({source})"] = "duplicate record id: kept the first one"
+    reason, lost windows into ``summary.windows_skipped``, non-ECG channels into
+    ``summary.ignored_channels``; the caller marks what it used."""
+    for r in tqdm(_run_jobs(jobs, workers), total=len(jobs), desc=desc, unit="rec", disable=not progress):
+        for channel in r.ignored_channels:
+            summary.ignored_channels[channel] = summary.ignored_channels.get(channel, 0) + 1
+        if r.error is not None:
+            summary.skipped[r.record_id] = r.error
+        elif r.record_id in summary.used:
+            summary.skipped[f"{r.record_id} ({r.source})"] = "duplicate record id: kept the first one"
         else:
-            yield rid, source, w, starts, labs
+            if r.windows_skipped:
+                summary.windows_skipped[r.record_id] = r.windows_skipped
+            yield r.record_id, r.source, r.windows, r.starts, r.labels
 
 
 def default_cache_root() -> Path:
@@ -334,7 +442,7 @@ def _open_cache(cache: Path, key: str) -> WindowSet:
         labels=np.load(cache / "labels.npy"),
         class_names=tuple(index["class_names"]),
         leads=tuple(index["leads"]),
-        summary=LoadSummary(found=s["found"], used=s["used"], skipped=s["skipped"], orphans=s.get("orphans", [])),
+        summary=LoadSummary.from_dict(s),
         cache_dir=cache,
         key=key,
     )

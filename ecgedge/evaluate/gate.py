@@ -3,8 +3,9 @@
 Each artefact runs through its real runtime on held-out windows and is compared with the FP32
 PyTorch reference logits (computed at export and stored with the check windows): macro F1 and
 per-class F1 against the truth, agreement of argmax decisions with the reference, and the largest
-logit difference. A :class:`GateReport` is truthy when it passes. torch-free, so the same gate
-re-runs on the device (``ecgedge export --check``).
+logit difference (:func:`ecgedge.evaluate.compare.compare_logits`, the one comparator; judged only
+where a tolerance is given: the FP32 artefact's parity with PyTorch). A :class:`GateReport` is
+truthy when it passes. torch-free, so the same gate re-runs on the device (``ecgedge export --check``).
 
 Comparing with FP32 alone would let a weak model through (an INT8 copy of a useless model agrees
 with it perfectly), so the gate also has absolute floors (macro F1, per-class F1; off by default)
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ecgedge.evaluate.compare import compare_logits
 from ecgedge.evaluate.metrics import classification_report
 
 
@@ -39,6 +41,8 @@ class GateReport:
     min_windows: int = 0
     failures: list[str] = field(default_factory=list)
     worst_layers: list[dict] = field(default_factory=list)
+    mean_logit_error: float = 0.0
+    max_logit_tolerance: float | None = None  # judged only for FP32 parity (ExportConfig.parity_atol)
 
     @property
     def f1_drop(self) -> float:
@@ -52,16 +56,17 @@ class GateReport:
             "artefact": self.artefact, "backend": self.backend, "windows": self.windows, "passed": bool(self),
             "macro_f1": self.macro_f1, "reference_macro_f1": self.reference_macro_f1, "f1_drop": self.f1_drop,
             "per_class_f1": self.per_class_f1, "reference_per_class_f1": self.reference_per_class_f1,
-            "agreement": self.agreement, "max_logit_error": self.max_logit_error,
+            "agreement": self.agreement, "max_logit_error": self.max_logit_error, "mean_logit_error": self.mean_logit_error,
             "thresholds": {"max_f1_drop": self.max_f1_drop, "min_agreement": self.min_agreement, "min_f1": self.min_f1,
-                           "min_class_f1": self.min_class_f1, "min_windows": self.min_windows},
+                           "min_class_f1": self.min_class_f1, "min_windows": self.min_windows,
+                           **({"max_logit_error": self.max_logit_tolerance} if self.max_logit_tolerance is not None else {})},
             "failures": self.failures, "worst_layers": self.worst_layers,
         }
 
 
 def gate_logits(artefact: str, backend: str, logits: np.ndarray, reference_logits: np.ndarray, labels: np.ndarray,
                 class_names, *, max_f1_drop: float = 0.01, min_agreement: float = 0.99, min_f1: float = 0.0,
-                min_class_f1=None, min_windows: int = 0) -> GateReport:
+                min_class_f1=None, min_windows: int = 0, max_logit_error: float | None = None) -> GateReport:
     """Compare candidate logits with the reference on the same windows (window-level decisions).
 
     Args:
@@ -72,19 +77,20 @@ def gate_logits(artefact: str, backend: str, logits: np.ndarray, reference_logit
             ``"*"`` is every class with windows here, a named class overrides it and fails when it
             has no window to be checked on.
         min_windows: fewer windows than this fail the gate ("too few windows"; 0: off).
+        max_logit_error: largest allowed absolute logit difference from the reference (None: off;
+            the FP32 artefact's parity with PyTorch, ``ExportConfig.parity_atol``).
     """
     labels = np.asarray(labels)
     cand = classification_report(labels, logits.argmax(1), class_names)
     ref = classification_report(labels, reference_logits.argmax(1), class_names)
-    agreement = float((logits.argmax(1) == reference_logits.argmax(1)).mean()) if len(labels) else float("nan")
+    cmp = compare_logits(reference_logits, logits, max_logit_error, reference_name="fp32 reference", candidate_name=artefact)
     report = GateReport(
         artefact=artefact, backend=backend, windows=int(len(labels)),
         macro_f1=cand.macro_f1, reference_macro_f1=ref.macro_f1,
         per_class_f1={c: float(f) for c, f, s in zip(class_names, cand.per_class_f1, cand.support) if s},
         reference_per_class_f1={c: float(f) for c, f, s in zip(class_names, ref.per_class_f1, ref.support) if s},
-        agreement=agreement,
-        max_logit_error=float(np.abs(logits.astype(np.float64) - reference_logits).max()) if len(labels) else 0.0,
-        max_f1_drop=max_f1_drop, min_agreement=min_agreement, min_f1=min_f1,
+        agreement=cmp.agreement, max_logit_error=cmp.max_abs_logit_error, mean_logit_error=cmp.mean_abs_logit_error,
+        max_logit_tolerance=max_logit_error, max_f1_drop=max_f1_drop, min_agreement=min_agreement, min_f1=min_f1,
         min_class_f1=dict(min_class_f1.items() if isinstance(min_class_f1, dict) else min_class_f1 or ()), min_windows=min_windows,
     )
     if not len(labels):
@@ -105,8 +111,10 @@ def gate_logits(artefact: str, backend: str, logits: np.ndarray, reference_logit
             report.failures.append(f"{name} F1 {report.per_class_f1[name]:.4f} is below its floor {floor}")
     if report.f1_drop > max_f1_drop:
         report.failures.append(f"macro F1 {report.macro_f1:.4f} is {report.f1_drop:.4f} below FP32 {report.reference_macro_f1:.4f} (allowed {max_f1_drop})")
-    if agreement < min_agreement:
-        report.failures.append(f"agrees with FP32 on {agreement:.2%} of windows (required {min_agreement:.2%})")
+    if report.agreement < min_agreement:
+        report.failures.append(f"agrees with FP32 on {report.agreement:.2%} of windows (required {min_agreement:.2%})")
+    if len(labels) and not cmp:
+        report.failures.append(f"max |logit error| vs the FP32 reference {cmp.max_abs_logit_error:.2e} exceeds the tolerance {max_logit_error:g}")
     return report
 
 

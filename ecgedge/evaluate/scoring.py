@@ -314,6 +314,8 @@ def evaluate_source(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateRe
                    "records_skipped": len(summary.skipped), "windows": int(len(idx))},
         "skipped": summary.skipped,
         "skip_reasons": dict(summary.reasons()),
+        "windows_skipped": summary.windows_skipped,   # windows lost to invalid samples, per record
+        "ignored_channels": summary.ignored_channels,  # non-ECG channels left out, with record counts
         "records": rec_report.to_dict() | {"intervals": intervals, "interval_level": 0.95, "bootstrap_repeats": cfg.bootstrap_repeats,
                                           "bootstrap_seed": cfg.seed, "interval_method": "percentile bootstrap, records resampled with replacement"},
         # No intervals at window level: the windows of one record are not independent draws.

@@ -1,18 +1,24 @@
-"""FP32 ONNX from a checkpoint, verified by the ONNX checker and against PyTorch on real windows."""
+"""FP32 ONNX from a checkpoint, verified by the ONNX checker; its parity with PyTorch on real windows is
+checked by the export (:func:`ecgedge.evaluate.compare.compare`, tolerance ``ExportConfig.parity_atol``).
+
+torch and onnx (``pip install 'ecgedge[train]'``) are imported when a function needs them, never at
+import time: ``ecgedge export --check`` reads :data:`INPUT_NAME` on a device that has neither.
+"""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import onnx
-import torch
-
+from ecgedge.config import require
 from ecgedge.errors import ArtefactError
-from ecgedge.export.onnx_rewrite import polyphase_first_conv
-from ecgedge.export.onnx_tidy import strip_debug_info
-from ecgedge.models.checkpoint import Checkpoint
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+    from ecgedge.models.checkpoint import Checkpoint
 
 INPUT_NAME = "ecg"
 OUTPUT_NAME = "logits"
@@ -26,6 +32,10 @@ def onnx_from_model(model: torch.nn.Module, example: torch.Tensor, path: str | P
     falls back to the TorchScript exporter, which still emits it. Debug metadata is stripped and the
     first convolution rewritten into its exact polyphase form (:mod:`ecgedge.export.onnx_rewrite`).
     """
+    from ecgedge.export.onnx_rewrite import polyphase_first_conv
+    from ecgedge.export.onnx_tidy import strip_debug_info
+
+    torch = require("torch", extra="train")
     path = Path(path)
     model = model.eval()
     with warnings.catch_warnings():
@@ -45,6 +55,7 @@ def onnx_from_model(model: torch.nn.Module, example: torch.Tensor, path: str | P
 
 
 def onnx_from_checkpoint(ckpt: Checkpoint, path: str | Path, *, opset: int = 18) -> Path:
+    torch = require("torch", extra="train")
     model = ckpt.build_model()
     example = torch.zeros(2, len(ckpt.leads), ckpt.window.samples)
     return onnx_from_model(model, example, path, opset=opset)
@@ -52,6 +63,7 @@ def onnx_from_checkpoint(ckpt: Checkpoint, path: str | Path, *, opset: int = 18)
 
 def check_onnx(path: str | Path, *, expected_shape: tuple[int, ...], opset: int) -> onnx.ModelProto:
     """ONNX checker (full), opset, and input shape (dynamic batch, static rest); raises :class:`ArtefactError`."""
+    onnx = require("onnx", extra="train")
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model, full_check=True)
@@ -66,9 +78,3 @@ def check_onnx(path: str | Path, *, expected_shape: tuple[int, ...], opset: int)
         raise ArtefactError(f"{path}: input shape {shape}; expected [batch, {', '.join(map(str, expected_shape))}]")
     return model
 
-
-def parity(reference: np.ndarray, candidate: np.ndarray, *, atol: float = 1e-3) -> dict:
-    """Max/mean absolute logit error and whether it is within ``atol`` (FP32 ONNX vs PyTorch)."""
-    err = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
-    return {"max_abs_logit_error": float(err.max()) if err.size else 0.0, "mean_abs_logit_error": float(err.mean()) if err.size else 0.0,
-            "tolerance": atol, "passed": bool(err.size == 0 or err.max() <= atol)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx
+from ecgedge.config import require
 
 
 def strip_debug_info(path: str | Path) -> None:
@@ -14,6 +14,7 @@ def strip_debug_info(path: str | Path) -> None:
 
     Together about 15 % of a small model's file. Graph, weights and tensor names stay as they are.
     """
+    onnx = require("onnx", extra="train")
     model = onnx.load(str(path))
     del model.graph.value_info[:]
     for node in model.graph.node:

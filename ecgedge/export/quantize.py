@@ -1,6 +1,7 @@
 """INT8 (ONNX Runtime static QDQ, per-channel weights) and FP16 ONNX from the FP32 ONNX model.
 
 Calibration reads real training windows through the tiny ``CalibrationDataReader`` protocol.
+onnx (``pip install 'ecgedge[train]'``) is imported when a function needs it, never at import time.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 
-from ecgedge.config import CalibMethod
+from ecgedge.config import CalibMethod, require
 from ecgedge.errors import ArtefactError
 from ecgedge.export.onnx_tidy import strip_debug_info
 from ecgedge.export.targets import TargetPreset
@@ -78,7 +78,7 @@ def int8_onnx_from_onnx(fp32_path: str | Path, out_path: str | Path, calib_windo
 
 
 def _first_conv(path: Path) -> str:
-    model = onnx.load(str(path))
+    model = require("onnx", extra="train").load(str(path))
     for node in model.graph.node:  # ONNX graphs are topologically sorted
         if node.op_type == "Conv":
             if not node.name:
@@ -91,6 +91,7 @@ def fp16_onnx_from_onnx(fp32_path: str | Path, out_path: str | Path) -> dict:
     """Weights and compute in FP16, inputs/outputs kept FP32 so callers need not change."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    onnx = require("onnx", extra="train")
     model = onnx.load(str(fp32_path))
     half = convert_float_to_float16(model, keep_io_types=True)
     onnx.save(half, str(out_path))

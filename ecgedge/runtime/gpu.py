@@ -6,20 +6,22 @@ TensorRT runner, below both: it imports neither (cuda-python and TensorRT only w
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
+from ecgedge.config import require
 from ecgedge.errors import BackendUnavailable
+
+GPU_HINT = "on a machine with an NVIDIA GPU"
 
 
 def import_cudart():
+    """cuda-python's CUDA runtime bindings: ``cuda.bindings.runtime`` (cuda-python >= 12.6), else the
+    older ``cuda.cudart``; :class:`BackendUnavailable` naming the ``trt`` extra where neither imports."""
     try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        return importlib.import_module("cuda.bindings.runtime")
     except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError:
-            raise BackendUnavailable("cuda-python is not installed: pip install 'ecgedge[trt]' on a machine with an NVIDIA GPU") from None
-    return cudart
+        return require("cuda.cudart", extra="trt", name="cuda-python", hint=GPU_HINT)
 
 
 def cuda_ok(result):
@@ -30,11 +32,8 @@ def cuda_ok(result):
 
 
 def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise BackendUnavailable("TensorRT is not installed: on a machine with an NVIDIA GPU, pip install 'ecgedge[trt]'") from None
-    return trt
+    """The ``tensorrt`` module, or :class:`BackendUnavailable` naming the ``trt`` extra."""
+    return require("tensorrt", extra="trt", name="TensorRT", hint=GPU_HINT)
 
 
 @dataclass(frozen=True)
@@ -65,3 +64,31 @@ def cuda_device_or_reason() -> str | None:
     except BackendUnavailable as exc:
         return str(exc)
     return None
+
+
+# The one correct way to get ONNX Runtime's GPU build (pyproject.toml's "gpu" extra says why): the
+# CPU build (a base dependency) and onnxruntime-gpu install the same ``onnxruntime`` module, and
+# uninstalling either deletes files the other needs, so both go and the GPU build comes back alone.
+ORT_GPU_INSTALL = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'onnxruntime-gpu>=1.17'"
+
+
+def onnxruntime_builds() -> list[str]:
+    """The ONNX Runtime distributions installed here, of ``onnxruntime`` (CPU) and ``onnxruntime-gpu``."""
+    from importlib import metadata
+
+    found = []
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            metadata.distribution(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(dist)
+    return found
+
+
+def onnxruntime_clash() -> str | None:
+    """Why ONNX Runtime's GPU providers may be hidden here (both builds installed, the CPU one
+    overwriting the other's module), with the fix; None when only one build is installed."""
+    if len(onnxruntime_builds()) < 2:
+        return None
+    return f"both onnxruntime (CPU build) and onnxruntime-gpu are installed; they share one module, which hides the GPU providers: {ORT_GPU_INSTALL}"

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ecgedge.paths import cache_root
-from ecgedge.runtime.base import Backend, InputSpec, Precision, Runner, require_backend
+from ecgedge.errors import BackendUnavailable
+from ecgedge.runtime.base import Backend, InputSpec, Precision, Runner, available_backends, require_backend
+from ecgedge.runtime.gpu import onnxruntime_clash
 
 
 class OrtRunner(Runner):
@@ -51,6 +53,8 @@ class OrtRunner(Runner):
         return [("TensorrtExecutionProvider", trt), "CUDAExecutionProvider", "CPUExecutionProvider"]
 
     def _activate(self) -> None:
+        if self.backend != Backend.ort_cpu and available_backends()[self.backend] and (clash := onnxruntime_clash()):
+            raise BackendUnavailable(f"backend {self.backend.value} unavailable: {clash}")
         require_backend(self.backend)
         import onnxruntime as ort
 

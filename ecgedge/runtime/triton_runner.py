@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgedge.config import require
 from ecgedge.errors import BackendUnavailable, ConfigError, ShapeMismatch
 from ecgedge.runtime.base import InputSpec, Precision, Runner
 
@@ -71,11 +72,8 @@ class TritonRunner(Runner):
         self._client = None
 
     def _activate(self) -> None:
-        try:
-            import tritonclient.grpc as grpcclient
-            from tritonclient.utils import InferenceServerException
-        except ImportError:
-            raise BackendUnavailable("tritonclient is not installed: pip install 'ecgedge[serve]' (tritonclient[grpc])") from None
+        grpcclient = require("tritonclient.grpc", extra="serve", name="tritonclient", hint="(tritonclient[grpc])")
+        InferenceServerException = require("tritonclient.utils", extra="serve", name="tritonclient").InferenceServerException
         self._grpc, self._error = grpcclient, InferenceServerException
         client = grpcclient.InferenceServerClient(self.address)
         try:

@@ -30,7 +30,7 @@ import sysconfig
 from dataclasses import dataclass
 from typing import Optional
 
-from ecgedge.config import Backend, Precision, Target
+from ecgedge.config import Backend, Precision, Target, require
 from ecgedge.errors import BackendUnavailable, ConfigError
 from ecgedge.export.triton import MAX_QUEUE_DELAY_US
 
@@ -78,12 +78,10 @@ def serve_export(cfg: PyTritonConfig, *, ready=None) -> None:
     import numpy as np
 
     # Missing PyTriton first: where it is not installed, how to install it is the one thing to say.
-    try:
-        from pytriton.decorators import batch
-        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig
-    except ImportError:
-        raise BackendUnavailable("PyTriton is not installed: pip install 'ecgedge[pytriton]' (nvidia-pytriton), in its own venv") from None
+    require("pytriton.triton", extra="pytriton", name="PyTriton", hint="(nvidia-pytriton), in its own venv")
+    from pytriton.decorators import batch
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.triton import Triton, TritonConfig
     if int(np.__version__.split(".")[0]) >= 2:
         raise BackendUnavailable(f"PyTriton's Python backend returns empty outputs under numpy {np.__version__}: "
                                  "run the server in an environment with numpy<2 (pip install 'ecgedge[pytriton]' in its own venv)")

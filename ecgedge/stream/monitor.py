@@ -29,7 +29,7 @@ Nothing is hidden:
   holding concealed samples says how many (``concealed_samples``): concealed, never silently normal;
 - when no window has been classified for ``StreamSettings.inoperable_after_s`` of stream (a dead
   or flat link, an electrode off, gap after gap) the monitor raises one **technical alert**
-  ``ecg_signal_inoperable`` (:class:`SignalAlert`), and clears it with the next classified window;
+  ``ecg_signal_inoperable`` (:class:`~ecgedge.stream.events.SignalAlert`), and clears it with the next classified window;
 - a source rate below twice the model's band-pass upper edge (``ecgedge.data.quality.rate_problem``),
   **lead-off** flags, device flags (calibration pulse, ADC saturated) and flat, saturated,
   implausibly large (a wrong gain) or non-finite leads (``ecgedge.data.quality``) make a window
@@ -38,29 +38,31 @@ Nothing is hidden:
   windows before the monitor raises it, as a bedside monitor would. A change of signal quality
   (``ok`` <-> ``unreliable``) is raised at once.
 
+Everything a monitor yields is a typed event of :mod:`ecgedge.stream.events` (verdicts, gaps,
+alerts, quality and rhythm changes); ``to_json()`` gives its record.
+
 Memory per bed is bounded: ring buffers of about one window plus two hops (model rate and source
 rate) and the filter states.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Hashable, Iterable, Union
+from dataclasses import dataclass
+from typing import Hashable, Iterable
 
 import numpy as np
 
+from ecgedge.bridge.frame import DeviceFlag
 from ecgedge.config import PreprocessConfig
 from ecgedge.data.leads import lead_indices
 from ecgedge.data.preprocess import StreamingPreprocessor, normalise_windows, resampling_ratio
 from ecgedge.data.quality import rate_problem, signal_problems
 from ecgedge.errors import ConfigError, MissingLeads, ShapeMismatch
 from ecgedge.evaluate.metrics import softmax
+from ecgedge.stream.events import AlertState, Event, QualityChange, RhythmChange, SampleGap, SignalAlert, WindowVerdict
 
 # Device flag bits that make a window unreliable (PROTOCOL.md, device_flags).
-CALIBRATION_FLAG, SATURATED_FLAG = 0x0002, 0x0004
-# Probabilities are written with this many decimals: float32 softmax is good to about 1e-7.
-PROB_DECIMALS = 6
+CALIBRATION_FLAG, SATURATED_FLAG = int(DeviceFlag.CALIBRATION), int(DeviceFlag.SATURATED)
 # Longest gap ``ecgedge stream`` conceals (s): two 40-ms frames of ecgsim/Chapman at 500 Hz, not
 # three. A straight line between two real samples has no peak of its own, so concealment cannot
 # invent a beat; 0.1 s is the upper end of a normal QRS complex (80-100 ms) and well below the
@@ -151,115 +153,6 @@ class ModelSpec:
         return cls(manifest.leads, manifest.labels, manifest.preprocess_config(), manifest.window_samples)
 
 
-@dataclass
-class WindowVerdict:
-    """One classification step of one bed. Sample indices are at the source rate, end exclusive.
-
-    ``start_sample``..``end_sample`` is what the window covers; ``new_start``..``end_sample`` the
-    samples it accounts for (those since the previous window of the stream). ``concealed``: samples
-    of the window that were concealed (lost and interpolated), ``concealed_new`` those of them in
-    its ``new`` span (they count as lost, not as classified or unreliable).
-    """
-
-    stream: Hashable
-    t_s: float
-    start_sample: int
-    end_sample: int
-    new_start: int
-    reliable: bool
-    reason: str = ""
-    leads: tuple[str, ...] = ()
-    label: str | None = None
-    probs: dict[str, float] = field(default_factory=dict)
-    window: np.ndarray | None = None  # normalised model input, while waiting for inference
-    concealed: int = 0
-    concealed_new: int = 0
-
-    def to_json(self) -> dict:
-        out = {"type": "window", "stream": self.stream, "t": round(self.t_s, 3),
-               "samples": [self.start_sample, self.end_sample], "new": [self.new_start, self.end_sample],
-               "quality": "ok" if self.reliable else "unreliable"}
-        if self.reliable:
-            out["label"] = self.label
-            out["probs"] = {k: round(v, PROB_DECIMALS) for k, v in self.probs.items()}
-        else:
-            out["reason"] = self.reason
-            if self.leads:
-                out["leads"] = list(self.leads)
-        if self.concealed:
-            out["concealed_samples"] = self.concealed
-            out["concealed_new"] = self.concealed_new
-        return out
-
-
-@dataclass
-class SampleGap:
-    """Source samples ``[start, end)`` of one bed never arrived; ``concealed``: they were interpolated."""
-
-    stream: Hashable
-    start: int
-    end: int
-    fs_hz: float
-    frames_lost: int | None = None
-    concealed: bool = False
-
-    @property
-    def samples(self) -> int:
-        return self.end - self.start
-
-    def to_json(self) -> dict:
-        out = {"type": "gap", "stream": self.stream, "t": round(self.start / self.fs_hz, 3), "samples": [self.start, self.end],
-               "seconds": round(self.samples / self.fs_hz, 3)}
-        if self.frames_lost is not None:
-            out["frames_lost"] = self.frames_lost
-        if self.concealed:
-            out["concealed"] = True
-        return out
-
-
-class AlertState(str, Enum):
-    raised = "raised"
-    cleared = "cleared"
-
-
-# The technical alert a bedside monitor calls "ECG signal inoperable".
-INOPERABLE = "ecg_signal_inoperable"
-
-
-@dataclass
-class SignalAlert:
-    """The ``ecg_signal_inoperable`` technical alert of one bed, raised or cleared.
-
-    ``t_s``/``sample``: stream time (s) and source sample at which it changed; ``dark_s``: stream
-    seconds without a classified window until then (for a clearing: how long it lasted, at least);
-    ``reason``: why the last window before a raising was not classified (``"no data"`` when it
-    was raised on wall time, nothing having arrived).
-    """
-
-    stream: Hashable
-    t_s: float
-    sample: int
-    state: AlertState
-    dark_s: float
-    reason: str = ""
-    alert: str = INOPERABLE
-
-    def to_json(self) -> dict:
-        out = {"type": "alert", "stream": self.stream, "t": round(self.t_s, 3), "sample": self.sample,
-               "alert": self.alert, "state": self.state.value, "dark_s": round(self.dark_s, 3)}
-        if self.reason:
-            out["reason"] = self.reason
-        return out
-
-
-Item = Union[dict, WindowVerdict, SampleGap, SignalAlert]
-
-
-def record_of(item: Item) -> dict:
-    """The JSON record of a monitor's item (typed objects render themselves; records are dicts already)."""
-    return item if isinstance(item, dict) else item.to_json()
-
-
 class BedMonitor:
     """One bed's stream: ``push(samples_mv, first_sample, lead_off)`` -> records and window verdicts, in order.
 
@@ -343,9 +236,9 @@ class BedMonitor:
         self._concealed = []
         self._open = True
 
-    def _end_segment(self, reason: str) -> list[Item]:
+    def _end_segment(self, reason: str) -> list[Event]:
         """Close the current segment: its samples after the last window go into one unreliable verdict."""
-        items: list[Item] = []
+        items: list[Event] = []
         if self._open and self.next_sample > self.last_end:
             end = self.next_sample
             items += self._final(WindowVerdict(self.stream_id, end / self.fs_in, max(self.stream_start, end - self.window_in),
@@ -364,7 +257,7 @@ class BedMonitor:
         """Concealed samples of the current segment in source samples ``[start, end)``."""
         return sum(max(0, min(end, b) - max(start, a)) for a, b in self._concealed)
 
-    def _final(self, v: WindowVerdict) -> list[Item]:
+    def _final(self, v: WindowVerdict) -> list[Event]:
         """A verdict is cut: count its concealed samples, run the inoperable clock; the verdict and any alert."""
         if self._concealed:
             v.concealed = self._concealed_in(v.start_sample, v.end_sample)
@@ -405,12 +298,12 @@ class BedMonitor:
 
     # ---- input --------------------------------------------------------------------------------
 
-    def restart(self, reason: str = "restart") -> list[Item]:
+    def restart(self, reason: str = "restart") -> list[Event]:
         """End the current segment (device restart, format change); the next push starts a new one at its index."""
         return self._end_segment(reason)
 
     def push(self, samples_mv: np.ndarray, first_sample: int, lead_off: Iterable[int] = (), *,
-             device_flags: int = 0, frames_lost: int | None = None) -> list[Item]:
+             device_flags: int = 0, frames_lost: int | None = None) -> list[Event]:
         """Feed ``(source leads, n)`` samples in mV starting at source sample ``first_sample``.
 
         Args:
@@ -435,7 +328,7 @@ class BedMonitor:
                                 f"expected ({len(self.lead_names)} leads, n)")
         x = x[self.lead_index]
         first_sample = int(first_sample)
-        items: list[Item] = []
+        items: list[Event] = []
         off = np.zeros(len(self.lead_index), dtype=bool)
         for lead in lead_off:
             if lead in self.lead_index:
@@ -476,9 +369,9 @@ class BedMonitor:
         before = self.raw.last(1)[:, 0]
         return before[:, None] + (after - before)[:, None] * (np.arange(1, n + 1) / (n + 1))
 
-    def _write(self, x: np.ndarray, off: np.ndarray, bad_flags: int) -> list[Item]:
+    def _write(self, x: np.ndarray, off: np.ndarray, bad_flags: int) -> list[Event]:
         """Append contiguous samples of the current segment; the verdicts (and alerts) of the windows they complete."""
-        items: list[Item] = []
+        items: list[Event] = []
         for a in range(0, x.shape[-1], self.hop_in):
             piece = x[:, a:a + self.hop_in]
             n = piece.shape[-1]
@@ -503,8 +396,8 @@ class BedMonitor:
             self._unfiltered.clear()
             self.out.write(self.pre.push(x))
 
-    def _cut_windows(self) -> list[Item]:
-        items: list[Item] = []
+    def _cut_windows(self) -> list[Event]:
+        items: list[Event] = []
         while True:
             end_out = self.next_end
             end_in = self._in_sample(end_out)
@@ -546,16 +439,12 @@ class BedMonitor:
 
     # ---- events -------------------------------------------------------------------------------
 
-    def resolve(self, v: WindowVerdict) -> list[dict]:
-        """Apply hysteresis to a finished verdict; return the rhythm-change / quality events it causes."""
-        events = []
+    def resolve(self, v: WindowVerdict) -> list[QualityChange | RhythmChange]:
+        """Apply hysteresis to a finished verdict; return the quality / rhythm-change events it causes."""
+        events: list[QualityChange | RhythmChange] = []
         quality = "ok" if v.reliable else "unreliable"
         if quality != self.quality:
-            event = {"type": "quality", "stream": self.stream_id, "t": round(v.t_s, 3), "sample": v.end_sample,
-                     "quality": quality}
-            if not v.reliable:
-                event["reason"] = v.reason
-            events.append(event)
+            events.append(QualityChange(self.stream_id, v.t_s, v.end_sample, v.reliable, "" if v.reliable else v.reason))
             self.quality = quality
         if not v.reliable:
             # One bad window does not end a rhythm (the unreliable line says why); it does reset the
@@ -566,9 +455,8 @@ class BedMonitor:
         count = count + 1 if v.label == label else 1
         self._candidate = (v.label, count)
         if v.label != self.current and count >= self.settings.hysteresis:
-            events.append({"type": "rhythm_change", "stream": self.stream_id, "t": round(v.t_s, 3), "sample": v.end_sample,
-                           "from": self.current, "to": v.label, "held_windows": count,
-                           "confidence": round(v.probs.get(v.label, 0.0), 4)})
+            events.append(RhythmChange(self.stream_id, v.t_s, v.end_sample, self.current, v.label, count,
+                                       v.probs.get(v.label, 0.0)))
             self.current = v.label
         return events
 
@@ -593,7 +481,7 @@ class StreamHub:
         self.settings = settings
         self.max_batch = max_batch
         self.monitors: dict[Hashable, BedMonitor] = {}
-        self._pending: list[tuple[BedMonitor | None, Item]] = []
+        self._pending: list[tuple[BedMonitor | None, Event]] = []
 
     def open(self, stream_id: Hashable, *, fs_in: float, lead_names: Iterable[str], start_reason: str = "starting up") -> BedMonitor:
         """Start (or start over) the monitor of one bed; raises :class:`ShapeMismatch` for a lead set the model cannot use."""
@@ -619,17 +507,16 @@ class StreamHub:
         """Records and verdicts waiting for :meth:`flush`."""
         return len(self._pending)
 
-    def note(self, record: dict) -> None:
-        """Queue a record so it comes out in order with the verdicts around it."""
-        self._pending.append((None, record))
+    def note(self, event: Event) -> None:
+        """Queue an event so it comes out in order with the verdicts around it."""
+        self._pending.append((None, event))
 
     def flush(self) -> list[dict]:
-        """Classify every pending window in batches; return all pending records and the events they raise, as JSON records."""
-        return [record_of(item) for item in self.flush_items()]
+        """Classify every pending window in batches; return all pending events and those they raise, as JSON records."""
+        return [event.to_json() for event in self.flush_items()]
 
-    def flush_items(self) -> list[Item]:
-        """:meth:`flush`, but typed: :class:`WindowVerdict`, :class:`SampleGap`, :class:`SignalAlert` stay
-        objects (for callers that count them); other records and events are dicts."""
+    def flush_items(self) -> list[Event]:
+        """:meth:`flush`, but typed: the events themselves (:mod:`ecgedge.stream.events`), for callers that count them."""
         if not self._pending:
             return []
         batch, self._pending = self._pending, []
@@ -641,7 +528,7 @@ class StreamHub:
                 v.label = self.labels[int(p.argmax())]
                 v.probs = {c: float(x) for c, x in zip(self.labels, p)}
                 v.window = None
-        out: list[Item] = []
+        out: list[Event] = []
         for monitor, item in batch:
             out.append(item)
             if isinstance(item, WindowVerdict):

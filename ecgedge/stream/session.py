@@ -1,36 +1,37 @@
 """One receiving session: bytes from a source -> frames -> one monitor per bed -> JSON records.
 
-    bytes --FrameDecoder--> frames --SequenceTracker (per stream id)--> samples in mV
-          --StreamHub (one BedMonitor per stream id, windows of all beds batched)--> records
+    bytes --FrameDecoder--> frames --SequenceTracker (per stream id)--> samples in mV      (ecgedge.bridge)
+          --StreamHub (one BedMonitor per stream id, windows of all beds batched)--> events
 
-Every record is a dict with a ``type`` (the CLI writes one JSON line each):
+Every record is a typed event of :mod:`ecgedge.stream.events`; the session counts from the events'
+fields and hands out their ``to_json()``, a dict with a ``type`` (the CLI writes one JSON line each):
 
-==================  ===========================================================================
-``session``         first (from :func:`stream_from_export`): export, precision, labels, hop, source
-``stream_start``    a bed's first frame: ``stream``, ``sample``, ``fs_hz``, ``leads``, ``simulated``
-``window``          one per hop: ``t`` (s), ``samples`` [start, end) and ``new`` [start, end) at
-                    the source rate, ``quality`` ``ok`` with ``label`` and ``probs``, or
-                    ``unreliable`` with ``reason`` (and ``leads`` for lead-off); with
-                    ``concealed_samples`` (and ``concealed_new``, those in ``new``) when it holds
-                    concealed samples
-``rhythm_change``   a label held ``held_windows`` reliable windows: ``from``, ``to``, ``confidence``
-``quality``         the signal became ``ok`` or ``unreliable`` (``reason``)
-``gap``             samples [start, end) never arrived (``frames_lost``); the stream recovers;
-                    ``concealed`` true: they were interpolated and the filters ran on
-``alert``           ``ecg_signal_inoperable`` ``raised`` (no classified window for
-                    ``inoperable_after_s``; ``dark_s``, ``reason``) or ``cleared`` (classified again)
-``restart``         the device's sample index went back (reboot): tracking starts over
-``format_change``   sampling rate, leads, format, gain or baseline changed (``changed``)
-``dropped_frame``   a repeated or late frame (``reason`` ``repeat`` / ``out_of_order``)
-``decode_error``    bytes that were not a frame: ``kind`` (``bad_crc``, ...), ``detail``, ``offset``
-``link``            the link went ``down`` or came back ``up`` (``detail``)
-``no_data``         no frame from a bed for ``seconds`` of wall time (once per silence)
-``stream_error``    a bed whose leads the model cannot use (its frames are counted, not classified)
-``tee_error``       the ``--tee`` copy failed (``path``, ``detail``, ``bytes`` saved before): it is
-                    dropped, classification goes on, and the summary repeats it as ``tee_error``
-``summary``         last: bytes, frames, decode errors by kind, and per stream the samples
-                    received / lost (of which concealed) / classified / unreliable / pending
-==================  ===========================================================================
+==================  ======================  ===========================================================================
+``session``         ``SessionStart``        first (from :func:`stream_from_export`): export, precision, labels, hop, source
+``stream_start``    ``StreamStart``         a bed's first frame: ``stream``, ``sample``, ``fs_hz``, ``leads``, ``simulated``
+``window``          ``WindowVerdict``       one per hop: ``t`` (s), ``samples`` [start, end) and ``new`` [start, end) at
+                                            the source rate, ``quality`` ``ok`` with ``label`` and ``probs``, or
+                                            ``unreliable`` with ``reason`` (and ``leads`` for lead-off); with
+                                            ``concealed_samples`` (and ``concealed_new``, those in ``new``) when it holds
+                                            concealed samples
+``rhythm_change``   ``RhythmChange``        a label held ``held_windows`` reliable windows: ``from``, ``to``, ``confidence``
+``quality``         ``QualityChange``       the signal became ``ok`` or ``unreliable`` (``reason``)
+``gap``             ``SampleGap``           samples [start, end) never arrived (``frames_lost``); the stream recovers;
+                                            ``concealed`` true: they were interpolated and the filters ran on
+``alert``           ``SignalAlert``         ``ecg_signal_inoperable`` ``raised`` (no classified window for
+                                            ``inoperable_after_s``; ``dark_s``, ``reason``) or ``cleared`` (classified again)
+``restart``         ``StreamRestart``       the device's sample index went back (reboot): tracking starts over
+``format_change``   ``StreamFormatChange``  sampling rate, leads, format, gain or baseline changed (``changed``)
+``dropped_frame``   ``DroppedFrame``        a repeated or late frame (``reason`` ``repeat`` / ``out_of_order``)
+``decode_error``    ``UndecodedBytes``      bytes that were not a frame: ``kind`` (``bad_crc``, ...), ``detail``, ``offset``
+``link``            ``LinkChange``          the link went ``down`` or came back ``up`` (``detail``)
+``no_data``         ``NoData``              no frame from a bed for ``seconds`` of wall time (once per silence)
+``stream_error``    ``StreamRefused``       a bed whose leads the model cannot use (its frames are counted, not classified)
+``tee_error``       ``TeeFailed``           the ``--tee`` copy failed (``path``, ``detail``, ``bytes`` saved before): it is
+                                            dropped, classification goes on, and the summary repeats it as ``tee_error``
+``summary``         ``SessionSummary``      last: bytes, frames, decode errors by kind, and per stream the samples
+                                            received / lost (of which concealed) / classified / unreliable / pending
+==================  ======================  ===========================================================================
 
 Samples are accounted for: per stream, window ``new`` spans and the gaps not concealed tile the
 sample index from the first frame on (a concealed gap lies inside a ``new`` span), so (without
@@ -43,79 +44,46 @@ classified.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
+from ecgedge.bridge.decoder import FrameDecoder
+from ecgedge.bridge.frame import DecodeError, DeviceFlag, Frame
+from ecgedge.bridge.sequence import FormatChange, Gap, OutOfOrder, Repeat, Restart, SequenceTracker
+from ecgedge.bridge.sources import ByteSource, LinkEvent
 from ecgedge.config import Backend, Precision
 from ecgedge.errors import ArtefactError, ConfigError, ShapeMismatch, is_storage_error, storage_error
 from ecgedge.manifest import passed_over, precision_for
-from ecgedge.stream.monitor import (
-    CALIBRATION_FLAG,
-    SATURATED_FLAG,
+from ecgedge.stream.events import (
     AlertState,
-    ModelSpec,
+    DropReason,
+    DroppedFrame,
+    Event,
+    LinkChange,
+    NoData,
+    RhythmChange,
     SampleGap,
+    SessionStart,
+    SessionSummary,
     SignalAlert,
-    StreamHub,
-    StreamSettings,
+    StreamCounts,
+    StreamFormatChange,
+    StreamRefused,
+    StreamRestart,
+    StreamStart,
+    TeeFailed,
+    UndecodedBytes,
     WindowVerdict,
-    record_of,
 )
-from ecgedge.stream.protocol import (
-    DecodeError,
-    DeviceFlag,
-    FormatChange,
-    Frame,
-    FrameDecoder,
-    Gap,
-    OutOfOrder,
-    Repeat,
-    Restart,
-    SequenceTracker,
-)
-from ecgedge.stream.sources import ByteSource, LinkEvent
+from ecgedge.stream.monitor import CALIBRATION_FLAG, SATURATED_FLAG, ModelSpec, StreamHub, StreamSettings
 
 # A bed that sends nothing for this long (wall time) gets one ``no_data`` record.
 STALL_S = 2.0
 # Longest wait of a window for others to share its inference call: a hop is a second, so a tenth of
 # it costs the bedside nothing and lets one core batch the beds whose windows fall in that time.
 BATCH_DELAY_S = 0.1
-
-
-@dataclass
-class StreamCounts:
-    """What one bed's stream amounted to; samples at the source rate."""
-
-    stream: Hashable
-    fs_hz: float
-    leads: tuple[str, ...]
-    first_sample: int
-    next_sample: int = 0
-    frames: int = 0
-    received: int = 0
-    lost: int = 0
-    concealed: int = 0
-    classified: int = 0
-    unreliable: int = 0
-    windows_ok: int = 0
-    windows_unreliable: int = 0
-    rhythm_changes: int = 0
-    inoperable_alerts: int = 0
-    dropped_frames: int = 0
-    restarts: int = 0
-    format_changes: int = 0
-    rhythm: str | None = None
-    refused: str = ""
-
-    def to_json(self, pending: int) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k != "refused"}
-        out["leads"] = list(self.leads)
-        out["pending"] = pending
-        if self.refused:
-            out["refused"] = self.refused
-        return out
 
 
 @dataclass
@@ -167,8 +135,7 @@ class StreamSession:
             if isinstance(event, DecodeError):
                 for sid in list(self._runs):  # what was decoded before the error comes out before it
                     self._push_run(sid)
-                self.hub.note({"type": "decode_error", "kind": event.kind.value, "detail": event.detail,
-                               "offset": event.offset})
+                self.hub.note(UndecodedBytes(event.kind, event.detail, event.offset))
             else:
                 self._frame(event)
         for sid in list(self._runs):
@@ -186,24 +153,19 @@ class StreamSession:
 
     def link(self, event: LinkEvent, source: str = "") -> list[dict]:
         """Record a link change (the samples it costs show up as a gap when data resumes); flushes."""
-        self.link_changes[event.state] = self.link_changes.get(event.state, 0) + 1
-        record = {"type": "link", "state": event.state, "detail": event.detail}
-        if source:
-            record["source"] = source
-        self.hub.note(record)
+        self.hub.note(LinkChange(event.state, event.detail, source))
         return self.flush()
 
     def tick(self, now: float | None = None) -> list[dict]:
         """Wall-clock checks: a ``no_data`` record for each bed silent for ``stall_s``, and the
         ``ecg_signal_inoperable`` alert for a bed silent long enough (:meth:`BedMonitor.silence`)."""
         now = time.monotonic() if now is None else now
-        out: list = []
+        out: list[Event] = []
         for sid, last in self._last_frame.items():
             if sid not in self._stalled and now - last >= self.stall_s:
                 self._stalled.add(sid)
                 c = self.counts[sid]
-                out.append({"type": "no_data", "stream": sid, "t": round(c.next_sample / c.fs_hz, 3),
-                            "after_sample": c.next_sample, "seconds": round(now - last, 1)})
+                out.append(NoData(sid, c.next_sample / c.fs_hz, c.next_sample, now - last))
             monitor = self.hub.monitors.get(sid)
             if monitor is not None and sid in self._stalled:
                 out += monitor.silence(now - last)
@@ -218,21 +180,16 @@ class StreamSession:
                 frames_lost = e.frames_lost  # the monitor reports the gap when it sees the jump
             elif isinstance(e, (Repeat, OutOfOrder)):
                 self._push_run(sid)
-                self.counts[sid].dropped_frames += 1
-                self.hub.note({"type": "dropped_frame", "stream": sid, "seq": e.seq, "first_sample": e.first_sample,
-                               "reason": "repeat" if isinstance(e, Repeat) else "out_of_order"})
+                reason = DropReason.repeat if isinstance(e, Repeat) else DropReason.out_of_order
+                self.hub.note(DroppedFrame(sid, e.seq, e.first_sample, reason))
             elif isinstance(e, Restart):
                 self._push_run(sid)
-                self.counts[sid].restarts += 1
-                self.hub.note({"type": "restart", "stream": sid, "expected_sample": e.expected_sample,
-                               "first_sample": e.first_sample})
+                self.hub.note(StreamRestart(sid, e.expected_sample, e.first_sample))
                 if sid in self.hub.monitors:
                     self.hub.restart(sid, "restart")
             elif isinstance(e, FormatChange):
                 self._push_run(sid)
-                self.counts[sid].format_changes += 1
-                self.hub.note({"type": "format_change", "stream": sid, "first_sample": e.first_sample,
-                               "changed": list(e.changed)})
+                self.hub.note(StreamFormatChange(sid, e.first_sample, e.changed))
                 if {"fs_hz", "lead_ids"} & set(e.changed):
                     if sid in self.hub.monitors:
                         self.hub.restart(sid, "format change")
@@ -265,10 +222,8 @@ class StreamSession:
         sid = frame.stream_id
         if new:
             self.counts[sid] = StreamCounts(sid, frame.fs_hz, frame.lead_ids, frame.first_sample)
-            self.hub.note({"type": "stream_start", "stream": sid, "t": round(frame.first_sample / frame.fs_hz, 3),
-                           "sample": frame.first_sample, "fs_hz": frame.fs_hz, "leads": list(frame.lead_ids),
-                           "model_leads": list(self.hub.model.leads),
-                           "simulated": bool(frame.flags & DeviceFlag.SIMULATED)})
+            self.hub.note(StreamStart(sid, frame.first_sample, frame.fs_hz, frame.lead_ids, tuple(self.hub.model.leads),
+                                      bool(frame.flags & DeviceFlag.SIMULATED)))
         c = self.counts[sid]
         c.fs_hz, c.leads, c.refused = frame.fs_hz, frame.lead_ids, ""
         try:
@@ -276,7 +231,7 @@ class StreamSession:
         except ShapeMismatch as exc:
             self.hub.monitors.pop(sid, None)
             c.refused = str(exc)
-            self.hub.note({"type": "stream_error", "stream": sid, "detail": str(exc)})
+            self.hub.note(StreamRefused(sid, str(exc)))
 
     def _push_run(self, sid: Hashable) -> None:
         run = self._runs.pop(sid, None)
@@ -288,46 +243,56 @@ class StreamSession:
 
     # ---- accounting ---------------------------------------------------------------------------
 
-    def _account(self, items: list) -> list[dict]:
-        """Count items into their streams (typed ones from their fields); their JSON records, in order."""
-        records = []
-        for item in items:
-            r = record_of(item)
-            records.append(r)
-            c = self.counts.get(r.get("stream"))
+    def _account(self, events: list[Event]) -> list[dict]:
+        """Count events into their beds' :class:`StreamCounts`, from their fields; their JSON records, in order."""
+        for e in events:
+            if isinstance(e, LinkChange):
+                self.link_changes[e.state] = self.link_changes.get(e.state, 0) + 1
+            c = self.counts.get(getattr(e, "stream", None))  # session-wide events have no stream
             if c is None:
                 continue
-            if isinstance(item, WindowVerdict):
-                n = item.end_sample - item.new_start - item.concealed_new  # concealed samples are lost ones
-                if item.reliable:
+            if isinstance(e, WindowVerdict):
+                n = e.end_sample - e.new_start - e.concealed_new  # concealed samples are lost ones
+                if e.reliable:
                     c.classified += n
                     c.windows_ok += 1
                 else:
                     c.unreliable += n
                     c.windows_unreliable += 1
-            elif isinstance(item, SampleGap):
-                c.lost += item.samples
-                c.concealed += item.samples if item.concealed else 0
-            elif isinstance(item, SignalAlert):
-                if item.state is AlertState.raised:
+            elif isinstance(e, SampleGap):
+                c.lost += e.samples
+                c.concealed += e.samples if e.concealed else 0
+            elif isinstance(e, SignalAlert):
+                if e.state is AlertState.raised:
                     c.inoperable_alerts += 1
-            elif r["type"] == "rhythm_change":
+            elif isinstance(e, RhythmChange):
                 c.rhythm_changes += 1
-                c.rhythm = r["to"]
-        return records
+                c.rhythm = e.rhythm
+            elif isinstance(e, DroppedFrame):
+                c.dropped_frames += 1
+            elif isinstance(e, StreamRestart):
+                c.restarts += 1
+            elif isinstance(e, StreamFormatChange):
+                c.format_changes += 1
+        return [e.to_json() for e in events]
 
-    def summary(self, **extra) -> dict:
-        """The final record: bytes, frames, decode errors by kind, per-stream counts, link changes."""
+    def summary_event(self, *, source: str | None = None, ended: str | None = None, elapsed_s: float | None = None,
+                      tee_error: str = "") -> SessionSummary:
+        """The final event: bytes, frames, decode errors by kind, link drops, a snapshot of each bed's counts;
+        ``source``, ``ended``, ``elapsed_s`` (wall seconds) and ``tee_error`` when run from a source."""
         stats = self.decoder.stats
         errors = {k: v for k, v in stats.items() if k not in ("bytes", "frames") and v}
         streams = []
         for sid, c in self.counts.items():
             monitor = self.hub.monitors.get(sid)
             pending = monitor.pending_samples if monitor is not None else c.received - c.classified - c.unreliable
-            streams.append(c.to_json(pending))
-        return {"type": "summary", "bytes": stats["bytes"], "frames": stats["frames"],
-                "decode_errors": sum(errors.values()), "decode_errors_by_kind": errors,
-                "link_down": self.link_changes.get("down", 0), "streams": streams, **extra}
+            streams.append(replace(c, pending=pending))
+        return SessionSummary(stats["bytes"], stats["frames"], errors, self.link_changes.get("down", 0), tuple(streams),
+                              source=source, ended=ended, elapsed_s=elapsed_s, tee_error=tee_error)
+
+    def summary(self, **run) -> dict:
+        """The summary record (:meth:`summary_event` rendered)."""
+        return self.summary_event(**run).to_json()
 
 
 def run_session(source: ByteSource, session: StreamSession, emit: Callable[[dict], None], *,
@@ -371,7 +336,7 @@ def run_session(source: ByteSource, session: StreamSession, emit: Callable[[dict
                         path = str(getattr(tee, "name", "the --tee file"))
                         tee_error = (f"{storage_error(exc, f'write the --tee copy {path}')}; the copy is dropped after "
                                      f"{tee_bytes} bytes, classification goes on")
-                        records.append({"type": "tee_error", "path": path, "detail": tee_error, "bytes": tee_bytes})
+                        records.append(TeeFailed(path, tee_error, tee_bytes).to_json())
                         tee = None  # dropped; the caller closes the file
                 session.feed(item, now, flush=False)
                 last_data = now
@@ -397,8 +362,7 @@ def run_session(source: ByteSource, session: StreamSession, emit: Callable[[dict
         out(session.flush(), now)
         for w in watchers:
             w.close()
-        summary = session.summary(source=source.name, ended=ended, elapsed_s=round(now - started, 3),
-                                  **({"tee_error": tee_error} if tee_error else {}))
+        summary = session.summary(source=source.name, ended=ended, elapsed_s=round(now - started, 3), tee_error=tee_error)
         emit(summary)
     return summary
 
@@ -409,7 +373,7 @@ class StreamConfig:
 
     Args:
         export: export folder (``manifest.json``).
-        source: source spec (:func:`~ecgedge.stream.sources.source_from_spec`).
+        source: source spec (:func:`~ecgedge.bridge.sources.source_from_spec`).
         settings: hop, hysteresis, gap concealment, inoperable alert.
         precision, backend, threads: which artefact runs where (``threads`` intra-op threads);
             ``precision`` None runs what :func:`~ecgedge.manifest.precision_for` picks (:func:`stream_precision`).
@@ -477,7 +441,7 @@ def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_
     from ecgedge.manifest import load_manifest
     from ecgedge.runtime import runner_from_export
     from ecgedge.stream.show import views_from_options
-    from ecgedge.stream.sources import source_from_spec
+    from ecgedge.bridge.sources import source_from_spec
 
     manifest = load_manifest(cfg.export, public_key=cfg.public_key)
     source = source_from_spec(cfg.source, sim_args=cfg.sim_args)
@@ -501,16 +465,13 @@ def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_
         with runner:
             session = StreamSession(StreamHub(runner, spec, cfg.settings), on_frame=_fan_out(watchers))
             source.open()
-            start = {"type": "session", "export": str(manifest.folder), "model": manifest.data.get("name"),
-                     "precision": precision.value if precision else None, "backend": "triton" if cfg.server else cfg.backend.value,
-                     "labels": list(spec.labels), "leads": list(spec.leads),
-                     "window_s": round(spec.window_samples / spec.preprocess.fs_hz, 3),
-                     "hop_s": cfg.settings.hop_s, "hysteresis": cfg.settings.hysteresis, "source": source.name}
-            if cfg.server:
-                start.update(server=cfg.server, server_model=runner.model, server_platform=runner.platform)
-            if why:
-                start["note"] = why
-            emit(start)
+            start = SessionStart(str(manifest.folder), manifest.data.get("name"), precision.value if precision else None,
+                                 "triton" if cfg.server else cfg.backend.value, tuple(spec.labels), tuple(spec.leads),
+                                 round(spec.window_samples / spec.preprocess.fs_hz, 3), cfg.settings.hop_s,
+                                 cfg.settings.hysteresis, source.name, note=why,
+                                 **(dict(server=cfg.server, server_model=runner.model, server_platform=runner.platform)
+                                    if cfg.server else {}))
+            emit(start.to_json())
             return run_session(source, session, emit, watchers=watchers, max_outage_s=cfg.max_outage_s, tee=tee)
     finally:
         if tee is not None:

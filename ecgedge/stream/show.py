@@ -22,9 +22,9 @@ from typing import Hashable
 
 import numpy as np
 
+from ecgedge.bridge.frame import Frame
 from ecgedge.data.leads import lead_indices
 from ecgedge.errors import MissingLeads
-from ecgedge.stream.protocol import Frame
 
 HIDE_CURSOR, SHOW_CURSOR, HOME, CLEAR_LINE, CLEAR_BELOW, CLEAR = "\x1b[?25l", "\x1b[?25h", "\x1b[H", "\x1b[K", "\x1b[J", "\x1b[2J"
 RED, GREEN, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[1m", "\x1b[2m", "\x1b[0m"

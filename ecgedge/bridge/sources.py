@@ -1,7 +1,8 @@
 """Byte sources for ``ecgedge stream``: a serial port, TCP, stdin, or the simulated device.
 
 Every source gives raw bytes of the wire protocol (``firmware_bridge/PROTOCOL.md``); decoding is
-the session's job. A source is opened once (:meth:`ByteSource.open`, which raises
+:class:`~ecgedge.bridge.decoder.FrameDecoder`'s job, in the session
+(:class:`~ecgedge.stream.session.StreamSession`). A source is opened once (:meth:`ByteSource.open`, which raises
 :class:`~ecgedge.errors.StreamError` when the device cannot be reached at all, so a typo fails at
 once), then :meth:`ByteSource.chunks` yields:
 
@@ -12,6 +13,9 @@ once), then :meth:`ByteSource.chunks` yields:
   sample index when data resumes.
 
 The generator returns when the stream has ended for good (end of stdin, the simulator exited).
+
+Units: ``idle_s`` and backoff delays in seconds (wall time), serial speeds in baud (bit/s), reads of
+at most :data:`READ_BYTES` bytes.
 
 Specs (:func:`source_from_spec`):
 

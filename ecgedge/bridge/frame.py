@@ -1,16 +1,19 @@
-"""The wire protocol between acquisition firmware and a bedside device: frames, decoder, gaps.
+"""One frame of the wire protocol: its fields, its bytes without COBS, and why bytes are not a frame.
 
-A device sends a continuous multi-lead ECG stream as COBS-framed packets over a byte link (UART,
-USB-CDC serial, TCP). The layout is specified in ``firmware_bridge/PROTOCOL.md``; the C side is
-``firmware_bridge/src`` and both sides are checked against ``firmware_bridge/test_vectors/frames.json``.
+The layout is ``firmware_bridge/PROTOCOL.md`` (C: ``firmware_bridge/src/frame.c``): a 34-byte
+little-endian header, one lead code per lead, the samples interleaved (sample ``t`` of every lead,
+then ``t + 1``) as int16 or int24 ADC units, and a CRC-32 over all of it; at most
+:data:`MAX_FRAME_BYTES` bytes. Units on the wire: sampling rate in mHz (u32, held here as Hz),
+gain in µV per ADC unit (float32), baseline in ADC units (the value that reads 0 mV), sample
+indices per lead since the stream started (u64), frame counter ``seq`` (u16, wraps).
 
-- :class:`Frame` is one decoded packet: header fields and raw ADC samples ``(n_leads, n)``.
-- :func:`encode_frame` gives the bytes to send (COBS + 0x00 delimiter); :func:`pack_frame` and
-  :func:`unpack_frame` the frame without COBS.
-- :class:`FrameDecoder` turns arbitrary byte chunks into frames and :class:`DecodeError` events. It
-  never raises on bad input and resynchronises at the next 0x00.
-- :class:`SequenceTracker` turns frames into a gap-accounted stream per stream id: missing sample
-  ranges, repeated and out-of-order frames, restarts, layout changes.
+- :class:`Frame` holds one decoded packet: header fields and raw ADC samples ``(n_leads, n)``;
+  :meth:`Frame.samples_mv` converts them to mV.
+- :func:`pack_frame` gives its bytes without COBS; :func:`unpack_frame` validates such bytes and
+  returns a :class:`Frame` or a :class:`DecodeError` (never raises), checking in the order
+  PROTOCOL.md gives so that C and Python report the same :class:`DecodeErrorKind`.
+- :data:`LEAD_NAMES` is the lead table (index = code on the wire); :class:`DeviceFlag` the
+  device status bits.
 
 NumPy only: no torch, no wfdb.
 """
@@ -21,8 +24,7 @@ import enum
 import math
 import struct
 import zlib
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,8 +40,6 @@ MAX_LEADS = 16
 MAX_FRAME_BYTES = 1024
 # One lead, one int16 sample.
 MIN_FRAME_BYTES = HEADER_FIXED_BYTES + 1 + 2 + CRC_BYTES
-# COBS adds at most one byte per 254 plus one.
-MAX_ENCODED_BYTES = MAX_FRAME_BYTES + MAX_FRAME_BYTES // 254 + 1
 SEQ_MODULUS = 1 << 16
 
 # Lead codes: index = code on the wire. "?" (code 0) is a lead the table does not name.
@@ -262,9 +262,6 @@ def max_samples_per_lead(n_leads: int, sample_format: SampleFormat = SampleForma
     return (MAX_FRAME_BYTES - HEADER_FIXED_BYTES - n_leads - CRC_BYTES) // (n_leads * fmt.nbytes)
 
 
-# ---- encoding -----------------------------------------------------------------------------------
-
-
 def pack_frame(frame: Frame) -> bytes:
     """The frame's bytes without COBS: header, lead ids, interleaved samples, CRC-32."""
     fmt = frame.sample_format
@@ -281,31 +278,6 @@ def pack_frame(frame: Frame) -> bytes:
         payload = interleaved.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
     body = header + leads + payload
     return body + struct.pack("<I", zlib.crc32(body))
-
-
-def cobs_encode(data: bytes) -> bytes:
-    """Canonical COBS (Cheshire & Baker) of ``data``, without the 0x00 delimiter."""
-    out = bytearray()
-    chunks = bytes(data).split(b"\0")
-    for i, chunk in enumerate(chunks):
-        pos = 0
-        while len(chunk) - pos >= 254:
-            out += b"\xff" + chunk[pos:pos + 254]
-            pos += 254
-        rest = chunk[pos:]
-        # A final run that filled whole 0xFF groups needs no empty group after it: one wire form.
-        if rest or pos == 0 or i < len(chunks) - 1:
-            out.append(len(rest) + 1)
-            out += rest
-    return bytes(out)
-
-
-def encode_frame(frame: Frame) -> bytes:
-    """The bytes to send for ``frame``: COBS of :func:`pack_frame`, then the 0x00 delimiter."""
-    return cobs_encode(pack_frame(frame)) + b"\0"
-
-
-# ---- decoding -----------------------------------------------------------------------------------
 
 
 def _error(kind: DecodeErrorKind, detail: str) -> DecodeError:
@@ -363,289 +335,3 @@ def unpack_frame(data: bytes) -> Frame | DecodeError:
         gain_uv=struct.unpack("<f", struct.pack("<I", gain_bits))[0], baseline=baseline,
         sample_format=fmt, lead_off=lead_off, device_flags=device_flags, version=version,
     )
-
-
-_IDLE, _IN_FRAME, _DISCARD = range(3)
-
-
-def _frame_from_cobs(data: bytes, start: int, end: int, offset: int) -> Frame | DecodeError:
-    """Decode the complete COBS segment ``data[start:end]`` (delimiter at ``end``) group by group:
-    the same results and error texts as :class:`FrameDecoder`'s byte state machine, at slice speed."""
-    out = bytearray()
-    p, code, prev = start, 0, 0
-    while p < end:
-        if p != start and code != 0xFF:
-            out.append(0)
-        prev, code = code, data[p]
-        stop = p + code
-        if stop > end:
-            return DecodeError(DecodeErrorKind.BAD_COBS, f"COBS group cut short by {stop - end} bytes", offset)
-        out += data[p + 1:stop]
-        p = stop
-    if code == 1 and prev == 0xFF:
-        return DecodeError(DecodeErrorKind.BAD_COBS, "empty COBS group after a full one (non-canonical)", offset)
-    result = unpack_frame(out)
-    return DecodeError(result.kind, result.detail, offset) if isinstance(result, DecodeError) else result
-
-
-class FrameDecoder:
-    """Incremental decoder: bytes in any chunking -> frames and :class:`DecodeError` events.
-
-    A port of the C decoder's state machine (``firmware_bridge/src/decoder.c``): it holds at most
-    :data:`MAX_FRAME_BYTES`, reports an oversize frame as soon as it overflows and skips to the next
-    delimiter, and treats runs of 0x00 as idle fill. Feeding the same bytes in any chunks gives the
-    same events. ``stats`` counts bytes, frames and each error kind.
-    """
-
-    def __init__(self) -> None:
-        self.stats: dict[str, int] = {"bytes": 0, "frames": 0} | {k.value: 0 for k in DecodeErrorKind}
-        self._buf = bytearray()
-        self._state = _IDLE
-        self._code = 0
-        self._remaining = 0
-        self._prev_ff = False
-
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | DecodeError]:
-        """Consume ``data``; return the frames and errors it completed, in stream order."""
-        data = bytes(data)
-        base = self.stats["bytes"]
-        self.stats["bytes"] += len(data)
-        events: list[Frame | DecodeError] = []
-        i, n = 0, len(data)
-        while i < n:
-            if self._state == _IDLE:
-                # Fast path: a whole frame up to its delimiter is in ``data`` and cannot overflow
-                # (COBS adds at least one byte, so it decodes to at most len - 1 bytes).
-                if data[i] == 0:
-                    i += 1
-                    continue
-                j = data.find(0, i)
-                if j >= 0 and j - i - 1 <= MAX_FRAME_BYTES:
-                    events.append(self._count(_frame_from_cobs(data, i, j, base + j + 1)))
-                    i = j + 1
-                    continue
-            if self._state == _DISCARD:
-                j = data.find(0, i)
-                if j < 0:
-                    break
-                self._state = _IDLE
-                i = j + 1
-                continue
-            byte = data[i]
-            if byte == 0:
-                i += 1
-                if self._state == _IN_FRAME:
-                    events.append(self._end_frame(base + i))
-                continue
-            if self._state == _IDLE:
-                self._state = _IN_FRAME
-                self._buf.clear()
-                self._code = 0
-                self._remaining = 0
-                self._prev_ff = False
-            if self._remaining == 0:
-                i += 1
-                if self._code not in (0, 0xFF):
-                    if len(self._buf) >= MAX_FRAME_BYTES:
-                        events.append(self._oversize(base + i))
-                        continue
-                    self._buf.append(0)
-                self._prev_ff = self._code == 0xFF
-                self._code = byte
-                self._remaining = byte - 1
-                continue
-            stop = min(n, i + self._remaining)
-            zero = data.find(0, i, stop)
-            if zero >= 0:
-                stop = zero
-            room = MAX_FRAME_BYTES - len(self._buf)
-            if stop - i > room:
-                i += room + 1  # the byte that did not fit is consumed, as in C
-                events.append(self._oversize(base + i))
-                continue
-            self._buf += data[i:stop]
-            self._remaining -= stop - i
-            i = stop
-        return events
-
-    def _oversize(self, offset: int) -> DecodeError:
-        self._state = _DISCARD
-        return self._count(DecodeError(DecodeErrorKind.OVERSIZE,
-                                       f"more than {MAX_FRAME_BYTES} bytes without a delimiter", offset))
-
-    def _end_frame(self, offset: int) -> Frame | DecodeError:
-        self._state = _IDLE
-        if self._remaining:
-            result: Frame | DecodeError = _error(
-                DecodeErrorKind.BAD_COBS, f"COBS group cut short by {self._remaining} bytes")
-        elif self._code == 1 and self._prev_ff:
-            result = _error(DecodeErrorKind.BAD_COBS, "empty COBS group after a full one (non-canonical)")
-        else:
-            result = unpack_frame(self._buf)
-        if isinstance(result, DecodeError):
-            result = DecodeError(result.kind, result.detail, offset)
-        return self._count(result)
-
-    def _count(self, event: Frame | DecodeError) -> Frame | DecodeError:
-        self.stats["frames" if isinstance(event, Frame) else event.kind.value] += 1
-        return event
-
-
-# ---- sequence tracking --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Gap:
-    """Samples ``[start, end)`` of a stream never arrived; ``frames_lost`` is counted modulo 65536."""
-
-    stream_id: int
-    start: int
-    end: int
-    frames_lost: int
-
-    @property
-    def n_samples(self) -> int:
-        return self.end - self.start
-
-
-@dataclass(frozen=True)
-class Repeat:
-    """A frame already delivered arrived again (dropped)."""
-
-    stream_id: int
-    seq: int
-    first_sample: int
-
-
-@dataclass(frozen=True)
-class OutOfOrder:
-    """A late frame inside an already reported gap (dropped: the gap stands as reported)."""
-
-    stream_id: int
-    seq: int
-    first_sample: int
-
-
-@dataclass(frozen=True)
-class Restart:
-    """The sample index went back outside recent history (device reboot, source rewound):
-    tracking starts over at ``first_sample`` (delivered)."""
-
-    stream_id: int
-    expected_sample: int
-    first_sample: int
-
-
-@dataclass(frozen=True)
-class FormatChange:
-    """Sampling rate, leads, sample format, gain or baseline changed at ``first_sample``
-    (delivered): a consumer must re-initialise whatever depends on them."""
-
-    stream_id: int
-    first_sample: int
-    changed: tuple[str, ...]
-
-
-StreamEvent = Gap | Repeat | OutOfOrder | Restart | FormatChange
-
-
-@dataclass(frozen=True)
-class Tracked:
-    """What :meth:`SequenceTracker.push` made of a frame: ``frame`` is None when it was dropped."""
-
-    frame: Frame | None
-    events: tuple[StreamEvent, ...] = ()
-
-
-_LAYOUT_FIELDS = ("fs_hz", "lead_ids", "sample_format", "gain_uv", "baseline")
-
-
-def _identity(frame: Frame) -> tuple[int, int, int, int]:
-    # With the samples' checksum, a rebooted device's seq 0 at sample 0 is not a repeat of the old one.
-    return frame.seq, frame.first_sample, frame.samples_per_lead, zlib.crc32(frame.samples.tobytes())
-
-
-@dataclass
-class _StreamState:
-    next_sample: int
-    last_seq: int
-    layout: tuple
-    recent: OrderedDict = field(default_factory=OrderedDict)
-    gaps: deque = field(default_factory=deque)
-
-
-class SequenceTracker:
-    """Per stream id, accounts for every sample index: delivered, or reported in a :class:`Gap`.
-
-    The sample index (``first_sample``, u64) decides continuity; ``seq`` (u16, wraps) counts the
-    frames a gap lost. A frame behind the expected index is a :class:`Repeat` when it matches a
-    recently delivered one (seq, index and samples), :class:`OutOfOrder` when it lies inside a
-    recently reported gap, and otherwise a :class:`Restart` (including a frame from before the first
-    one this tracker saw: the first frame defines where the stream starts). Between restarts,
-    delivered frames and reported gaps tile ``[first delivered sample, next expected sample)``
-    exactly once. A stream's first frame reports no gap before it: a receiver may join late.
-
-    Args:
-        history: how many recent frames (per stream) are remembered to recognise repeats, and how
-            many recent gaps to recognise late frames.
-    """
-
-    def __init__(self, history: int = 1024) -> None:
-        self.history = history
-        self.stats: dict[str, int] = dict.fromkeys(
-            ("frames", "gaps", "missing_samples", "repeats", "out_of_order", "restarts", "format_changes"), 0)
-        self._streams: dict[int, _StreamState] = {}
-
-    def next_sample(self, stream_id: int) -> int | None:
-        """The sample index the stream's next frame should start at (None before its first frame)."""
-        state = self._streams.get(stream_id)
-        return None if state is None else state.next_sample
-
-    def push(self, frame: Frame) -> Tracked:
-        """Account for one decoded frame; returns it (or None if dropped) with what was noticed."""
-        state = self._streams.get(frame.stream_id)
-        layout = tuple(getattr(frame, name) for name in _LAYOUT_FIELDS)
-        if state is None:
-            self._streams[frame.stream_id] = self._fresh(frame, layout)
-            return self._deliver(frame, [])
-        events: list[StreamEvent] = []
-        if frame.first_sample < state.next_sample:
-            if _identity(frame) in state.recent:
-                self.stats["repeats"] += 1
-                return Tracked(None, (Repeat(frame.stream_id, frame.seq, frame.first_sample),))
-            if any(start <= frame.first_sample and frame.end_sample <= end for start, end in state.gaps):
-                self.stats["out_of_order"] += 1
-                return Tracked(None, (OutOfOrder(frame.stream_id, frame.seq, frame.first_sample),))
-            self.stats["restarts"] += 1
-            events.append(Restart(frame.stream_id, state.next_sample, frame.first_sample))
-            fresh = self._fresh(frame, state.layout)
-            fresh.next_sample = frame.first_sample
-            self._streams[frame.stream_id] = state = fresh
-        if layout != state.layout:
-            changed = tuple(n for n, old, new in zip(_LAYOUT_FIELDS, state.layout, layout) if old != new)
-            events.append(FormatChange(frame.stream_id, frame.first_sample, changed))
-            self.stats["format_changes"] += 1
-            state.layout = layout
-        if frame.first_sample > state.next_sample:
-            lost = (frame.seq - state.last_seq - 1) % SEQ_MODULUS
-            events.append(Gap(frame.stream_id, state.next_sample, frame.first_sample, lost))
-            self.stats["gaps"] += 1
-            self.stats["missing_samples"] += frame.first_sample - state.next_sample
-            state.gaps.append((state.next_sample, frame.first_sample))
-            if len(state.gaps) > self.history:
-                state.gaps.popleft()
-        state.next_sample = frame.end_sample
-        state.last_seq = frame.seq
-        state.recent[_identity(frame)] = None
-        if len(state.recent) > self.history:
-            state.recent.popitem(last=False)
-        return self._deliver(frame, events)
-
-    def _fresh(self, frame: Frame, layout: tuple) -> _StreamState:
-        state = _StreamState(frame.end_sample, frame.seq, layout)
-        state.recent[_identity(frame)] = None
-        return state
-
-    def _deliver(self, frame: Frame, events: list[StreamEvent]) -> Tracked:
-        self.stats["frames"] += 1
-        return Tracked(frame, tuple(events))

@@ -1,0 +1,434 @@
+"""``ecgedge evaluate stream``: play annotated long recordings through the bedside stream and score it.
+
+Each record is played, faster than real time, through the path a bedside monitor runs:
+:class:`~ecgedge.stream.monitor.StreamHub` and :class:`~ecgedge.stream.monitor.BedMonitor`
+(preprocessing, quality checks, the model, hysteresis), fed one minute of samples at a time. With
+``via_device`` it goes through the simulated device (``ecgsim``, C) and the wire decoder as well
+(:func:`~ecgedge.stream.session.stream_from_export`), exactly as ``ecgedge stream --source wfdb:``.
+Both produce the same JSON records ``ecgedge stream`` prints; everything below reads only those.
+
+The samples come from wfdb (the one WFDB reader): the model's leads, in mV. A single-lead model
+takes the record's ``lead`` when one is named (``--lead MLII`` plays MIT-BIH's MLII as the model's
+lead), else the lead of its name. For ``via_device`` those leads are written as a temporary format-16
+record with their own ADC gain, which the device plays.
+
+The reference is the record's ``.atr`` (:func:`~ecgedge.data.annotations.read_rhythm_reference`). A
+**class map** takes each reference rhythm code to one of the model's classes; it is explicit,
+printed and stored in the report (:func:`class_map`). AF scoring (:mod:`ecgedge.evaluate.episodes`)
+compares the reference AF (``(AFIB``) with the stream's AF episodes: from each ``rhythm_change``
+to the AF class until the next change away from it (the alarm is raised at the event's sample,
+which is the end of the window that completed the hysteresis). Atrial flutter (``(AFL``) is excluded.
+Coverage is the share of time whose window verdicts were ``ok``. Window agreement compares each
+``ok`` window's label with the mapped reference class, over windows that lie inside one reference
+rhythm.
+
+A sweep (``hop`` x ``hysteresis``) plays each hop once and replays its window verdicts through a fresh
+monitor's hysteresis (:meth:`~ecgedge.stream.monitor.BedMonitor.resolve`, the product's rule) for
+each hysteresis, so a sweep costs one inference pass per hop.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from ecgedge.config import Backend, Precision
+from ecgedge.data.annotations import RhythmReference, read_rhythm_reference
+from ecgedge.data.leads import lead_indices, mv_per_unit
+from ecgedge.errors import ConfigError, DataNotFound, ShapeMismatch
+from ecgedge.evaluate.episodes import EpisodeScore, Interval, markdown_table, score_episodes, summarise
+
+AF_CODE = "AFIB"
+FLUTTER_CODE = "AFL"
+
+# Reference rhythm codes (MIT-BIH aux_note) to the classes of the two label vocabularies ecgedge trains.
+_CINC2017 = {"N": "N", "AFIB": "A"}            # anything else (SBR, B, T, VT, ...) is "other rhythm", O
+_CHAPMAN = {"N": "SR", "SBR": "SB", "AFIB": "AFIB", "AFL": "AF", "SVTA": "SVT"}
+
+
+def class_map(labels: Sequence[str], codes: Sequence[str], overrides: dict[str, str] | None = None) -> dict[str, str | None]:
+    """The model class of each reference rhythm code (None: not scored window by window).
+
+    CinC-2017 models (classes N, A, O, ~): ``N`` -> N, ``AFIB`` -> A, every other rhythm -> O.
+    Chapman models: ``N`` -> SR, ``SBR`` -> SB, ``AFIB`` -> AFIB, ``AFL`` -> AF (AFIB where the model
+    merges flutter into AFIB), ``SVTA`` -> SVT; others unmapped. ``overrides`` (``{"AFL": "A"}``) win.
+
+    Raises:
+        ConfigError: an override names a class the model does not have, or AFIB maps to no class.
+    """
+    labels = tuple(labels)
+    overrides = dict(overrides or {})
+    out: dict[str, str | None] = {}
+    cinc = {"N", "A", "O"} <= set(labels)
+    for code in sorted(set(codes) | {AF_CODE}):
+        if cinc:
+            out[code] = _CINC2017.get(code, "O")
+        else:
+            cls = _CHAPMAN.get(code)
+            if code == FLUTTER_CODE and cls not in labels:
+                cls = "AFIB"
+            out[code] = cls if cls in labels else None
+    for code, cls in overrides.items():
+        if cls not in labels:
+            raise ConfigError(f"--map {code}={cls}: the model has no class {cls!r} (its classes: {', '.join(labels)})")
+        out[code] = cls
+    if out.get(AF_CODE) is None:
+        raise ConfigError(f"reference AF ({AF_CODE}) maps to no class of the model ({', '.join(labels)}); "
+                          f"name the model's AF class with --map {AF_CODE}=CLASS")
+    return out
+
+
+@dataclass(frozen=True)
+class StreamEvalConfig:
+    """``ecgedge evaluate stream``.
+
+    Args:
+        export: export folder (a shipped model's folder included).
+        records: ``.hea`` paths of annotated records.
+        out: report folder.
+        hops_s, hystereses: the settings played; more than one of either is a sweep (the first pair
+            is the headline run).
+        via_device: through ``ecgsim`` and the wire decoder as well.
+        device_args: further ``ecgsim`` options with ``via_device`` (faults: ``--drop-frames 0.01``,
+            ``--disconnect-after 3600:2``, ...).
+        lead: for a single-lead model, the record's lead played as the model's lead.
+        overrides: class-map overrides, reference code -> model class.
+        precision, backend, threads: which artefact runs where (None: the manifest's recommendation).
+        chunk_s: seconds of signal pushed per call (direct path).
+        plots: write the timeline (and sweep) PNGs.
+    """
+
+    export: str
+    records: tuple[str, ...]
+    out: str
+    hops_s: tuple[float, ...] = (1.0,)
+    hystereses: tuple[int, ...] = (3,)
+    via_device: bool = False
+    device_args: tuple[str, ...] = ()
+    lead: str | None = None
+    overrides: tuple[tuple[str, str], ...] = ()
+    precision: Precision | None = None
+    backend: Backend = Backend.ort_cpu
+    threads: int | None = 1
+    chunk_s: float = 60.0
+    plots: bool = True
+
+    def __post_init__(self):
+        if not self.records:
+            raise DataNotFound("no annotated records to score (a record needs its .hea and .atr)")
+        if not self.hops_s or not self.hystereses:
+            raise ConfigError("the sweep needs at least one hop and one hysteresis")
+        if self.device_args and not self.via_device:
+            raise ConfigError("device options (--sim) need --via-device")
+
+
+def find_annotated_records(paths: Sequence[str | Path], extension: str = "atr") -> list[Path]:
+    """``.hea`` files among ``paths`` (files, record paths without extension, folders searched
+    recursively) that have a ``.EXTENSION`` annotation file beside them, sorted."""
+    out: set[Path] = set()
+    for p in map(Path, paths):
+        if p.is_dir():
+            out |= {h for h in p.rglob("*.hea") if h.with_suffix(f".{extension}").is_file()}
+        else:
+            hea = p if p.suffix == ".hea" else p.with_name(p.name + ".hea")
+            if not hea.is_file():
+                raise DataNotFound(f"{p}: no such record (no {hea.name})")
+            if not hea.with_suffix(f".{extension}").is_file():
+                raise DataNotFound(f"{p}: no .{extension} annotation file beside it, so no reference rhythm")
+            out.add(hea)
+    return sorted(out)
+
+
+# ---- playing ------------------------------------------------------------------------------------
+
+@dataclass
+class PlayedRecord:
+    """The stream's records for one played record: ``windows`` (``type: window``) and ``events``."""
+
+    windows: list[dict]
+    events: list[dict]
+    cpu_s: float
+    signal_s: float
+
+
+def _model_leads(rec, spec, lead: str | None) -> tuple[list[int], list[str]]:
+    names = [str(n) for n in rec.sig_name]
+    if lead is not None:
+        if len(spec.leads) != 1:
+            raise ConfigError(f"--lead picks one lead for a single-lead model; this model takes {', '.join(spec.leads)}")
+        if lead not in names:
+            raise ShapeMismatch(f"{rec.record_name}: no lead {lead!r} (it has {', '.join(names)})")
+        return [names.index(lead)], [spec.leads[0]]
+    try:
+        rows = lead_indices(names, spec.leads)
+    except ShapeMismatch as exc:
+        raise ShapeMismatch(f"{rec.record_name}: {exc}; a single-lead model can play another lead with --lead NAME") from None
+    return rows, [spec.leads[i] for i in range(len(rows))]
+
+
+def _read_leads(hea: Path, spec, lead: str | None):
+    """(record, rows, names, mV (leads, n) float64) of the model's leads of ``hea``, read by wfdb."""
+    import wfdb
+
+    rec = wfdb.rdrecord(str(hea.with_suffix("")))
+    rows, names = _model_leads(rec, spec, lead)
+    scale = []
+    for r in rows:
+        mv = mv_per_unit(rec.units[r])
+        if mv is None:
+            raise ShapeMismatch(f"{hea}: lead {rec.sig_name[r]} is in {rec.units[r]!r}, not a voltage")
+        scale.append(mv)
+    x = rec.p_signal[:, rows].T * np.asarray(scale)[:, None]
+    return rec, rows, names, x
+
+
+def play_direct(runner, spec, settings, hea: Path, *, lead: str | None = None, chunk_s: float = 60.0) -> PlayedRecord:
+    """Push the record through a :class:`StreamHub` a chunk at a time; its window records and events."""
+    from ecgedge.stream.monitor import StreamHub
+
+    rec, _, names, x = _read_leads(hea, spec, lead)
+    fs = float(rec.fs)
+    hub = StreamHub(runner, spec, settings)
+    stream = 0
+    hub.open(stream, fs_in=fs, lead_names=names)
+    chunk = max(1, int(chunk_s * fs))
+    out: list[dict] = []
+    t0 = time.process_time()
+    for a in range(0, x.shape[1], chunk):
+        hub.push(stream, x[:, a:a + chunk], a)
+        out += hub.flush()
+    hub.restart(stream, "end of record")
+    out += hub.flush()
+    cpu = time.process_time() - t0
+    return _split(out, cpu, x.shape[1] / fs)
+
+
+def _split(records: list[dict], cpu_s: float, signal_s: float) -> PlayedRecord:
+    windows = [r for r in records if r.get("type") == "window"]
+    events = [r for r in records if r.get("type") in ("rhythm_change", "quality", "alert", "gap")]
+    return PlayedRecord(windows, events, cpu_s, signal_s)
+
+
+def play_via_device(cfg: StreamEvalConfig, spec, settings, hea: Path, export: Path) -> PlayedRecord:
+    """The record through ``ecgsim`` (as fast as it can) and the wire decoder into ``ecgedge stream``'s session."""
+    import wfdb
+
+    from ecgedge.stream.session import StreamConfig, stream_from_export
+
+    rec = wfdb.rdrecord(str(hea.with_suffix("")), physical=False)
+    rows, names = _model_leads(rec, spec, cfg.lead)
+    with tempfile.TemporaryDirectory(prefix="ecgedge-device-") as tmp:
+        # The device plays what wfdb read (one reader): the model's leads as raw ADC integers, own gains.
+        d = rec.d_signal[:, rows].astype(np.int64)
+        fmt = ["16" if np.abs(d).max(initial=0) < 32768 else "24"] * len(rows)
+        wfdb.wrsamp("played", fs=float(rec.fs), units=[rec.units[r] for r in rows], sig_name=names, d_signal=d,
+                    fmt=fmt, adc_gain=[rec.adc_gain[r] for r in rows], baseline=[rec.baseline[r] for r in rows], write_dir=tmp)
+        out: list[dict] = []
+        t0 = time.process_time()
+        stream_from_export(StreamConfig(export=str(export), source=f"wfdb:{tmp}/played@0", settings=settings,
+                                        sim_args=cfg.device_args, precision=cfg.precision, backend=cfg.backend, threads=cfg.threads), out.append)
+        cpu = time.process_time() - t0
+    return _split(out, cpu, d.shape[0] / float(rec.fs))
+
+
+def replay_events(windows: Sequence[dict], spec, settings) -> list[dict]:
+    """The ``rhythm_change``/``quality`` events a monitor with ``settings`` raises on these window verdicts.
+
+    The windows are the stream's printed records, whose probabilities are rounded: an event's
+    ``confidence`` may differ from the live one in its last decimal; everything else is the same."""
+    from ecgedge.stream.monitor import BedMonitor, WindowVerdict
+
+    monitor = BedMonitor(0, fs_in=spec.preprocess.fs_hz, lead_names=spec.leads, model=spec, settings=settings)
+    events: list[dict] = []
+    for w in windows:
+        v = WindowVerdict(w.get("stream", 0), float(w["t"]), int(w["samples"][0]), int(w["samples"][1]), int(w["new"][0]),
+                          reliable=w["quality"] == "ok", reason=w.get("reason", ""), label=w.get("label"),
+                          probs=dict(w.get("probs", {})))
+        events += [e if isinstance(e, dict) else e.to_json() for e in monitor.resolve(v)]
+    return events
+
+
+# ---- scoring ------------------------------------------------------------------------------------
+
+def stream_af_episodes(events: Sequence[dict], af_class: str, n_samples: int) -> list[Interval]:
+    """AF episodes from ``rhythm_change`` events: from a change to ``af_class`` to the next change away."""
+    out, since = [], None
+    for e in events:
+        if e.get("type") != "rhythm_change":
+            continue
+        if e["to"] == af_class and since is None:
+            since = int(e["sample"])
+        elif e["to"] != af_class and since is not None:
+            out.append((since, int(e["sample"])))
+            since = None
+    if since is not None:
+        out.append((since, n_samples))
+    return [(a, min(b, n_samples)) for a, b in out if min(b, n_samples) > a]
+
+
+def covered_spans(windows: Sequence[dict]) -> list[Interval]:
+    """Samples accounted for by ``ok`` windows (each window's ``new`` span)."""
+    return [(int(w["new"][0]), int(w["new"][1])) for w in windows if w["quality"] == "ok"]
+
+
+def window_agreement(windows: Sequence[dict], ref: RhythmReference, cmap: dict[str, str | None], labels: Sequence[str]) -> dict:
+    """Confusion of ``ok`` windows inside one reference rhythm: reference class (rows) x stream label (columns)."""
+    labels = list(labels)
+    cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    starts = np.array([a for a, _, _ in ref.intervals]) if ref.intervals else np.zeros(0, dtype=np.int64)
+    for w in windows:
+        if w["quality"] != "ok":
+            continue
+        a, b = int(w["samples"][0]), int(w["samples"][1]) - 1
+        i, j = np.searchsorted(starts, [a, b], side="right") - 1
+        if i != j or i < 0 or b >= ref.n_samples:
+            continue  # spans a rhythm change, or before the first annotation
+        truth = cmap.get(ref.intervals[i][2])
+        if truth is None or w.get("label") not in labels:
+            continue
+        cm[labels.index(truth), labels.index(w["label"])] += 1
+    n = int(cm.sum())
+    return {"windows": n, "accuracy": round(float(np.trace(cm) / n), 4) if n else None, "labels": labels, "confusion": cm.tolist()}
+
+
+def score_played(played: PlayedRecord, ref: RhythmReference, cmap: dict[str, str | None], events: Sequence[dict] | None = None,
+                 name: str = "") -> EpisodeScore:
+    """One record's AF score from its played windows and events (``events`` replaces the stream's own, for sweeps)."""
+    af = cmap[AF_CODE]
+    test = stream_af_episodes(played.events if events is None else events, af, ref.n_samples)
+    return score_episodes(ref.spans([AF_CODE]), test, n_samples=ref.n_samples, fs_hz=ref.fs_hz,
+                          excluded=ref.spans([FLUTTER_CODE]), covered=covered_spans(played.windows), record=name)
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+@dataclass
+class StreamEvaluation:
+    report: dict
+    table: str
+    out: Path
+    files: list[Path] = field(default_factory=list)
+
+
+def evaluate_stream(cfg: StreamEvalConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> StreamEvaluation:
+    """Play and score every record for every (hop, hysteresis); write report.json, report.md and plots."""
+    from ecgedge.manifest import load_manifest, precision_for
+    from ecgedge.runtime.loader import runner_from_export
+    from ecgedge.stream.monitor import CONCEAL_MAX_S, ModelSpec, StreamSettings
+
+    export = Path(cfg.export)
+    manifest = load_manifest(export, verify=True)
+    spec = ModelSpec.from_manifest(manifest)
+    refs = {Path(h): read_rhythm_reference(h) for h in cfg.records}
+    cmap = class_map(spec.labels, sorted({c for r in refs.values() for c in r.codes}), dict(cfg.overrides))
+    precision = cfg.precision or precision_for(manifest, cfg.backend)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs: dict[tuple[float, int], list[EpisodeScore]] = {}
+    headline_played: dict[Path, PlayedRecord] = {}
+    cpu = signal = 0.0
+    runner = runner_from_export(export, precision, cfg.backend, threads=cfg.threads, manifest=manifest, verify=False)
+    with runner:
+        for hop in cfg.hops_s:
+            base = StreamSettings(hop_s=hop, hysteresis=cfg.hystereses[0], conceal_max_s=CONCEAL_MAX_S)
+            played: dict[Path, PlayedRecord] = {}
+            for hea in tqdm(refs, desc=f"hop {hop:g} s", unit="rec", disable=not progress):
+                p = (play_via_device(cfg, spec, base, hea, export) if cfg.via_device
+                     else play_direct(runner, spec, base, hea, lead=cfg.lead, chunk_s=cfg.chunk_s))
+                played[hea] = p
+                cpu, signal = cpu + p.cpu_s, signal + p.signal_s
+            if hop == cfg.hops_s[0]:
+                headline_played = played
+            for hyst in cfg.hystereses:
+                settings = StreamSettings(hop_s=hop, hysteresis=hyst, conceal_max_s=CONCEAL_MAX_S)
+                scores = []
+                for hea, p in played.items():
+                    events = None if hyst == base.hysteresis else replay_events(p.windows, spec, settings)
+                    scores.append(score_played(p, refs[hea], cmap, events, name=hea.stem))
+                runs[(hop, hyst)] = scores
+    head = (cfg.hops_s[0], cfg.hystereses[0])
+    scores = runs[head]
+    summary = summarise(scores)
+    agreement = {hea.stem: window_agreement(p.windows, refs[hea], cmap, spec.labels) for hea, p in headline_played.items()}
+    report = {
+        "export": str(export), "model": manifest.data.get("name"), "precision": Precision(precision).value,
+        "backend": Backend(cfg.backend).value, "labels": list(spec.labels), "leads": list(spec.leads),
+        "path": "device (ecgsim) + wire decoder + monitor" if cfg.via_device else "monitor (StreamHub/BedMonitor)",
+        "settings": {"hop_s": head[0], "hysteresis": head[1], "conceal_max_s": CONCEAL_MAX_S, "lead": cfg.lead},
+        "class_map": cmap, "af_class": cmap[AF_CODE], "excluded": [FLUTTER_CODE],
+        "conventions": "EC57/epicmp: any overlap matches; atrial flutter excluded; gross = pooled, average = mean of records",
+        "records": [s.to_json() for s in scores], "summary": summary,
+        "window_agreement": agreement,
+        "speed": {"signal_s": round(signal, 1), "cpu_s": round(cpu, 2),
+                  "x_real_time": round(signal / cpu, 1) if cpu > 0 else None},
+    }
+    if len(runs) > 1:
+        report["sweep"] = [{"hop_s": h, "hysteresis": k, **{key: summarise(v)[key] for key in ("gross", "alarm_delay")}}
+                           for (h, k), v in runs.items()]
+    table = markdown_table(scores, summary)
+    files = [_write(out / "report.json", json.dumps(report, indent=1, default=str)),
+             _write(out / "report.md", _markdown(report, table))]
+    for hea, p in headline_played.items():
+        (out / f"events-{hea.stem}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in p.events))
+        files.append(out / f"events-{hea.stem}.jsonl")
+    if cfg.plots:
+        from ecgedge.evaluate.plots import plot_stream_sweep, plot_stream_timeline
+
+        for hea, p in headline_played.items():
+            files.append(plot_stream_timeline(refs[hea], p.windows, p.events, cmap, spec.labels, out / f"timeline-{hea.stem}.png"))
+        if "sweep" in report:
+            files.append(plot_stream_sweep(report["sweep"], out / "sweep.png"))
+    return StreamEvaluation(report, table, out, files)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _markdown(report: dict, table: str) -> str:
+    s = report["settings"]
+    d = report["summary"]["alarm_delay"]
+    lines = [f"# Stream evaluation: {report['model']} ({report['precision']}, {report['backend']})", "",
+             f"Path: {report['path']}; hop {s['hop_s']:g} s, hysteresis {s['hysteresis']} windows. "
+             f"AF class {report['af_class']!r}; {report['conventions']}.", "",
+             "Class map: " + ", ".join(f"{k} -> {v or '(not scored)'}" for k, v in report["class_map"].items()), "",
+             table, "",
+             f"Alarm delay: median {d['median_s']} s, 90th percentile {d['p90_s']} s, max {d['max_s']} s; "
+             f"{d['detected']} detected, {d['missed']} missed.", "",
+             f"Speed: {report['speed']['signal_s']:g} s of signal in {report['speed']['cpu_s']:g} CPU s "
+             f"({report['speed']['x_real_time']}x real time)."]
+    if "sweep" in report:
+        lines += ["", "| hop (s) | hysteresis | duration Se | duration +P | median delay (s) | p90 delay (s) | false AF alarms / h |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in report["sweep"]:
+            g, a = r["gross"], r["alarm_delay"]
+            lines.append(f"| {r['hop_s']:g} | {r['hysteresis']} | {g['duration_se']} | {g['duration_ppv']} | {a['median_s']} | "
+                         f"{a['p90_s']} | {g['false_alarms_per_hour']} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_sweep(items: Sequence[str]) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """``["hop=0.5,1,2", "hysteresis=1,2,3"]`` -> ((0.5, 1.0, 2.0), (1, 2, 3)); a key not given is ``()``."""
+    hops: tuple[float, ...] = ()
+    hyst: tuple[int, ...] = ()
+    for item in items:
+        key, sep, values = item.partition("=")
+        try:
+            if key.strip() == "hop" and sep:
+                hops = tuple(float(v) for v in values.split(",") if v.strip())
+            elif key.strip() == "hysteresis" and sep:
+                hyst = tuple(int(v) for v in values.split(",") if v.strip())
+            else:
+                raise ValueError(item)
+        except ValueError:
+            raise ConfigError(f"--sweep {item!r}: expected hop=S,S,... or hysteresis=N,N,...") from None
+    return hops, hyst
+
