@@ -111,8 +111,8 @@ def test_shipped_model_finds_the_af_of_a_generated_record(short_record, shipped,
                                            hystereses=(3, 1), plots=True), progress=False)
     rec = res.report["records"][0]
     assert rec["ref_episodes"] == 2 and rec["ref_detected"] == 2
-    # The electrode-off spells fall inside AF, and the windows around them the model calls noisy
-    # (its class ~), which ends an AF episode on the monitor: duration Se is about 0.6 here.
+    # The electrode-off spells fall inside AF; the windows around them the model calls noisy (its
+    # class ~, reported unreliable) and some AF windows O, each run of which ends an AF episode.
     assert rec["duration_se"] > 0.5 and rec["duration_ppv"] > 0.8 and rec["false_alarms"] == 0
     assert all(0 <= d < 40 for d in rec["delays_s"])
     assert 0.8 < rec["coverage"] < 1.0            # the electrode-off spells are not classified
@@ -135,6 +135,10 @@ def test_replayed_hysteresis_equals_the_streams_own_events(short_record, shipped
     def strip(events):  # a replay sees the printed (rounded) probabilities: its confidence may differ in the 4th decimal
         return [{k: v for k, v in e.items() if k != "confidence"} for e in events]
 
+    # The model's noise class (~) is no rhythm: such windows are unreliable, with the reason.
+    assert not any(w.get("label") == "~" for w in played.windows)
+    assert any(w.get("reason", "").startswith("model: noisy signal (~ ") for w in played.windows)
+    assert not any(e["type"] == "rhythm_change" and e["to"] == "~" for e in played.events)
     own = [e for e in played.events if e["type"] in ("rhythm_change", "quality")]
     assert own and strip(replay_events(played.windows, spec, settings)) == strip(own)
     # Every sample of the record is accounted for by exactly one window's new span.

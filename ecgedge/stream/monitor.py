@@ -74,6 +74,8 @@ CONCEAL_MAX_S = 0.1
 # monitor's "ECG signal inoperable"): more than three times the 9.2-s start-up (8.192-s window and
 # 1 s of filter settling), so starting up or a restart after a long gap never raises it.
 INOPERABLE_AFTER_S = 30.0
+# CinC-2017's "noisy" class: no rhythm, the signal is unreadable (StreamSettings.noise_labels).
+NOISE_LABELS: tuple[str, ...] = ("~",)
 
 
 class Ring:
@@ -119,12 +121,18 @@ class StreamSettings:
         inoperable_after_s: stream seconds without a classified window before the
             ``ecg_signal_inoperable`` alert is raised (default :data:`INOPERABLE_AFTER_S`, 30 s;
             0: never).
+        noise_labels: model classes that say "too noisy to classify" rather than name a rhythm
+            (default :data:`NOISE_LABELS`: CinC-2017's ``~``). A window the model puts in one is
+            reported ``unreliable`` (reason ``model: noisy signal (~ 0.74)``): it neither raises
+            nor ends a rhythm, as a window that fails the signal checks does. The inoperable alert
+            stays driven by the signal checks (its clock runs before the model does).
     """
 
     hop_s: float = 1.0
     hysteresis: int = 3
     conceal_max_s: float = 0.0
     inoperable_after_s: float = INOPERABLE_AFTER_S
+    noise_labels: tuple[str, ...] = NOISE_LABELS
 
     def __post_init__(self):
         if not self.hop_s > 0:
@@ -218,6 +226,12 @@ class BedMonitor:
         """Source-rate sample index of model-rate sample ``n_out`` of the current segment."""
         return self.segment_start + self._in_offset(n_out)
 
+    @property
+    def _next(self) -> int:
+        """``next_sample`` inside a segment (the first segment's start sets it)."""
+        assert self.next_sample is not None, "no segment has started"
+        return self.next_sample
+
     def _start_segment(self, first_sample: int, cause: str) -> None:
         self.pre = StreamingPreprocessor(self.cfg, self.fs_in, len(self.lead_index))
         self._unfiltered: list[np.ndarray] = []  # samples received, not yet through the filters (< one hop)
@@ -239,8 +253,8 @@ class BedMonitor:
     def _end_segment(self, reason: str) -> list[Event]:
         """Close the current segment: its samples after the last window go into one unreliable verdict."""
         items: list[Event] = []
-        if self._open and self.next_sample > self.last_end:
-            end = self.next_sample
+        if self._open and self._next > self.last_end:
+            end = self._next
             items += self._final(WindowVerdict(self.stream_id, end / self.fs_in, max(self.stream_start, end - self.window_in),
                                                end, self.last_end, reliable=False, reason=reason))
             self.last_end = end
@@ -251,7 +265,7 @@ class BedMonitor:
     @property
     def pending_samples(self) -> int:
         """Samples received that no verdict accounts for yet: less than a hop (plus the resampler's lag)."""
-        return self.next_sample - self.last_end - self._concealed_in(self.last_end, self.next_sample) if self._open else 0
+        return self._next - self.last_end - self._concealed_in(self.last_end, self._next) if self._open else 0
 
     def _concealed_in(self, start: int, end: int) -> int:
         """Concealed samples of the current segment in source samples ``[start, end)``."""
@@ -336,8 +350,8 @@ class BedMonitor:
         bad_flags = int(device_flags) & (CALIBRATION_FLAG | SATURATED_FLAG)
         if not self._open:
             self._start_segment(first_sample, self._next_cause)
-        elif first_sample > self.next_sample:
-            start, end = self.next_sample, first_sample
+        elif first_sample > self._next:
+            start, end = self._next, first_sample
             gap = SampleGap(self.stream_id, start, end, self.fs_in, frames_lost)
             if self._concealable(gap, x):
                 gap.concealed = True
@@ -352,11 +366,11 @@ class BedMonitor:
                 items.append(gap)
                 items += self._clock(gap.samples / self.fs_in, False, end / self.fs_in, end, "gap")
                 self._start_segment(first_sample, "gap")
-        elif first_sample < self.next_sample:  # already seen: keep only what is new
-            skip = self.next_sample - first_sample
+        elif first_sample < self._next:  # already seen: keep only what is new
+            skip = self._next - first_sample
             if skip >= x.shape[-1]:
                 return items
-            x, first_sample = x[:, skip:], self.next_sample
+            x, first_sample = x[:, skip:], self._next
         return items + self._write(x, off, bad_flags)
 
     def _concealable(self, gap: SampleGap, x: np.ndarray) -> bool:
@@ -381,7 +395,7 @@ class BedMonitor:
             # A non-finite sample would stay in the IIR state for ever: the filters see 0 mV there,
             # while the raw ring keeps it, so every window containing it is reported unreliable.
             self._unfiltered.append(piece if np.isfinite(piece).all() else np.nan_to_num(piece, nan=0.0, posinf=0.0, neginf=0.0))
-            self.next_sample += n
+            self.next_sample = self._next + n
             # The filters run once per window, on everything received since: the preprocessing is
             # chunk-invariant, so this equals filtering every frame, at a fraction of the calls.
             # (Before the next window's end has arrived, no window can be cut.)
@@ -401,7 +415,7 @@ class BedMonitor:
         while True:
             end_out = self.next_end
             end_in = self._in_sample(end_out)
-            if self.out.total < end_out or self.next_sample < end_in:
+            if self.out.total < end_out or self._next < end_in:
                 return items
             if end_out < self.first_full:  # not a full, settled window since the segment started
                 start_in = max(self.stream_start, self._in_sample(end_out - self.window))
@@ -455,6 +469,7 @@ class BedMonitor:
         count = count + 1 if v.label == label else 1
         self._candidate = (v.label, count)
         if v.label != self.current and count >= self.settings.hysteresis:
+            assert v.label is not None  # a reliable verdict has been classified (StreamHub.flush_items)
             events.append(RhythmChange(self.stream_id, v.t_s, v.end_sample, self.current, v.label, count,
                                        v.probs.get(v.label, 0.0)))
             self.current = v.label
@@ -520,17 +535,20 @@ class StreamHub:
         if not self._pending:
             return []
         batch, self._pending = self._pending, []
-        todo = [v for _, v in batch if isinstance(v, WindowVerdict) and v.window is not None]
+        todo = [(v, v.window) for _, v in batch if isinstance(v, WindowVerdict) and v.window is not None]
         for a in range(0, len(todo), self.max_batch):
             chunk = todo[a:a + self.max_batch]
-            logits = self.runner.infer(np.stack([v.window for v in chunk]))
-            for v, p in zip(chunk, softmax(logits.astype(np.float64))):
+            logits = self.runner.infer(np.stack([w for _, w in chunk]))
+            for (v, _), p in zip(chunk, softmax(logits.astype(np.float64))):
                 v.label = self.labels[int(p.argmax())]
                 v.probs = {c: float(x) for c, x in zip(self.labels, p)}
                 v.window = None
+                if v.label in self.settings.noise_labels:
+                    v.reliable, v.reason = False, f"model: noisy signal ({v.label} {v.probs[v.label]:.2f})"
         out: list[Event] = []
         for monitor, item in batch:
             out.append(item)
             if isinstance(item, WindowVerdict):
+                assert monitor is not None  # note() queues events, never verdicts
                 out += monitor.resolve(item)
         return out

@@ -34,7 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -302,6 +302,7 @@ def score_played(played: PlayedRecord, ref: RhythmReference, cmap: dict[str, str
                  name: str = "") -> EpisodeScore:
     """One record's AF score from its played windows and events (``events`` replaces the stream's own, for sweeps)."""
     af = cmap[AF_CODE]
+    assert af is not None  # class_map refuses a map without the model's AF class
     test = stream_af_episodes(played.events if events is None else events, af, ref.n_samples)
     return score_episodes(ref.spans([AF_CODE]), test, n_samples=ref.n_samples, fs_hz=ref.fs_hz,
                           excluded=ref.spans([FLUTTER_CODE]), covered=covered_spans(played.windows), record=name)
@@ -357,7 +358,7 @@ def evaluate_stream(cfg: StreamEvalConfig, *, progress: bool = True, log: Callab
     scores = runs[head]
     summary = summarise(scores)
     agreement = {hea.stem: window_agreement(p.windows, refs[hea], cmap, spec.labels) for hea, p in headline_played.items()}
-    report = {
+    report: dict[str, Any] = {
         "export": str(export), "model": manifest.data.get("name"), "precision": Precision(precision).value,
         "backend": Backend(cfg.backend).value, "labels": list(spec.labels), "leads": list(spec.leads),
         "path": "device (ecgsim) + wire decoder + monitor" if cfg.via_device else "monitor (StreamHub/BedMonitor)",
