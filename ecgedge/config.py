@@ -12,7 +12,7 @@ import importlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ecgedge.errors import BackendUnavailable, ConfigError
 
@@ -249,7 +249,10 @@ def _check_training(cfg) -> None:
         raise ConfigError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
 
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def config_from_dict(cls: type[T], values: dict[str, Any]) -> T:
@@ -261,7 +264,7 @@ def config_from_dict(cls: type[T], values: dict[str, Any]) -> T:
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         default = getattr(cls(), name) if _has_all_defaults(cls) else None
-        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+        if dataclasses.is_dataclass(default) and not isinstance(default, type) and isinstance(value, dict):
             value = config_from_dict(type(default), value)
         elif isinstance(value, list):
             value = tuple(value)
@@ -323,6 +326,7 @@ class Target(str, enum.Enum):
     arm64 = "arm64"
     cuda = "cuda"
     tensorrt = "tensorrt"
+    mcu = "mcu"  # a Cortex-M class microcontroller: adds the C99 INT8 library (ecgedge.export.mcu)
 
 
 class CalibMethod(str, enum.Enum):
@@ -338,6 +342,7 @@ class Backend(str, enum.Enum):
     ort_cuda = "ort-cuda"
     ort_trt = "ort-trt"
     tensorrt = "tensorrt"
+    c_int8 = "c-int8"  # the generated C99 INT8 library (export/NAME/mcu/), compiled with the host C compiler
 
 
 class Precision(str, enum.Enum):

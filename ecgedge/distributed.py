@@ -27,7 +27,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -67,7 +67,7 @@ class DistContext:
 SINGLE = DistContext()
 
 
-def context_from_env(env: dict[str, str] | None = None) -> DistContext:
+def context_from_env(env: Mapping[str, str] | None = None) -> DistContext:
     """The :class:`DistContext` that ``torchrun``'s ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` describe (none: single process)."""
     env = os.environ if env is None else env
     if "WORLD_SIZE" not in env:
@@ -235,11 +235,13 @@ class AllReduceBatchNorm1d(nn.BatchNorm1d):
         if self.affine:
             y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
         if self.track_running_stats:
+            tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+            assert tracked is not None and running_mean is not None and running_var is not None  # buffers of a tracking norm
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1).clamp(min=1)), alpha=m)
+                tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(tracked)
+                running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1).clamp(min=1)), alpha=m)
         return y
 
 

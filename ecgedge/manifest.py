@@ -67,6 +67,8 @@ PRECISION_ORDER: dict[Backend, tuple[Precision, ...]] = {
     # Symmetric QDQ INT8 is TensorRT's explicit quantization, in its provider and natively.
     Backend.ort_trt: (Precision.int8, Precision.fp16, Precision.fp32),
     Backend.tensorrt: (Precision.int8, Precision.fp16, Precision.fp32),
+    # The C library is INT8 only (its first convolution is FP32, as in the INT8 ONNX model).
+    Backend.c_int8: (Precision.int8,),
 }
 
 
@@ -156,8 +158,18 @@ class Manifest:
 
 
 def artefact_key(backend: Backend, precision: Precision) -> str:
-    """Manifest key of the artefact a backend runs at a precision (engines are per-precision files)."""
-    return f"trt-{Precision(precision).value}" if Backend(backend) == Backend.tensorrt else Precision(precision).value
+    """Manifest key of the artefact a backend runs at a precision (engines and the C library are their own artefacts)."""
+    backend = Backend(backend)
+    if backend == Backend.tensorrt:
+        return f"trt-{Precision(precision).value}"
+    if backend == Backend.c_int8:
+        return f"mcu-{Precision(precision).value}"
+    return Precision(precision).value
+
+
+def runtime_of(backend: Backend) -> str:
+    """The ``runtime`` an artefact must have for ``backend`` to run it (``artefacts.KEY.runtime``)."""
+    return {Backend.tensorrt: "tensorrt", Backend.c_int8: "c"}.get(Backend(backend), "onnx")
 
 
 def precision_for(manifest: Manifest, backend: Backend) -> Precision:
@@ -317,7 +329,7 @@ def verify_files(manifest: Manifest) -> None:
             problems.append(f"{name}: sha256 differs from the manifest (file was modified)")
     for p in manifest.folder.rglob("*"):
         rel = p.relative_to(manifest.folder).as_posix()
-        if p.is_file() and p.suffix in (".onnx", ".engine", ".plan") and rel not in listed:
+        if p.is_file() and p.suffix in (".onnx", ".engine", ".plan", ".c", ".h") and rel not in listed:
             problems.append(f"{rel}: model file not listed in the manifest")
     for key, art in manifest.data.get("artefacts", {}).items():
         try:

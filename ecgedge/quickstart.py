@@ -161,7 +161,7 @@ def _shared_data() -> Path | None:
 
     roots = [os.environ.get("ECGEDGE_SHARED_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data",
              Path.cwd().parent / "shared" / "data"]
-    return next((Path(r) for r in filter(None, roots) if Path(r).is_dir()), None)
+    return next((Path(r) for r in roots if r and Path(r).is_dir()), None)
 
 
 def _real_record() -> str | None:

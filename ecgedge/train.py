@@ -222,9 +222,9 @@ def train_epochs(recipe: Recipe, net: nn.Module | None = None, *, start: int = 1
         if not recipe.schedule_per_batch:
             recipe.scheduler.step()
         rate = len(recipe.train_idx) / (time.perf_counter() - started)  # training windows/s, all ranks together
-        if ctx.is_distributed:  # each rank's loss is its share of the global batch's loss, times world size
-            losses = all_sum(losses, ctx) / ctx.world_size
-        yield {"epoch": epoch, "train_loss": float(np.mean(losses)), "windows_per_s": rate}
+        # Each rank's loss is its share of the global batch's loss, times world size.
+        batch_losses = all_sum(losses, ctx) / ctx.world_size if ctx.is_distributed else np.asarray(losses)
+        yield {"epoch": epoch, "train_loss": float(np.mean(batch_losses)), "windows_per_s": rate}
 
 
 def fit(recipe: Recipe, run: Path, *, validate: Callable[[dict], Scored], best: Best,
@@ -591,8 +591,7 @@ def holdout_records(split: Split, record_ids: list[str], paths) -> Split:
 
 
 
-def classifier_recipe(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cfg: ClassifyConfig, device, *,
-                      encoder_lr_scale: float = 1.0) -> Recipe:
+def classifier_recipe(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cfg: ClassifyConfig, device) -> Recipe:
     """How the classifier trains on the windows ``train_idx`` (which may repeat windows).
 
     Loss: cross-entropy with class weights from the training windows' class counts
@@ -600,10 +599,6 @@ def classifier_recipe(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cf
     parameters (``cfg.lr``, ``cfg.weight_decay``) under a one-cycle schedule stepped every batch;
     batches of ``cfg.batch_size`` shuffled by a generator seeded with ``cfg.seed``. The experiment
     grid trains its cells with the same recipe (through :func:`train_epochs`, without validation).
-
-    ``encoder_lr_scale`` (layer-wise learning rates) gives the encoder a peak lr of
-    ``encoder_lr_scale * cfg.lr`` and the head ``cfg.lr``, so a transferred encoder moves less
-    than the head that learns from scratch; 1.0 (the default) is one parameter group.
     """
     n_classes = len(ws.class_names)
     counts = np.bincount(ws.labels[train_idx], minlength=n_classes).astype(float)
@@ -619,16 +614,9 @@ def classifier_recipe(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cf
         y = torch.from_numpy(ws.labels[idx]).to(device)
         return loss_fn(net(torch.from_numpy(x).to(device)), y)
 
-    max_lr: float | list[float] = cfg.lr
-    if encoder_lr_scale == 1.0:
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        encoder = {id(p) for p in model.encoder.parameters()}
-        groups = [[p for p in model.parameters() if p.requires_grad and (id(p) in encoder) == is_enc] for is_enc in (True, False)]
-        opt = torch.optim.AdamW([{"params": g} for g in groups if g], lr=cfg.lr, weight_decay=cfg.weight_decay)
-        max_lr = [cfg.lr * encoder_lr_scale] * bool(groups[0]) + [cfg.lr] * bool(groups[1])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(train_idx) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=cfg.epochs * steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
     return Recipe(model, loss, opt, sched, schedule_per_batch=True, train_idx=train_idx, batch_size=cfg.batch_size,
                   epochs=cfg.epochs, rng=np.random.default_rng(cfg.seed), device=torch.device(device))
 

@@ -240,3 +240,47 @@ def check_run(records: list[dict], signal_mv: np.ndarray, runner, *, stream=0, f
             current = label
     assert [(e["t"], e["from"], e["to"]) for e in of(records, "rhythm_change", stream)] == events
     return wins
+
+
+def stream_from_device(record: Path, *sim_args: str) -> tuple[list, list, list]:
+    """``record`` through ``ecgedge stream``'s wire path: the ``wfdb:`` source (wfdb reads the record,
+    ecgsim plays its ADC integers as fast as it can), :class:`FrameDecoder`, :class:`SequenceTracker`.
+
+    Returns:
+        (delivered frames, tracker events, decode errors), in stream order.
+    """
+    from ecgedge.bridge.decoder import FrameDecoder
+    from ecgedge.bridge.frame import DecodeError
+    from ecgedge.bridge.sequence import SequenceTracker
+    from ecgedge.bridge.sources import LinkEvent, source_from_spec
+
+    source = source_from_spec(f"wfdb:{record}@0", sim_args=list(sim_args))
+    decoder, tracker = FrameDecoder(), SequenceTracker()
+    frames: list = []
+    events: list = []
+    errors: list = []
+    source.open()
+    try:
+        for chunk in source.chunks(idle_s=0.5):
+            if isinstance(chunk, LinkEvent):
+                continue
+            for event in decoder.feed(chunk):
+                if isinstance(event, DecodeError):
+                    errors.append(event)
+                    continue
+                result = tracker.push(event)
+                events += result.events
+                if result.frame is not None:
+                    frames.append(result.frame)
+    finally:
+        source.close()
+    return frames, events, errors
+
+
+def mv_by_sample(frames: list, n: int) -> np.ndarray:
+    """``(n_leads, n)`` mV of delivered frames placed at their sample indices (``Frame.samples_mv``: each
+    lead with its own gain and baseline); NaN where no frame delivered the sample."""
+    out = np.full((frames[0].n_leads, n), np.nan)
+    for f in frames:
+        out[:, f.first_sample:f.end_sample] = f.samples_mv()
+    return out

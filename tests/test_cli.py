@@ -20,7 +20,7 @@ def _one_error_line(res) -> str:
 
 def test_export_check_with_a_bad_backend_is_one_line_naming_the_choices(tmp_path):
     res = CliRunner().invoke(app, ["export", "--check", str(tmp_path), "--backend", "ort-cpu,foo"])
-    assert _one_error_line(res) == "error: --backend: 'foo' is not one of ort-cpu, ort-cuda, ort-trt, tensorrt"
+    assert _one_error_line(res) == "error: --backend: 'foo' is not one of ort-cpu, ort-cuda, ort-trt, tensorrt, c-int8"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -19,7 +19,7 @@ import typer
 from typer.testing import CliRunner
 
 from ecgedge.cli import experiment as experiment_cli
-from ecgedge.config import DataConfig, ModelConfig
+from ecgedge.config import STANDARD_12_LEADS, DataConfig, ModelConfig
 from ecgedge.errors import ArtefactError, ConfigError
 from ecgedge.experiment.image2d import EcgImageClassifier, ResNet18, raster_from_windows
 from ecgedge.experiment.transfer import (
@@ -30,9 +30,11 @@ from ecgedge.experiment.transfer import (
     ExperimentConfig,
     ImageConfig,
     bootstrap_records,
+    cell_epochs,
     cell_seed,
     config_differences,
     grid_cells,
+    recent_windows,
     run_experiment,
     t_interval,
 )
@@ -42,8 +44,8 @@ TINY = ModelConfig(channels=(4, 8), kernels=(5, 3), head_channels=8)
 
 def tiny_config(synth, out, **kw) -> ExperimentConfig:
     data = DataConfig(paths=(str(synth / "data"),), cache_dir=str(synth / "cache"))
-    values = dict(data=data, pretrain_data=data, fractions=(1.0, 0.5), repeats=2, epochs=2, pretrain_epochs=1, pretrain_hop=128,
-                  model=TINY, image=ImageConfig(24, 32), threads=1, out=str(out))
+    values = dict(data=data, pretrain_data=data, budget="tiny", fractions=(1.0, 0.5), repeats=2, epochs=2, pretrain_epochs=1, pretrain_hop=128,
+                  pretrain_max_windows=0, model=TINY, image=ImageConfig(24, 32), threads=1, out=str(out))
     return ExperimentConfig(**(values | kw))
 
 
@@ -87,6 +89,29 @@ def test_budget_presets_and_explicit_flags():
     assert (small.repeats, small.epochs, small.image) == (BUDGETS[Budget.small].repeats, BUDGETS[Budget.small].epochs, BUDGETS[Budget.small].image)
     paper = ExperimentConfig(**base, budget="paper", epochs=7)
     assert paper.repeats == 10 and paper.epochs == 7  # the flag overrides the preset
+
+
+def test_a_recipe_supplies_the_classifier_and_flags_override_it():
+    base = dict(data=DataConfig(paths=("x",)), cae="c.pt", budget="small")
+    cfg = ExperimentConfig(**base, recipe="cinc2017-rhythm")  # the shipped classifier's classify.toml
+    assert cfg.leads == ("I",) and cfg.class_weighting.value == "sqrt" and cfg.weight_decay == 0.0005
+    assert (cfg.model.head_channels, cfg.model.head_dilations, cfg.model.dropout) == (96, (1, 2, 4, 8), 0.3)
+    assert (cfg.window.hop, cfg.lr, cfg.batch_size) == (1024, 0.003, 64)
+    assert cfg.repeats == BUDGETS[Budget.small].repeats  # sizes still come from the budget
+    assert ExperimentConfig(**base, recipe="cinc2017-rhythm", lr=1e-4, leads=("II",)).lr == 1e-4
+    plain = ExperimentConfig(**base)
+    assert plain.leads == STANDARD_12_LEADS and plain.class_weighting.value == "inverse" and plain.model == ModelConfig()
+    with pytest.raises(ConfigError, match="no shipped model named 'nope'"):
+        ExperimentConfig(**base, recipe="nope")
+
+
+def test_small_samples_get_at_least_min_steps_and_windows_are_the_most_recent():
+    assert cell_epochs(windows=5000, batch_size=64, epochs=3, min_steps=30) == 3  # 79 steps an epoch
+    assert cell_epochs(windows=100, batch_size=64, epochs=3, min_steps=30) == 15  # 2 steps an epoch
+    assert cell_epochs(windows=0, batch_size=64, epochs=3, min_steps=0) == 3
+    starts = np.array([900, 0, 300, 600, 5, 0])
+    assert recent_windows(np.array([0, 1, 2, 3]), starts, 2).tolist() == [0, 3]  # starts 900 and 600
+    assert recent_windows(np.array([4, 5]), starts, 0).tolist() == [4, 5]
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -167,7 +192,7 @@ def test_grid_writes_table_results_plot_and_report(grid):
     cfg, res = grid
     out = res.out
     assert res.cells_run == 16 and res.cells_skipped == 0
-    for name in ("experiment.json", "inputs.json", "split.json", "plan.json", "results.json", "table.md", "f1_vs_fraction.png", "report.md", "cae/best.pt"):
+    for name in ("experiment.json", "inputs.json", "split.json", "plan.json", "results.json", "table.md", "f1_vs_records.png", "report.md", "cae/best.pt"):
         assert (out / name).is_file(), name
     for cell in grid_cells(cfg):
         assert cell.path(out).is_file(), cell
@@ -185,9 +210,11 @@ def test_grid_writes_table_results_plot_and_report(grid):
     assert set(r["paired_vs_random"]) == {"transfer", "frozen", "2d"}
     assert r["cae"]["held_out"]["mse_uv2"] > 0 and r["paper"]["cae_mse_uv2"] == 626.583
     assert "random initialisation" in r["image2d_init"]
+    assert set(r["paired_vs_random"]["transfer"]) == {"macro_f1"}  # chapman4 has no challenge score
     table = (out / "table.md").read_text()
-    assert table.startswith("| arm | 100 % (") and "*paper: random* | *0.843* | *0.831* |" in table
-    assert res.table.count("\n| ") == 4 + 2 and "±" in table  # 4 arms, 2 paper rows
+    assert table.startswith("**macro F1 (all classes)**\n\n| arm | 100 % (") and "*paper: random* | *0.843* | *0.831* |" in table
+    assert res.table.count("\n| ") == 1 + 4 + 2 and "±" in table  # header, 4 arms, 2 paper rows
+    assert "Chapman-Shaoxing, 12-lead, 11 classes" in table  # the paper's rows name their own data set
     report = (out / "report.md").read_text()
     for text in ("ecgedge experiment transfer (test)", "| SB |", "µV²", "626.583", "| torch |", "*paper: transfer*", "random initialisation"):
         assert text in report, text
@@ -228,6 +255,12 @@ def test_rerun_skips_done_cells_and_refuses_a_changed_config(grid):
 
     with pytest.raises(ConfigError, match=r"different config \(epochs: 2 -> 3"):
         run_experiment(replace(cfg, epochs=3), progress=False)
+
+    # the grid's extent may change: fewer arms and fractions reuse the finished cells and train none
+    fewer = run_experiment(replace(cfg, arms=("random", "transfer"), fractions=(0.5,)), progress=False)
+    assert (fewer.cells_run, fewer.cells_skipped) == (0, 4)
+    assert json.loads((res.out / "experiment.json").read_text())["config"]["arms"] == ["random", "transfer"]
+    assert set(fewer.results["paired_vs_random"]) == {"transfer"}
 
 
 def test_a_2d_image_too_small_fails_before_any_cell_trains(synth, tmp_path):

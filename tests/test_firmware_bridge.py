@@ -1,7 +1,9 @@
 """The C side of the streaming link: unit tests, and ecgsim streaming real records to the Python decoder.
 
-Builds firmware_bridge/ with make (skips without make and a C compiler). The record tests compare
-what arrives with ``wfdb.rdrecord(..., physical=False).d_signal``: exact, sample for sample.
+Builds firmware_bridge/ with make (skips without make and a C compiler). ecgsim reads no WFDB itself:
+wfdb reads each record (``ecgedge.data.device_samples``) and ecgsim plays its ADC integers from an
+interchange file (``--raw``). The record tests compare what arrives with
+``wfdb.rdrecord(..., physical=False).d_signal``: exact, sample for sample.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import select
 import socket
 import subprocess
+import tempfile
 import time
 import tty
 from pathlib import Path
@@ -22,6 +25,7 @@ import pytest
 
 from ecgedge.bridge.decoder import FrameDecoder
 from ecgedge.bridge.frame import DecodeError, DecodeErrorKind, DeviceFlag, Frame
+from ecgedge.data.device_samples import device_recording_from_wfdb
 from ecgedge.bridge.sequence import Gap, SequenceTracker
 from ecgedge.config import STANDARD_12_LEADS
 from helpers import ecgsim_announces
@@ -63,6 +67,20 @@ def _ecgsim(build: Path, *args: object, timeout: float = 30) -> bytes:
     done = subprocess.run([str(build / "ecgsim"), "--quiet", *map(str, args)], capture_output=True, timeout=timeout)
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout
+
+
+def _device(record: Path, folder: Path) -> list[str]:
+    """ecgsim options that play ``record`` as wfdb reads it, from an interchange file written into ``folder``."""
+    recording = device_recording_from_wfdb(record)
+    raw = folder / f"{record.name}.i32"
+    recording.write_raw(raw)
+    return recording.ecgsim_args(raw)
+
+
+def _play(build: Path, record: Path, *args: object, timeout: float = 30) -> bytes:
+    """``record`` through ecgsim's stdout with these further options."""
+    with tempfile.TemporaryDirectory(prefix="ecgsim-test-") as tmp:
+        return _ecgsim(build, *_device(record, Path(tmp)), *args, timeout=timeout)
 
 
 class Received:
@@ -110,7 +128,7 @@ def test_c_unit_tests_pass(build):
 def test_mitdb_100_over_stdout_is_exact(build, wfdb, mitdb_100):
     seconds = 10
     n = seconds * MITDB_FS
-    got = Received(_ecgsim(build, "--speed", 0, "--seconds", seconds, mitdb_100), 2, n)
+    got = Received(_play(build, mitdb_100, "--speed", 0, "--seconds", seconds), 2, n)
     assert got.errors == [] and got.events == [] and got.end == n
     np.testing.assert_array_equal(got.samples, _digital(wfdb, mitdb_100, n))  # exact: raw ADC integers
     first = got.frames[0]
@@ -125,7 +143,7 @@ def test_mitdb_100_over_stdout_is_exact(build, wfdb, mitdb_100):
 @pytest.mark.data
 def test_chapman_mat_16_plus_24_is_exact(build, wfdb, chapman_js00001):
     source = _digital(wfdb, chapman_js00001)
-    got = Received(_ecgsim(build, "--speed", 0, chapman_js00001), 12, source.shape[1])
+    got = Received(_play(build, chapman_js00001, "--speed", 0), 12, source.shape[1])
     assert got.errors == [] and got.events == [] and got.end == 5000
     np.testing.assert_array_equal(got.samples, source)
     assert got.frames[0].lead_ids == STANDARD_12_LEADS and got.frames[0].fs_hz == 500
@@ -135,8 +153,8 @@ def test_chapman_mat_16_plus_24_is_exact(build, wfdb, chapman_js00001):
 @pytest.fixture()
 def damaged_mitdb(build, mitdb_100) -> bytes:
     """60 s of record 100 with about one flipped bit per 10 000 and one dropped byte per 10 000."""
-    return _ecgsim(build, "--speed", 0, "--seconds", 60, "--flip-bits", 1e-4, "--drop-bytes", 1e-4,
-                   "--seed", 7, mitdb_100)
+    return _play(build, mitdb_100, "--speed", 0, "--seconds", 60, "--flip-bits", 1e-4, "--drop-bytes", 1e-4,
+                   "--seed", 7)
 
 
 @pytest.mark.data
@@ -150,14 +168,13 @@ def test_faults_are_reported_and_every_delivered_sample_is_true(build, wfdb, mit
     got.assert_accounted_for()
     assert 0.9 * n < got.seen.sum() < n  # most frames survive a 1e-4 error rate
     # Deterministic for a seed.
-    assert _ecgsim(build, "--speed", 0, "--seconds", 60, "--flip-bits", 1e-4, "--drop-bytes", 1e-4,
-                   "--seed", 7, mitdb_100) == damaged_mitdb
+    assert _play(build, mitdb_100, "--speed", 0, "--seconds", 60, "--flip-bits", 1e-4, "--drop-bytes", 1e-4,
+                   "--seed", 7) == damaged_mitdb
 
 
 @pytest.mark.data
 def test_dropped_frames_are_exact_gaps(build, mitdb_100):
-    data = _ecgsim(build, "--speed", 0, "--seconds", 2, "--samples-per-frame", 10, "--drop-frames", "5,10-12",
-                   mitdb_100)
+    data = _play(build, mitdb_100, "--speed", 0, "--seconds", 2, "--samples-per-frame", 10, "--drop-frames", "5,10-12")
     got = Received(data, 2, 2 * MITDB_FS)
     assert got.errors == []
     assert got.gaps == [Gap(0, 50, 60, frames_lost=1), Gap(0, 100, 130, frames_lost=3)]
@@ -186,15 +203,43 @@ def test_c_and_python_decoders_report_the_same_events(build, damaged_mitdb):
             f = c["frame"]
             assert (f["seq"], f["first_sample"], f["fs_mhz"], f["gain_uv"], f["baseline"], tuple(f["lead_ids"])) == (
                 py.seq, py.first_sample, py.fs_mhz, py.gain_uv, py.baseline, py.lead_ids)
+            assert (tuple(f["gains_uv"]), tuple(f["baselines"])) == (py.gains_uv, py.baselines)
             np.testing.assert_array_equal(np.array(f["samples"]), py.samples)
     assert {DecodeErrorKind.BAD_CRC, DecodeErrorKind.BAD_COBS} <= {e.kind for e in events if isinstance(e, DecodeError)}
+
+
+def test_v2_stream_c_and_python_agree_under_damage(build, tmp_path):
+    # Per-lead gains (protocol v2) from a raw file, damaged on the wire: both decoders report the
+    # same events, and every frame carries each lead's own gain and baseline.
+    n = 20_000
+    adu = np.random.default_rng(5).integers(-2000, 2000, size=(n, 3))
+    raw = tmp_path / "three.i16"
+    raw.write_bytes(adu.astype("<i2").tobytes())
+    data = _ecgsim(build, "--raw", raw, "--fs", 360, "--leads", 3, "--gain-uv", "5,2.5,1", "--baseline", "1024,-3,0",
+                   "--lead-names", "MLII,V5,V1", "--speed", 0, "--flip-bits", 1e-4, "--drop-bytes", 1e-4, "--seed", 3)
+    dump = subprocess.run([str(build / "ecgbdump"), "--chunk", "5"], input=data, capture_output=True, timeout=30)
+    c_lines = [json.loads(line) for line in dump.stdout.splitlines()]
+    c_stats = c_lines.pop()["stats"]
+    decoder = FrameDecoder()
+    events = decoder.feed(data)
+    assert c_stats == decoder.stats and len(c_lines) == len(events)
+    frames = [e for e in events if isinstance(e, Frame)]
+    assert 0 < len(frames) < len(events) and decoder.stats["bad_crc"] > 0
+    for c, py in zip(c_lines, events):
+        if isinstance(py, Frame):
+            assert c["frame"]["version"] == 2 and c["frame"]["gains_uv"] == [5.0, 2.5, 1.0]
+            assert (tuple(c["frame"]["gains_uv"]), tuple(c["frame"]["baselines"])) == (py.gains_uv, py.baselines)
+            np.testing.assert_array_equal(np.array(c["frame"]["samples"]), py.samples)
+            np.testing.assert_array_equal(py.samples, adu[py.first_sample:py.end_sample].T)
+        else:
+            assert c == {"error": py.kind.value}
+    assert {f.baselines for f in frames} == {(1024, -3, 0)}
 
 
 @pytest.mark.data
 def test_lead_off_injection(build, wfdb, mitdb_100):
     n = 3 * MITDB_FS
-    data = _ecgsim(build, "--speed", 0, "--seconds", 3, "--lead-off", "V5@1-2", "--lead-off", "0@1.5-1.6:rail",
-                   mitdb_100)
+    data = _play(build, mitdb_100, "--speed", 0, "--seconds", 3, "--lead-off", "V5@1-2", "--lead-off", "0@1.5-1.6:rail")
     got = Received(data, 2, n)
     expected = _digital(wfdb, mitdb_100, n).copy()
     t = np.arange(n) / MITDB_FS
@@ -232,7 +277,7 @@ def test_wfdb_formats_are_streamed_exactly(build, wfdb, tmp_path, fmt, limit, wi
     source = np.random.default_rng(0).integers(-limit, limit, size=(1001, 3))
     wfdb.wrsamp(f"r{fmt}", fs=250, units=["mV"] * 3, sig_name=["I", "aVF", "V3R"], d_signal=source,
                 fmt=[fmt] * 3, adc_gain=[100.0] * 3, baseline=[7] * 3, write_dir=str(tmp_path))
-    got = Received(_ecgsim(build, "--speed", 0, tmp_path / f"r{fmt}"), 3, 1001)
+    got = Received(_play(build, tmp_path / f"r{fmt}", "--speed", 0), 3, 1001)
     assert got.errors == [] and got.events == [] and got.end == 1001
     np.testing.assert_array_equal(got.samples, source.T)
     first = got.frames[0]
@@ -253,9 +298,10 @@ def _read_until_closed(read, timeout: float = 15) -> bytes:
 
 
 @pytest.mark.data
-def test_pty(build, wfdb, mitdb_100):
+def test_pty(build, wfdb, mitdb_100, tmp_path):
     n = 5 * MITDB_FS
-    sim = subprocess.Popen([str(build / "ecgsim"), "--pty", "--speed", "0", "--seconds", "5", str(mitdb_100)],
+    sim = subprocess.Popen([str(build / "ecgsim"), "--pty", "--speed", "0", "--seconds", "5",
+                            *_device(mitdb_100, tmp_path)],
                            stderr=subprocess.PIPE)
     try:
         path = ecgsim_announces(sim, "PTY ")
@@ -294,12 +340,12 @@ def _read_socket(sock: socket.socket) -> bytes:
 
 
 @pytest.mark.data
-def test_tcp_listen_with_disconnects(build, wfdb, mitdb_100):
+def test_tcp_listen_with_disconnects(build, wfdb, mitdb_100, tmp_path):
     # Every 2 s of signal the link drops for 0.5 s (180 samples, plus the frame in hand); the
     # receiver reconnects each time and reports each outage as one gap.
     n = 6 * MITDB_FS
     sim = subprocess.Popen([str(build / "ecgsim"), "--tcp-listen", "0", "--speed", "0", "--seconds", "6",
-                            "--disconnect-after", "2:0.5", str(mitdb_100)], stderr=subprocess.PIPE)
+                            "--disconnect-after", "2:0.5", *_device(mitdb_100, tmp_path)], stderr=subprocess.PIPE)
     data, connections = b"", 0
     try:
         port = int(ecgsim_announces(sim, "LISTEN ").rsplit(":", 1)[1])
@@ -325,13 +371,13 @@ def test_tcp_listen_with_disconnects(build, wfdb, mitdb_100):
 
 
 @pytest.mark.data
-def test_tcp_connect(build, wfdb, mitdb_100):
+def test_tcp_connect(build, wfdb, mitdb_100, tmp_path):
     n = 3 * MITDB_FS
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(15)
         port = server.getsockname()[1]
         sim = subprocess.Popen([str(build / "ecgsim"), "--quiet", "--tcp-connect", f"127.0.0.1:{port}",
-                                "--speed", "0", "--seconds", "3", str(mitdb_100)])
+                                "--speed", "0", "--seconds", "3", *_device(mitdb_100, tmp_path)])
         try:
             conn, _ = server.accept()
             with conn:
@@ -348,13 +394,17 @@ def test_tcp_connect(build, wfdb, mitdb_100):
 @pytest.mark.data
 def test_speed_paces_the_stream(build, mitdb_100):
     start = time.monotonic()
-    _ecgsim(build, "--speed", 10, "--seconds", 5, mitdb_100)
+    _play(build, mitdb_100, "--speed", 10, "--seconds", 5)
     assert time.monotonic() - start >= 0.45  # 5 s of signal at 10x; a lower bound only
 
 
 @pytest.mark.parametrize("args, message", [
     (["--no-such-option"], "unknown option"),
-    (["/nonexistent/record"], "No such file"),
+    (["/nonexistent/record"], "no WFDB record at /nonexistent/record"),
+    (["--raw", "/nonexistent.i32", "--fs", "360", "--leads", "1", "--gain-uv", "5"], "No such file"),
+    (["--raw", "x.i32", "--fs", "360", "--leads", "3", "--gain-uv", "5,2.5"], "one per lead (3)"),
+    (["--raw", os.devnull, "--fs", "360", "--leads", "2", "--gain-uv", "5,2.5", "--protocol", "1"],
+     "use --protocol 2"),
     (["--raw", "x.i16"], "--raw needs --fs"),
     (["--drop-bytes", "2", "r"], "probability"),
 ])
@@ -364,7 +414,7 @@ def test_ecgsim_rejects_bad_arguments(build, args, message):
 
 
 @pytest.mark.data
-def test_ecgsim_refuses_frames_over_the_limit(build, mitdb_100):
-    done = subprocess.run([str(build / "ecgsim"), "--samples-per-frame", "1000", str(mitdb_100)],
+def test_ecgsim_refuses_frames_over_the_limit(build, mitdb_100, tmp_path):
+    done = subprocess.run([str(build / "ecgsim"), "--samples-per-frame", "1000", *_device(mitdb_100, tmp_path)],
                           capture_output=True, text=True, timeout=10)
     assert done.returncode == 2 and "at most 246" in done.stderr

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecgedge.config import STANDARD_12_LEADS, PreprocessConfig
+from ecgedge.data.preprocess import normalise_windows, preprocess_signal
 from ecgedge.data.synthetic import synthesize_ecg
 from ecgedge.errors import ConfigError, ShapeMismatch
 from ecgedge.manifest import load_manifest
@@ -74,6 +75,23 @@ def test_windows_equal_offline_windows(linear, ecg):
     np.testing.assert_allclose(got, expected, atol=1e-5)  # 1e-6 rounding in the records, float32 model
     assert [r["label"] for r in ok] == [LABELS[i] for i in expected.argmax(1)]
     assert_tiled(records, 0, ecg.shape[1])
+
+
+@pytest.mark.parametrize("fs, chunk", [(500.0, 20), (500.0, 1_333), (360.0, 14)])
+def test_stream_windows_are_the_offline_windows_bit_for_bit(fs, chunk):
+    """The model input of every classified window equals the offline (training) window exactly: the
+    resampler, the band-pass and the z-score do the same float operations in the same order."""
+    spec = ModelSpec(STANDARD_12_LEADS, LABELS, PreprocessConfig(), WINDOW)
+    x = synthesize_ecg("AFIB", seed=4, duration_s=20.0, fs=fs)[0].astype(np.float64)
+    mon = BedMonitor(0, fs_in=fs, lead_names=STANDARD_12_LEADS, model=spec)
+    got = [v for a in range(0, x.shape[1], chunk) for v in mon.push(x[:, a:a + chunk], a)
+           if isinstance(v, WindowVerdict) and v.window is not None]
+    pre = preprocess_signal(x, fs, spec.preprocess)
+    assert len(got) >= 9
+    for v in got:
+        end = round(v.end_sample * spec.preprocess.fs_hz / fs)
+        offline, _ = normalise_windows(pre[None, :, end - WINDOW:end], spec.preprocess)
+        assert np.array_equal(v.window, offline[0])
 
 
 def test_fractional_rate_and_lead_aliases(tmp_path):
@@ -153,6 +171,36 @@ def test_lead_off_device_flags_and_bad_signal_are_unreliable(linear, ecg):
                for r in cases["nan"])
     assert [r["quality"] for r in cases["nan"]][-2:] == ["ok", "ok"]  # NaNs out of the window: classified again
     assert all(r["quality"] == "unreliable" and "label" not in r for c in ("lead-off", "flat") for r in cases[c])
+
+
+def test_fast_signal_checks_give_the_verdicts_of_the_full_check(linear, ecg, monkeypatch):
+    """The once-per-hop checks (RunningSignalChecks) against signal_problems on every window: identical records."""
+    from ecgedge.data.quality import FLAT_STD_MV, RunningSignalChecks
+
+    runner, spec = linear
+    rng = np.random.default_rng(5)
+    y = ecg[:, :20_000].copy()
+    y[8, 4_000:9_000] = 0.2 + rng.normal(scale=FLAT_STD_MV / 2, size=5_000)  # V3 flat
+    y[7, 4_000:9_000] = 0.2 + rng.normal(scale=FLAT_STD_MV, size=5_000)  # V2 within a hair of the flat floor
+    np.clip(y[10, 9_000:14_000], None, np.percentile(y[10, 9_000:14_000], 85), out=y[10, 9_000:14_000])  # V5 clipped
+    y[3, 12_500:13_000] *= 30.0  # aVR: a wrong gain for one second
+    y[2, 14_000:14_003] = np.nan
+    y[5, 16_000] = np.inf
+    # Lead I stuck at its maximum for 204 samples: with the one at its minimum, 5.005 % of a 4096-sample window.
+    y[0, 16_800:17_004] = y[0, 12_000:20_000].max()
+    runs = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(RunningSignalChecks, "clearly_clean", lambda self, start, end: False)
+        hub = StreamHub(runner, spec)
+        hub.open(0, fs_in=FS, lead_names=STANDARD_12_LEADS)
+        runs.append(stream(hub, 0, y, [20, 480, 1_333, 7]))
+    assert runs[0] == runs[1]
+    reasons = " ".join(r["reason"] for r in windows(runs[0], "unreliable"))
+    for problem in ("lead V3 flat", "lead V5 saturated", "lead I saturated", "NaN in lead III", "inf in lead aVF",
+                    "implausible amplitude: lead aVR"):
+        assert problem in reasons
+    assert len(windows(runs[0], "ok")) > 10
 
 
 def _verdict(label, reliable=True, t=1.0):

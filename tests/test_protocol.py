@@ -79,7 +79,11 @@ def test_vector_decodes_to_its_stated_meaning(vector):
         assert (got.version, got.stream_id, got.seq, got.first_sample) == (
             want["version"], want["stream_id"], want["seq"], want["first_sample"])
         assert got.fs_mhz == want["fs_mhz"] and got.fs_hz == want["fs_hz"]
-        assert got.gain_uv == want["gain_uv"] and got.baseline == want["baseline"]
+        assert got.gains_uv == tuple(want["gains_uv"]) and got.baselines == tuple(want["baselines"])
+        if want["version"] == 1:  # one gain and baseline; in v2 those bytes are reserved (0)
+            assert got.gain_uv == want["gain_uv"] and got.baseline == want["baseline"]
+        else:
+            assert (want["gain_uv"], want["baseline"]) == (0, 0)
         assert got.sample_format == SampleFormat(want["sample_format"])
         assert got.lead_ids == tuple(want["lead_ids"])
         assert [LEAD_NAMES.index(x) for x in got.lead_ids] == want["lead_codes"]
@@ -117,6 +121,11 @@ def test_worked_example_in_protocol_md_matches_the_encoder():
     flat = " ".join(doc.split())
     assert wire in flat, "PROTOCOL.md's worked example no longer matches the encoder"
     assert pack_frame(example).hex(" ") in flat
+    v2 = Frame(stream_id=0, seq=0, first_sample=0, fs_hz=360, lead_ids=("MLII", "V5"), samples=example.samples,
+               version=2, gains_uv=(5.0, 2.5), baselines=(1024, -3), device_flags=8)
+    assert encode_frame(v2).hex(" ") in flat, "PROTOCOL.md's version 2 example no longer matches the encoder"
+    assert pack_frame(v2).hex(" ") in flat
+    assert encode_frame(v2).hex() == next(v["hex"] for v in VECTORS if v["name"] == "v2_two_leads_own_gains")
 
 
 # ---- frames -----------------------------------------------------------------------------------
@@ -134,6 +143,28 @@ def test_samples_mv_apply_baseline_and_gain():
     # MIT-BIH 100: 200 adu/mV, zero 1024 -> (995 - 1024) / 200 = -0.145 mV
     np.testing.assert_allclose(frame.samples_mv(), [[-0.145, 0.0, 1.0]], rtol=0, atol=1e-12)
     assert frame.samples_mv().dtype == np.float64
+
+
+def test_v2_samples_mv_use_each_leads_gain_and_baseline():
+    # MIT-BIH style: MLII at 200 adu/mV zero 1024, V5 at 400 adu/mV zero -3
+    frame = Frame(stream_id=0, seq=0, first_sample=0, fs_hz=360, lead_ids=("MLII", "V5"), version=2,
+                  samples=np.array([[995, 1024, 1224], [-3, 397, -403]]), gains_uv=(5.0, 2.5), baselines=(1024, -3))
+    np.testing.assert_allclose(frame.samples_mv(), [[-0.145, 0.0, 1.0], [0.0, 1.0, -1.0]], rtol=0, atol=1e-12)
+    assert (frame.gain_uv, frame.baseline) == (None, None)  # no single value: use gains_uv / baselines
+    body = pack_frame(frame)
+    assert body[2] == 2 and body[20:28] == bytes(8)  # version 2; v1's one-gain bytes reserved, zero
+    assert len(body) == 38 + 2 * 9 + 3 * 2 * 2
+    assert unpack_frame(body) == frame
+
+
+def test_v1_frame_is_unchanged_by_v2_support():
+    frame = _frame()
+    assert frame.version == 1 and frame.gains_uv == (5.0, 5.0) and frame.baselines == (1024, 1024)
+    assert (frame.gain_uv, frame.baseline) == (5.0, 1024)
+    same_in_v2 = Frame(stream_id=0, seq=0, first_sample=0, fs_hz=360, lead_ids=("MLII", "V5"), version=2,
+                       samples=frame.samples, gain_uv=5.0, baseline=1024)
+    assert same_in_v2.gains_uv == frame.gains_uv and same_in_v2 != frame  # the version differs
+    np.testing.assert_array_equal(same_in_v2.samples_mv(), frame.samples_mv())
 
 
 def test_frame_normalises_to_wire_precision():
@@ -160,7 +191,13 @@ def test_frame_normalises_to_wire_precision():
     (dict(gain_uv=1e39), "gain"),  # overflows float32
     (dict(seq=65536), "seq 65536"),
     (dict(stream_id=256), "stream_id"),
-    (dict(version=2), "version 2"),
+    (dict(version=3), "version 3"),
+    (dict(gains_uv=(5.0, 2.5), gain_uv=None), "use version=2"),
+    (dict(gains_uv=(5.0,), version=2, gain_uv=None), "1 gains_uv for 2 leads"),
+    (dict(baselines=(0, 1, 2), version=2), "3 baselines for 2 leads"),
+    (dict(gains_uv=(5.0, -1.0), version=2, gain_uv=None), "gain -1.0"),
+    (dict(gains_uv=(5.0, 5.0)), "not both"),
+    (dict(samples=np.zeros((2, 243), int), version=2), "limit is 1024"),
 ])
 def test_frame_rejects_what_the_wire_cannot_carry(change, message):
     fields = dict(stream_id=0, seq=0, first_sample=0, fs_hz=360.0, lead_ids=("MLII", "V5"),
@@ -189,13 +226,20 @@ def frames(draw) -> Frame:
     n = draw(st.integers(1, min(40, max_samples_per_lead(leads, fmt))))
     lo, hi = fmt.limits
     samples = draw(st.lists(st.integers(lo, hi), min_size=leads * n, max_size=leads * n))
+    version = draw(st.sampled_from([1, 2]))
+    if version == 2:  # a gain and baseline per lead
+        n = min(n, max_samples_per_lead(leads, fmt, 2))
+        samples = samples[:leads * n]
+        gains = dict(gains_uv=draw(st.lists(st.floats(1e-6, 1e6), min_size=leads, max_size=leads)),
+                     baselines=draw(st.lists(st.integers(-(2**31), 2**31 - 1), min_size=leads, max_size=leads)))
+    else:
+        gains = dict(gain_uv=draw(st.floats(1e-6, 1e6)), baseline=draw(st.integers(-(2**31), 2**31 - 1)))
     return Frame(
         stream_id=draw(st.integers(0, 255)), seq=draw(st.integers(0, 65535)),
         first_sample=draw(st.integers(0, 2**64 - 1)), fs_hz=draw(st.integers(1, 2**32 - 1)) / 1000,
         lead_ids=tuple(draw(st.lists(st.sampled_from(LEAD_NAMES), min_size=leads, max_size=leads))),
-        samples=np.array(samples).reshape(leads, n), sample_format=fmt,
-        gain_uv=draw(st.floats(1e-6, 1e6)), baseline=draw(st.integers(-(2**31), 2**31 - 1)),
-        lead_off=draw(st.integers(0, 2**leads - 1)), device_flags=draw(st.integers(0, 65535)),
+        samples=np.array(samples).reshape(leads, n), sample_format=fmt, version=version,
+        lead_off=draw(st.integers(0, 2**leads - 1)), device_flags=draw(st.integers(0, 65535)), **gains,
     )
 
 
@@ -368,6 +412,18 @@ def test_restart_and_layout_change():
     faster = _frame(seq=1, first=4, n=4, fs_hz=500.0)
     assert tracker.push(faster).events == (FormatChange(0, 4, ("fs_hz",)),)
     assert tracker.stats["restarts"] == 1 and tracker.stats["format_changes"] == 1
+
+
+def test_per_lead_gain_change_is_a_layout_change_named_gain_uv():
+    tracker = SequenceTracker()
+    v1 = _frame(seq=0, first=0)
+    as_v2 = Frame(stream_id=0, seq=1, first_sample=4, fs_hz=360, lead_ids=("MLII", "V5"), version=2,
+                  samples=v1.samples, gains_uv=(5.0, 5.0), baselines=(1024, 1024))
+    v5_rescaled = Frame(stream_id=0, seq=2, first_sample=8, fs_hz=360, lead_ids=("MLII", "V5"), version=2,
+                        samples=v1.samples, gains_uv=(5.0, 2.5), baselines=(1024, 1024))
+    assert tracker.push(v1).events == ()
+    assert tracker.push(as_v2).events == ()  # same calibration, other version: no change
+    assert tracker.push(v5_rescaled).events == (FormatChange(0, 8, ("gain_uv",)),)
 
 
 def test_streams_are_tracked_independently():

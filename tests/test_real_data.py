@@ -17,7 +17,8 @@ from ecgedge.export.pipeline import check_export, main_export
 from ecgedge.manifest import load_manifest
 from ecgedge.train import classify, pretrain
 
-pytestmark = pytest.mark.data
+# slow: its module fixture pretrains and trains on the real records (about a minute on 2 cores).
+pytestmark = [pytest.mark.data, pytest.mark.slow]
 pytest.importorskip("wfdb", reason="wfdb (the 'train' extra) reads WFDB records")
 
 

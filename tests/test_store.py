@@ -35,6 +35,7 @@ def _assert_same_windows(store: WindowStore, ws) -> None:
 
 
 @pytest.mark.data
+@pytest.mark.slow
 def test_store_of_real_records_equals_build_windows(shared_data, tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "BROKEN1.hea").write_text(BROKEN_HEADER)

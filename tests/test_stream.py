@@ -404,3 +404,28 @@ def test_wfdb_source_with_the_int8_model_and_live_views(build, chapman, source_a
     assert sum(w["quality"] == "ok" for w in wins) == 21
     assert records[-1]["source"].startswith("wfdb:") and records[-1]["ended"] == "end of stream"
     assert len(list((tmp_path / "png").glob("bed0_*_rhythm_*.png"))) == len(of(records, "rhythm_change")) >= 1
+
+
+def test_v2_frames_are_converted_with_each_leads_own_gain(export, runner):
+    """Wire protocol v2 (a gain and baseline per lead): the same mV sent with 12 different gains and
+    baselines gives the same windows as one gain for every lead (v1). Gains are powers of two, so
+    both reach exactly the same mV."""
+    from ecgedge.bridge.cobs import encode_frame
+    from ecgedge.bridge.frame import Frame, SampleFormat
+
+    x = synthesize_ecg("AFIB", seed=5, duration_s=10.0, fs=FS)[0].astype(np.float64)
+    adu = np.round(x * 1000).astype(np.int64)  # 1 µV per unit
+    gains = tuple(2.0 ** -(i % 4) for i in range(12))
+    baselines = tuple(100 * i - 600 for i in range(12))
+    scaled = adu * (1 / np.array(gains))[:, None].astype(np.int64) + np.array(baselines)[:, None]
+    v2 = b"\0" + b"".join(
+        encode_frame(Frame(stream_id=0, seq=k, first_sample=a, fs_hz=FS, lead_ids=STANDARD_12_LEADS,
+                           samples=scaled[:, a:a + SPF], version=2, gains_uv=gains, baselines=baselines,
+                           sample_format=SampleFormat.INT24))
+        for k, a in enumerate(range(0, adu.shape[1], SPF)))
+    v1 = b"\0" + b"".join(python_frames(adu / 1000, FS, STANDARD_12_LEADS))
+    got_v2 = feed(session_for(runner, export), v2)
+    got_v1 = feed(session_for(runner, export), v1)
+    assert len(of(got_v2, "window")) == 10
+    assert of(got_v2, "window") == of(got_v1, "window")
+    assert [r for r in got_v2 if r.get("type") in ("gap", "format_change", "decode_error")] == []

@@ -43,6 +43,7 @@ from ecgedge.runtime import Backend, InputSpec, Precision, runner_from_export
 from ecgedge.runtime.triton_runner import TritonRunner, grpc_address, triton_runner_from_export
 from helpers import SAMPLES, check_run, cli, looped, mv, of, tiny_onnx
 
+
 REPO = Path(__file__).resolve().parents[1]
 N_SAMPLES = 15_000  # 30 s of JS00001 (500 Hz) looped by ecgsim: 21 classified windows
 
@@ -351,6 +352,7 @@ def stop_process_group(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
     proc.wait()
 
 
+@pytest.mark.slow  # a real Triton server (PyTriton) starts for these
 def test_served_model_is_what_the_repository_describes(server, int8_export):
     """The live server's view of the model (metadata, config) equals the generated config.pbtxt."""
     import tritonclient.grpc as grpcclient
@@ -372,6 +374,7 @@ def test_served_model_is_what_the_repository_describes(server, int8_export):
     assert [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]] == [(m.input_name, "FP32", ["-1", "12", "2048"])]
 
 
+@pytest.mark.slow  # a real Triton server (PyTriton) starts for these
 def test_triton_runner_equals_the_in_process_runner(server, int8_export):
     """70 windows: two requests (the server's max batch is 64), each row equal to ONNX Runtime here."""
     x = np.random.default_rng(0).normal(size=(70, 12, 2048)).astype(np.float32)
@@ -384,6 +387,7 @@ def test_triton_runner_equals_the_in_process_runner(server, int8_export):
             remote.infer(np.zeros((1, 12, 2500), np.float32))  # checked here, before anything is sent
 
 
+@pytest.mark.slow  # a real Triton server (PyTriton) starts for these
 def test_runner_refuses_a_model_that_does_not_match_the_export(server, int8_export):
     m = load_manifest(int8_export)
     spec = InputSpec("ecg_in", m.leads, 250.0, 2500)
@@ -399,6 +403,7 @@ def test_runner_refuses_a_model_that_does_not_match_the_export(server, int8_expo
 
 @pytest.mark.c
 @pytest.mark.data
+@pytest.mark.slow  # a real Triton server (PyTriton) starts for these
 def test_stream_through_triton_equals_in_process(server, int8_export, build, chapman, source_adu):
     """A real record (JS00001, looped by the C device simulator) streamed twice: windows to the Triton
     server, and through ONNX Runtime in process. Every record but the session line is the same."""

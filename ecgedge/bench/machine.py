@@ -54,7 +54,7 @@ def machine_info() -> dict:
     Reads ``/proc/cpuinfo`` and package metadata only: imports neither torch nor onnxruntime.
     The peaks are not measured here (see :func:`ecgedge.bench.run.measure_peaks`).
     """
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = platform.processor() or platform.machine(), set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")

@@ -117,10 +117,12 @@ def skip_reason(case: BenchCase, manifest: Manifest, available: dict[Backend, st
         if importlib.util.find_spec("torch") is None:
             return "torch is not installed (pip install 'ecgedge[train]'); the PyTorch baseline needs it"
         return (checkpoint[1] or "no checkpoint for the PyTorch baseline (pass --checkpoint PATH)") if checkpoint[0] is None else None
-    reason = available.get(case.backend.runtime_backend)
+    backend = case.backend.runtime_backend
+    assert backend is not None   # only the torch baseline, handled above, has none
+    reason = available.get(backend)
     if reason:
         return reason
-    key = artefact_key(case.backend.runtime_backend, case.precision)
+    key = artefact_key(backend, case.precision)
     art = manifest.artefacts.get(key)
     if art is None:
         hint = " (ecgedge export --fp16)" if key == "fp16" else " (ecgedge export --target tensorrt on the GPU)" if key.startswith("trt-") else ""

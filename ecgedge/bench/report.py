@@ -168,6 +168,12 @@ class TargetCheck:
     note: str = ""
 
 
+def _wps(r: BenchRow) -> float:
+    """Windows per second of a measured (ok) row, which always has them."""
+    assert r.windows_per_s is not None, f"{r.backend} {r.precision}: a measured row without windows/s"
+    return r.windows_per_s
+
+
 INT8_VS_TORCH = 5.0
 RTF_GOAL = 1000.0
 RSS_GOAL_BYTES = 150e6
@@ -189,14 +195,14 @@ def target_checks(rows: list[BenchRow], machine: dict | None = None, hop_s: floa
 
     name, goal = "ort-cpu int8 vs PyTorch fp32 eager (batch 1, 1 thread)", f">= {INT8_VS_TORCH:g}x"
     if ort_int8 and torch_fp32:
-        x = ort_int8.windows_per_s / torch_fp32.windows_per_s
-        out.append(TargetCheck(name, goal, f"{x:.2f}x ({ort_int8.windows_per_s:.0f} vs {torch_fp32.windows_per_s:.0f} windows/s)", x >= INT8_VS_TORCH))
+        x = _wps(ort_int8) / _wps(torch_fp32)
+        out.append(TargetCheck(name, goal, f"{x:.2f}x ({_wps(ort_int8):.0f} vs {_wps(torch_fp32):.0f} windows/s)", x >= INT8_VS_TORCH))
     else:
         out.append(TargetCheck(name, goal, "not measured", None, needs(("ort-cpu", "int8"), ("torch", "fp32"))))
 
     name, goal = "ort-cpu int8 not slower than ort-cpu fp32 (batch 1, 1 thread)", ">= 1.00x"
     if ort_int8 and ort_fp32:
-        x = ort_int8.windows_per_s / ort_fp32.windows_per_s
+        x = _wps(ort_int8) / _wps(ort_fp32)
         note = ""
         if x < 1 and vnni is not None:
             note = ("this CPU has int8 dot-product instructions (VNNI/AMX/SDOT), so the loss is in the graph: layers with few input "
@@ -209,6 +215,7 @@ def target_checks(rows: list[BenchRow], machine: dict | None = None, hop_s: floa
     goal = f">= {RTF_GOAL:g}"
     rtf_rows = [r for r in (ort_int8, ort_fp32) if r and r.rtf]
     for r in rtf_rows:
+        assert r.rtf is not None  # kept above for having one
         classified = f"; {r.rtf_windows} of {r.rtf_hops} hops classified a window" if r.rtf_hops is not None else ""
         note = ("hops whose window the monitor judged unreliable ran no model, which flatters the figure"
                 if r.rtf_hops is not None and r.rtf_windows != r.rtf_hops else "")
@@ -237,7 +244,7 @@ def fastest_precisions(rows: list[BenchRow], *, accepted_only: bool = True) -> d
     best: dict[str, BenchRow] = {}
     for r in rows:
         if r.ok and r.batch == 1 and r.threads == 1 and r.backend != BenchBackend.torch.value and not (accepted_only and r.rejected):
-            if r.backend not in best or r.windows_per_s > best[r.backend].windows_per_s:
+            if r.backend not in best or _wps(r) > _wps(best[r.backend]):
                 best[r.backend] = r
     return best
 

@@ -91,6 +91,7 @@ def run_case(case: BenchCase, cfg: BenchConfig, manifest: Manifest, checkpoint: 
     for k, v in result.items():
         if hasattr(row, k):
             setattr(row, k, v)
+    assert row.p50_ms is not None, "the worker reports latency_stats for every measured case"
     row.windows_per_s, row.gflops_per_s = throughput(case.batch, row.p50_ms, (manifest.data.get("model") or {}).get("flops_per_window"))
     notes = []
     if busy0 is not None and busy1 is not None:
@@ -159,7 +160,8 @@ def main_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> Bench
     for i, case in enumerate(cases, 1):
         reason = skip_reason(case, manifest, available, checkpoint=ckpt, include_rejected=cfg.include_rejected)
         row = BenchRow.skipped(case, reason) if reason else run_case(case, cfg, manifest, ckpt[0])
-        art = manifest.artefacts.get(artefact_key(case.backend.runtime_backend, case.precision)) if case.backend != BenchBackend.torch else None
+        runtime = case.backend.runtime_backend   # None for the torch baseline, which has no artefact
+        art = manifest.artefacts.get(artefact_key(runtime, case.precision)) if runtime is not None else None
         if row.ok and art and art.get("status") == ArtefactStatus.rejected:
             row.rejected = True
         row.note = "; ".join(n for n in (REJECTED_NOTE if row.rejected else "", ckpt_note if case.backend == BenchBackend.torch else "", row.note) if n)

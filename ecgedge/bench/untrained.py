@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def untrained_export(folder: str | Path, *, model=None, leads: tuple[str, ...] |
     ckpt = load_checkpoint(ckpt_path)
     fp32 = onnx_from_checkpoint(ckpt, folder / "model.fp32.onnx")
     ungated = ArtefactStatus.not_gated.value  # an untrained model: there is nothing to gate against
-    artefacts = {"fp32": {"file": fp32.name, "precision": "fp32", "runtime": "onnx", "status": ungated}}
+    artefacts: dict[str, dict[str, Any]] = {"fp32": {"file": fp32.name, "precision": "fp32", "runtime": "onnx", "status": ungated}}
     if int8:
         calib = np.random.default_rng(seed).standard_normal((16, len(leads), window_samples), dtype=np.float32)
         q = int8_onnx_from_onnx(fp32, folder / "model.int8.onnx", calib, input_name=INPUT_NAME, preset=PRESETS[Target.cpu])

@@ -122,7 +122,9 @@ def _open_runner(p: dict, manifest: Manifest, spec: InputSpec):
     import_ns = time.perf_counter_ns() - t0
     from ecgedge.runtime.loader import runner_from_export
 
-    runner = runner_from_export(manifest.folder, precision, backend.runtime_backend, threads=p["threads"], verify=False,
+    runtime = backend.runtime_backend
+    assert runtime is not None  # only the torch baseline, returned above, has none
+    runner = runner_from_export(manifest.folder, precision, runtime, threads=p["threads"], verify=False,
                                 allow_rejected=p["include_rejected"], manifest=manifest)
     return runner, Path(runner.model_path), import_ns
 
@@ -179,7 +181,9 @@ def stream_cpu(runner, manifest: Manifest, *, source_fs_hz: float, hop_s: float,
     for _ in range(start_up + warmup):
         push()
         flush()
-    step_ns, monitor_ns, windows = [], [], 0
+    step_ns: list[int] = []
+    monitor_ns: list[int] = []
+    windows = 0
     deadline = time.perf_counter() + max_seconds
     while len(step_ns) < steps and (not step_ns or time.perf_counter() < deadline):
         c0 = time.process_time_ns()

@@ -3,9 +3,11 @@
 Modules mirror the C library and follow the bytes from the link to a gap-accounted stream:
 
 - :mod:`ecgedge.bridge.sources`: byte sources (serial port or pty, TCP client or listener, stdin,
-  the simulated device ``ecgsim`` as a subprocess) that yield raw bytes and link up/down events.
+  the simulated device ``ecgsim`` as a subprocess, which reads records through the host's wfdb:
+  :mod:`ecgedge.data.device_samples`) that yield raw bytes and link up/down events.
 - :mod:`ecgedge.bridge.frame`: :class:`~ecgedge.bridge.frame.Frame` and its bytes without COBS
-  (``src/frame.c``); the lead table and device flags.
+  (``src/frame.c``), protocol version 1 (one gain and baseline per frame) or 2 (one per lead); the
+  lead table and device flags.
 - :mod:`ecgedge.bridge.cobs`: COBS encoding and :func:`~ecgedge.bridge.cobs.encode_frame`, the
   bytes a device sends (``src/cobs.c``).
 - :mod:`ecgedge.bridge.decoder`: :class:`~ecgedge.bridge.decoder.FrameDecoder`, bytes in any

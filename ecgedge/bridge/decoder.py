@@ -8,7 +8,11 @@ started. NumPy only.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from ecgedge.bridge.frame import MAX_FRAME_BYTES, DecodeError, DecodeErrorKind, Frame, unpack_frame
+
+_Event = TypeVar("_Event", Frame, DecodeError, Frame | DecodeError)
 
 _IDLE, _IN_FRAME, _DISCARD = range(3)
 
@@ -131,7 +135,7 @@ class FrameDecoder:
             result = DecodeError(result.kind, result.detail, offset)
         return self._count(result)
 
-    def _count(self, event: Frame | DecodeError) -> Frame | DecodeError:
+    def _count(self, event: _Event) -> _Event:
         self.stats["frames" if isinstance(event, Frame) else event.kind.value] += 1
         return event
 

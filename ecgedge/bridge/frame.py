@@ -1,11 +1,14 @@
 """One frame of the wire protocol: its fields, its bytes without COBS, and why bytes are not a frame.
 
 The layout is ``firmware_bridge/PROTOCOL.md`` (C: ``firmware_bridge/src/frame.c``): a 34-byte
-little-endian header, one lead code per lead, the samples interleaved (sample ``t`` of every lead,
-then ``t + 1``) as int16 or int24 ADC units, and a CRC-32 over all of it; at most
-:data:`MAX_FRAME_BYTES` bytes. Units on the wire: sampling rate in mHz (u32, held here as Hz),
-gain in µV per ADC unit (float32), baseline in ADC units (the value that reads 0 mV), sample
-indices per lead since the stream started (u64), frame counter ``seq`` (u16, wraps).
+little-endian header, one lead code per lead, in version 2 a gain and baseline per lead, the
+samples interleaved (sample ``t`` of every lead, then ``t + 1``) as int16 or int24 ADC units, and a
+CRC-32 over all of it; at most :data:`MAX_FRAME_BYTES` bytes. Units on the wire: sampling rate in
+mHz (u32, held here as Hz), gain in µV per ADC unit (float32), baseline in ADC units (the value
+that reads 0 mV), sample indices per lead since the stream started (u64), frame counter ``seq``
+(u16, wraps). Version 1 carries one gain and baseline for every lead (header offsets 20..27);
+version 2 carries one per lead, so leads calibrated differently (MIT-BIH recorders) keep their
+own scale.
 
 - :class:`Frame` holds one decoded packet: header fields and raw ADC samples ``(n_leads, n)``;
   :meth:`Frame.samples_mv` converts them to mV.
@@ -31,14 +34,18 @@ import numpy as np
 from ecgedge.config import STANDARD_12_LEADS
 from ecgedge.errors import ConfigError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 1  # what Frame sends unless told otherwise: every v1 receiver reads it
+PROTOCOL_VERSIONS = (1, 2)
 MAGIC = b"EG"
 HEADER_FIXED_BYTES = 34
 CRC_BYTES = 4
+# Version 2: per lead, after the lead ids: f32 gain_uv, i32 baseline.
+LEAD_CAL_BYTES = 8
+_LEAD_CAL = struct.Struct("<Ii")
 MAX_LEADS = 16
 # Largest decoded frame, header to CRC (PROTOCOL.md, "Sizes").
 MAX_FRAME_BYTES = 1024
-# One lead, one int16 sample.
+# Version 1, one lead, one int16 sample.
 MIN_FRAME_BYTES = HEADER_FIXED_BYTES + 1 + 2 + CRC_BYTES
 SEQ_MODULUS = 1 << 16
 
@@ -120,12 +127,18 @@ class Frame:
         fs_hz: sampling rate in Hz; held at the wire's resolution of 1 mHz.
         lead_ids: lead names, one per row of ``samples``, from :data:`LEAD_NAMES` (any case).
         samples: ``(n_leads, n)`` raw ADC integers; stored as a read-only int32 copy.
-        gain_uv: microvolts per ADC unit; held at float32 precision, as on the wire.
-        baseline: ADC value that reads 0 mV.
+        gain_uv: microvolts per ADC unit of every lead (default 1.0); held at float32 precision,
+            as on the wire. Give it or ``gains_uv``, not both. After construction: the gain every
+            lead shares, or None when the leads' gains differ (version 2).
+        baseline: ADC value that reads 0 mV on every lead (default 0); give it or ``baselines``.
+            After construction: the shared baseline, or None when the leads' baselines differ.
         sample_format: int16 or int24 on the wire.
         lead_off: bit ``i`` set when the electrode of lead ``i`` is off.
         device_flags: :class:`DeviceFlag` bits.
-        version: protocol version (only 1 exists).
+        version: protocol version: 1 (one gain and baseline per frame) or 2 (one per lead).
+        gains_uv: µV per ADC unit of each lead (one per row of ``samples``); filled from
+            ``gain_uv`` when not given. Leads with different gains need ``version=2``.
+        baselines: ADC value that reads 0 mV on each lead; filled from ``baseline`` when not given.
 
     Raises:
         ConfigError: a value does not fit the protocol (names the field, its value and the limit).
@@ -137,12 +150,14 @@ class Frame:
     fs_hz: float
     lead_ids: tuple[str, ...]
     samples: np.ndarray
-    gain_uv: float = 1.0
-    baseline: int = 0
+    gain_uv: float | None = None
+    baseline: int | None = None
     sample_format: SampleFormat = SampleFormat.INT16
     lead_off: int = 0
     device_flags: int = 0
     version: int = PROTOCOL_VERSION
+    gains_uv: tuple[float, ...] = ()
+    baselines: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         def bad(what: str) -> ConfigError:
@@ -166,10 +181,13 @@ class Frame:
         samples.flags.writeable = False
         if not 1 <= n_leads <= MAX_LEADS:
             raise bad(f"{n_leads} leads; the protocol carries 1..{MAX_LEADS}")
-        size = frame_size(n_leads, n, fmt)
+        if self.version not in PROTOCOL_VERSIONS:
+            raise bad(f"version {self.version}; this module speaks versions {PROTOCOL_VERSIONS}")
+        size = frame_size(n_leads, n, fmt, self.version)
         if size > MAX_FRAME_BYTES:
-            raise bad(f"{n_leads} leads x {n} samples of {fmt.value} need {size} bytes; the limit is "
-                      f"{MAX_FRAME_BYTES} ({max_samples_per_lead(n_leads, fmt)} samples per lead)")
+            raise bad(f"{n_leads} leads x {n} samples of {fmt.value} need {size} bytes in version "
+                      f"{self.version}; the limit is {MAX_FRAME_BYTES} "
+                      f"({max_samples_per_lead(n_leads, fmt, self.version)} samples per lead)")
         names = (self.lead_ids,) if isinstance(self.lead_ids, str) else tuple(self.lead_ids)
         if len(names) != n_leads:
             raise bad(f"{len(names)} lead ids for {n_leads} rows of samples")
@@ -179,28 +197,32 @@ class Frame:
         fs_mhz = round(float(self.fs_hz) * 1000) if math.isfinite(self.fs_hz) else 0
         if not 0 < fs_mhz < 1 << 32:
             raise bad(f"sampling rate {self.fs_hz} Hz; the wire holds 0.001..4294967.295 Hz")
-        # float32 overflow is checked here, so NumPy's overflow warning is noise
-        with np.errstate(over="ignore"):
-            gain = float(np.float32(self.gain_uv)) if math.isfinite(self.gain_uv) else math.inf
-        if not (math.isfinite(gain) and gain > 0):
-            raise bad(f"gain {self.gain_uv} uV/LSB; must be finite and > 0 as a float32")
+        gains = _per_lead(bad, "gain_uv", self.gain_uv, "gains_uv", self.gains_uv, n_leads, 1.0)
+        bases = _per_lead(bad, "baseline", self.baseline, "baselines", self.baselines, n_leads, 0)
+        gains = tuple(_wire_gain(bad, g) for g in gains)
+        for b in bases:
+            if not -(1 << 31) <= int(b) < 1 << 31:
+                raise bad(f"baseline {b} does not fit int32")
+        bases = tuple(int(b) for b in bases)
+        if self.version == 1 and (len(set(gains)) > 1 or len(set(bases)) > 1):
+            raise bad(f"leads have gains {gains} uV/LSB and baselines {bases}; protocol version 1 carries "
+                      "one gain and baseline per frame: use version=2")
         for name, value, limit in (("stream_id", self.stream_id, 1 << 8), ("seq", self.seq, SEQ_MODULUS),
                                    ("first_sample", self.first_sample, 1 << 64),
                                    ("device_flags", self.device_flags, 1 << 16),
                                    ("lead_off", self.lead_off, 1 << n_leads)):
             if not 0 <= int(value) < limit:
                 raise bad(f"{name} {value} is outside 0..{limit - 1}")
-        if not -(1 << 31) <= int(self.baseline) < 1 << 31:
-            raise bad(f"baseline {self.baseline} does not fit int32")
-        if self.version != PROTOCOL_VERSION:
-            raise bad(f"version {self.version}; this module speaks version {PROTOCOL_VERSION}")
         set_ = object.__setattr__
         set_(self, "samples", samples)
         set_(self, "sample_format", fmt)
         set_(self, "lead_ids", tuple(LEAD_NAMES[_LEAD_CODES[x.lower()]] for x in names))
         set_(self, "fs_hz", fs_mhz / 1000)
-        set_(self, "gain_uv", gain)
-        for name in ("stream_id", "seq", "first_sample", "baseline", "lead_off", "device_flags"):
+        set_(self, "gains_uv", gains)
+        set_(self, "baselines", bases)
+        set_(self, "gain_uv", gains[0] if len(set(gains)) == 1 else None)
+        set_(self, "baseline", bases[0] if len(set(bases)) == 1 else None)
+        for name in ("stream_id", "seq", "first_sample", "lead_off", "device_flags", "version"):
             set_(self, name, int(getattr(self, name)))
 
     @property
@@ -230,12 +252,15 @@ class Frame:
         return tuple(name for i, name in enumerate(self.lead_ids) if self.lead_off >> i & 1)
 
     def samples_mv(self) -> np.ndarray:
-        """Samples in mV, ``(n_leads, n)`` float64: ``(raw - baseline) * gain_uv / 1000``."""
-        return (self.samples.astype(np.float64) - self.baseline) * (self.gain_uv / 1000.0)
+        """Samples in mV, ``(n_leads, n)`` float64: ``(raw - baseline) * gain_uv / 1000``, each lead
+        with its own gain and baseline (the same for every lead in version 1)."""
+        base = np.array(self.baselines, np.float64)[:, None]
+        scale = np.array(self.gains_uv, np.float64)[:, None] / 1000.0
+        return (self.samples.astype(np.float64) - base) * scale
 
     def _header_key(self) -> tuple:
         return (self.version, self.stream_id, self.seq, self.first_sample, self.fs_hz, self.lead_ids,
-                self.gain_uv, self.baseline, self.sample_format, self.lead_off, self.device_flags)
+                self.gains_uv, self.baselines, self.sample_format, self.lead_off, self.device_flags)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Frame):
@@ -245,32 +270,79 @@ class Frame:
     __hash__ = None  # type: ignore[assignment]  # holds an array
 
     def __repr__(self) -> str:
-        return (f"Frame(stream {self.stream_id}, seq {self.seq}, samples [{self.first_sample}, "
+        gain = f"{self.gain_uv:g}" if self.gain_uv is not None else "/".join(f"{g:g}" for g in self.gains_uv)
+        return (f"Frame(v{self.version}, stream {self.stream_id}, seq {self.seq}, samples [{self.first_sample}, "
                 f"{self.end_sample}) of {','.join(self.lead_ids)} at {self.fs_hz:g} Hz, "
-                f"{self.sample_format.value}, {self.gain_uv:g} uV/LSB)")
+                f"{self.sample_format.value}, {gain} uV/LSB)")
 
 
-def frame_size(n_leads: int, samples_per_lead: int, sample_format: SampleFormat = SampleFormat.INT16) -> int:
+def _per_lead(bad, one_name: str, one, many_name: str, many, n_leads: int, default) -> tuple:
+    """One value per lead from either the shared value or the per-lead sequence (not both)."""
+    if many is not None and len(tuple(many)) > 0:
+        if one is not None:
+            raise bad(f"give {one_name} (every lead) or {many_name} (per lead), not both")
+        many = tuple(many)
+        if len(many) != n_leads:
+            raise bad(f"{len(many)} {many_name} for {n_leads} leads")
+        return many
+    return (default if one is None else one,) * n_leads
+
+
+def _wire_gain(bad, gain_uv) -> float:
+    """The gain as float32 holds it; ConfigError unless finite and > 0 there."""
+    # float32 overflow is checked here, so NumPy's overflow warning is noise
+    with np.errstate(over="ignore"):
+        gain = float(np.float32(gain_uv)) if math.isfinite(gain_uv) else math.inf
+    if not (math.isfinite(gain) and gain > 0):
+        raise bad(f"gain {gain_uv} uV/LSB; must be finite and > 0 as a float32")
+    return gain
+
+
+def _lead_table_bytes(n_leads: int, version: int) -> int:
+    return n_leads * (1 + LEAD_CAL_BYTES) if version == 2 else n_leads
+
+
+def frame_size(n_leads: int, samples_per_lead: int, sample_format: SampleFormat = SampleFormat.INT16,
+               version: int = PROTOCOL_VERSION) -> int:
     """Decoded size in bytes (header to CRC) of a frame with these dimensions."""
     fmt = SampleFormat(sample_format)
-    return HEADER_FIXED_BYTES + n_leads + n_leads * samples_per_lead * fmt.nbytes + CRC_BYTES
+    return (HEADER_FIXED_BYTES + _lead_table_bytes(n_leads, version) + n_leads * samples_per_lead * fmt.nbytes
+            + CRC_BYTES)
 
 
-def max_samples_per_lead(n_leads: int, sample_format: SampleFormat = SampleFormat.INT16) -> int:
+def max_samples_per_lead(n_leads: int, sample_format: SampleFormat = SampleFormat.INT16,
+                         version: int = PROTOCOL_VERSION) -> int:
     """Most samples per lead that keep a frame within :data:`MAX_FRAME_BYTES`."""
     fmt = SampleFormat(sample_format)
-    return (MAX_FRAME_BYTES - HEADER_FIXED_BYTES - n_leads - CRC_BYTES) // (n_leads * fmt.nbytes)
+    free = MAX_FRAME_BYTES - HEADER_FIXED_BYTES - _lead_table_bytes(n_leads, version) - CRC_BYTES
+    return free // (n_leads * fmt.nbytes)
+
+
+def _f32_bits(value: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", value))[0]
+
+
+def _f32_from_bits(bits: int) -> float:
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+def _gain_bits_ok(bits: int) -> bool:
+    """Finite, positive, not zero (checked on the bits, as the C library does)."""
+    return bits != 0 and not bits & 0x80000000 and bits & 0x7F800000 != 0x7F800000
 
 
 def pack_frame(frame: Frame) -> bytes:
     """The frame's bytes without COBS: header, lead ids, interleaved samples, CRC-32."""
     fmt = frame.sample_format
+    v2 = frame.version == 2
     header = _HEADER.pack(
-        MAGIC, PROTOCOL_VERSION, frame.stream_id, frame.seq, frame.samples_per_lead, frame.first_sample,
-        frame.fs_mhz, struct.unpack("<I", struct.pack("<f", frame.gain_uv))[0], frame.baseline,
+        MAGIC, frame.version, frame.stream_id, frame.seq, frame.samples_per_lead, frame.first_sample,
+        frame.fs_mhz, 0 if v2 else _f32_bits(frame.gains_uv[0]), 0 if v2 else frame.baselines[0],
         fmt.code, frame.n_leads, frame.device_flags, frame.lead_off,
     )
     leads = bytes(_LEAD_CODES[name.lower()] for name in frame.lead_ids)
+    if v2:
+        leads += b"".join(_LEAD_CAL.pack(_f32_bits(g), b) for g, b in zip(frame.gains_uv, frame.baselines))
     interleaved = np.ascontiguousarray(frame.samples.T)  # sample t of every lead, then t + 1
     if fmt is SampleFormat.INT16:
         payload = interleaved.astype("<i2").tobytes()
@@ -284,7 +356,7 @@ def _error(kind: DecodeErrorKind, detail: str) -> DecodeError:
     return DecodeError(kind, detail)
 
 
-def unpack_frame(data: bytes) -> Frame | DecodeError:
+def unpack_frame(data: bytes | bytearray) -> Frame | DecodeError:
     """Validate one frame without COBS (as :func:`pack_frame` returns it); never raises.
 
     Checks run in the order PROTOCOL.md gives, so C and Python report the same kind.
@@ -298,32 +370,42 @@ def unpack_frame(data: bytes) -> Frame | DecodeError:
     (magic, version, stream_id, seq, n_per_lead, first_sample, fs_mhz, gain_bits, baseline,
      fmt_code, n_leads, device_flags, lead_off) = _HEADER.unpack_from(data)
     fmt = _FORMAT_BY_CODE.get(fmt_code)
-    expected = (frame_size(n_leads, n_per_lead, fmt)
-                if fmt is not None and 1 <= n_leads <= MAX_LEADS and n_per_lead >= 1 else 0)
+    known = version in PROTOCOL_VERSIONS
+    expected = (frame_size(n_leads, n_per_lead, fmt, version)
+                if known and fmt is not None and 1 <= n_leads <= MAX_LEADS and n_per_lead >= 1 else 0)
     if zlib.crc32(data[:-CRC_BYTES]) != struct.unpack_from("<I", data, n - CRC_BYTES)[0]:
-        if magic == MAGIC and version == PROTOCOL_VERSION and expected and expected != n:
+        if magic == MAGIC and known and expected and expected != n:
             return _error(DecodeErrorKind.BAD_LENGTH,
                           f"{n} bytes but the header implies {expected} (bytes lost, or a delimiter)")
         return _error(DecodeErrorKind.BAD_CRC, f"CRC-32 mismatch over {n} bytes")
     if magic != MAGIC:
         return _error(DecodeErrorKind.BAD_MAGIC, f"magic {magic!r}, expected {MAGIC!r}")
-    if version != PROTOCOL_VERSION:
+    if not known:
         return _error(DecodeErrorKind.UNKNOWN_VERSION,
-                      f"protocol version {version}; this decoder speaks {PROTOCOL_VERSION}")
-    if not expected:
+                      f"protocol version {version}; this decoder speaks {PROTOCOL_VERSIONS}")
+    if not expected or fmt is None:  # expected is 0 whenever fmt is None
         return _error(DecodeErrorKind.BAD_FIELD,
                       f"sample format {fmt_code}, {n_leads} leads, {n_per_lead} samples per lead")
     if expected != n:
         return _error(DecodeErrorKind.BAD_LENGTH, f"{n} bytes but the header implies {expected}")
     codes = data[HEADER_FIXED_BYTES:HEADER_FIXED_BYTES + n_leads]
-    exponent = gain_bits & 0x7F800000
-    if fs_mhz == 0 or gain_bits == 0 or gain_bits & 0x80000000 or exponent == 0x7F800000:
-        return _error(DecodeErrorKind.BAD_FIELD, f"sampling rate {fs_mhz} mHz, gain bits {gain_bits:#010x}")
+    if version == 2:
+        cal = [_LEAD_CAL.unpack_from(data, HEADER_FIXED_BYTES + n_leads + LEAD_CAL_BYTES * i) for i in range(n_leads)]
+        if gain_bits or baseline:
+            return _error(DecodeErrorKind.BAD_FIELD,
+                          f"version 2 with bytes 20..27 {gain_bits:#010x} {baseline:#x}; reserved, must be 0")
+    else:
+        cal = [(gain_bits, baseline)] * n_leads
+    bad_gains = [bits for bits, _ in cal if not _gain_bits_ok(bits)]
+    if fs_mhz == 0 or bad_gains:
+        return _error(DecodeErrorKind.BAD_FIELD, f"sampling rate {fs_mhz} mHz, gain bits "
+                      f"{', '.join(f'{b:#010x}' for b in bad_gains) or 'ok'}")
     if max(codes) >= len(LEAD_NAMES):
         return _error(DecodeErrorKind.BAD_FIELD, f"lead code {max(codes)} is reserved")
     if lead_off >> n_leads:
         return _error(DecodeErrorKind.BAD_FIELD, f"lead-off mask {lead_off:#06x} names leads beyond {n_leads}")
-    payload = np.frombuffer(data, np.uint8, n_leads * n_per_lead * fmt.nbytes, HEADER_FIXED_BYTES + n_leads)
+    payload = np.frombuffer(data, np.uint8, n_leads * n_per_lead * fmt.nbytes,
+                            HEADER_FIXED_BYTES + _lead_table_bytes(n_leads, version))
     if fmt is SampleFormat.INT16:
         values = payload.view("<i2").astype(np.int32)
     else:
@@ -332,6 +414,6 @@ def unpack_frame(data: bytes) -> Frame | DecodeError:
     return Frame(
         stream_id=stream_id, seq=seq, first_sample=first_sample, fs_hz=fs_mhz / 1000,
         lead_ids=tuple(LEAD_NAMES[c] for c in codes), samples=values.reshape(n_per_lead, n_leads).T,
-        gain_uv=struct.unpack("<f", struct.pack("<I", gain_bits))[0], baseline=baseline,
+        gains_uv=tuple(_f32_from_bits(bits) for bits, _ in cal), baselines=tuple(b for _, b in cal),
         sample_format=fmt, lead_off=lead_off, device_flags=device_flags, version=version,
     )

@@ -62,7 +62,9 @@ class Restart:
 @dataclass(frozen=True)
 class FormatChange:
     """Sampling rate, leads, sample format, gain or baseline changed at ``first_sample``
-    (delivered): a consumer must re-initialise whatever depends on them."""
+    (delivered): a consumer must re-initialise whatever depends on them. ``changed`` names them
+    (``"gain_uv"`` / ``"baseline"`` when any lead's gain / baseline changed, in either protocol
+    version; a switch between version 1 and 2 with the same values is no change)."""
 
     stream_id: int
     first_sample: int
@@ -80,7 +82,11 @@ class Tracked:
     events: tuple[StreamEvent, ...] = ()
 
 
-_LAYOUT_FIELDS = ("fs_hz", "lead_ids", "sample_format", "gain_uv", "baseline")
+# What a FormatChange names, and the frame attribute compared: gains and baselines per lead (v1
+# repeats its one value), reported as "gain_uv" / "baseline" whatever the protocol version.
+_LAYOUT = (("fs_hz", "fs_hz"), ("lead_ids", "lead_ids"), ("sample_format", "sample_format"),
+           ("gain_uv", "gains_uv"), ("baseline", "baselines"))
+_LAYOUT_FIELDS = tuple(name for name, _ in _LAYOUT)
 
 
 def _identity(frame: Frame) -> tuple[int, int, int, int]:
@@ -127,7 +133,7 @@ class SequenceTracker:
     def push(self, frame: Frame) -> Tracked:
         """Account for one decoded frame; returns it (or None if dropped) with what was noticed."""
         state = self._streams.get(frame.stream_id)
-        layout = tuple(getattr(frame, name) for name in _LAYOUT_FIELDS)
+        layout = tuple(getattr(frame, attr) for _, attr in _LAYOUT)
         if state is None:
             self._streams[frame.stream_id] = self._fresh(frame, layout)
             return self._deliver(frame, [])

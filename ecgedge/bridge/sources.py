@@ -24,7 +24,9 @@ Specs (:func:`source_from_spec`):
 ``tcp://HOST:PORT``            connect to a device that serves its stream
 ``tcp-listen://HOST:PORT``     accept a device that connects to us (port 0: any free port)
 ``wfdb:RECORD[@SPEED]``        ``firmware_bridge/build/ecgsim`` streams a WFDB record (1 = real time,
-                               0 = as fast as possible); built with make on first use
+                               0 = as fast as possible); built with make on first use. wfdb reads
+                               the record (:mod:`ecgedge.data.device_samples`: every format, ECG
+                               leads only, invalid samples sent as gaps); ecgsim plays its ADC integers
 ``stdin``                      bytes piped in (``ecgsim ... | ecgedge stream ... --source stdin``)
 =============================  ===================================================================
 """
@@ -34,21 +36,19 @@ from __future__ import annotations
 import os
 import select
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Any, Iterator, Sequence, Union
 
 from ecgedge.errors import ConfigError, StreamError
 
 READ_BYTES = 65536
 DEFAULT_BAUD = 115200
 SPEC_FORMS = "serial:DEVICE[@BAUD], tcp://HOST:PORT, tcp-listen://HOST:PORT, wfdb:RECORD[@SPEED] or stdin"
-BRIDGE = Path(__file__).resolve().parents[2] / "firmware_bridge"
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class _ReconnectingSource(ByteSource):
     """
 
     def __init__(self, up_detail: str):
-        self._link = None
+        self._link: Any = None  # what _connect opens (a serial port, a socket), while connected
         self._up_detail = up_detail
         self._backoff = Backoff()
 
@@ -291,27 +291,20 @@ class TcpListenSource(ByteSource):
 
 
 def ecgsim_path(build: bool = True) -> Path:
-    """``firmware_bridge/build/ecgsim``, built with make when missing (``build``)."""
-    exe = BRIDGE / "build" / "ecgsim"
-    if exe.is_file():
-        return exe
-    if not (BRIDGE / "Makefile").is_file():
-        raise StreamError(f"wfdb: sources run the simulated device firmware_bridge/build/ecgsim, which comes with a "
-                          f"source checkout of ecgedge; {BRIDGE} is not there")
-    compiler = os.environ.get("CC") or next((cc for cc in ("cc", "gcc", "clang") if shutil.which(cc)), None)
-    if not build or shutil.which("make") is None or compiler is None or shutil.which(compiler) is None:
-        raise StreamError(f"{exe} is not built and cannot be built here: it needs make and a C compiler "
-                          "(e.g. apt-get install build-essential); or stream from a device with "
-                          "--source serial:DEVICE, tcp://HOST:PORT or stdin")
-    done = subprocess.run(["make", "-C", str(BRIDGE), "build/ecgsim"], capture_output=True, text=True)
-    if done.returncode != 0 or not exe.is_file():
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
-        raise StreamError(f"building {exe} failed:\n{tail}")
-    return exe
+    """The simulated device: an installed wheel's compiled ``ecgedge/_bin/ecgsim``, else a source checkout's
+    ``firmware_bridge/build/ecgsim``, built with make when missing (``build``); see :mod:`ecgedge.installation`."""
+    from ecgedge.installation import executable
+
+    return executable("ecgsim", build=build)
 
 
 class SimulatorSource(ByteSource):
     """The C simulated device (``ecgsim``) streaming a WFDB record, read from its stdout.
+
+    ecgsim parses no WFDB: it hands the record to the host's reader
+    (:mod:`ecgedge.data.device_samples`, through wfdb: any storage format, the ECG leads with their own
+    gains, invalid samples not sent), which runs ecgsim again on the record's ADC integers. A record
+    the reader refuses ends the stream with :class:`StreamError` naming the reason.
 
     Args:
         record: WFDB record path without extension (``.../JS00001``).
@@ -328,7 +321,9 @@ class SimulatorSource(ByteSource):
         if not Path(f"{self.record}.hea").is_file():
             raise ConfigError(f"no WFDB record at {self.record} (expected {self.record}.hea)")
         cmd = [str(ecgsim_path()), "--quiet", "--speed", f"{self.speed:g}", *self.sim_args, self.record]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # ecgsim hands the record to the host's reader: this Python (it has ecgedge), not python3 on PATH.
+        env = {**os.environ, "ECGSIM_PYTHON": os.environ.get("ECGSIM_PYTHON", sys.executable)}
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
     def chunks(self, idle_s: float = 0.2) -> Iterator[Chunk]:
         fd = self._proc.stdout.fileno()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 import typer
 
@@ -39,8 +39,9 @@ def bench_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line per configuration."),
 ):
     """Measure every backend x precision x batch x threads, each in a fresh process, against PyTorch FP32 eager and the machine's FP32 and INT8 peaks."""
+    # choices_option's callback hands the command tuples of members where typer's annotation says str.
     cfg = BenchConfig(
-        export=str(export), backends=backend, precisions=precision or (),
+        export=str(export), backends=cast("tuple[BenchBackend, ...]", backend), precisions=cast("tuple[Precision, ...]", precision or ()),
         batches=parse_ints(batch, "--batch"), threads=parse_ints(threads, "--threads"), warmup=warmup, repeats=repeats,
         max_seconds=max_seconds, rtf_steps=rtf_steps, source_fs_hz=source_fs, checkpoint=str(checkpoint) if checkpoint else None,
         baseline=baseline, include_rejected=include_rejected, steady_malloc=steady_malloc,

@@ -5,13 +5,13 @@ Ed25519 key pair, ``--sign`` signs the manifest with it and ``--check --key`` re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 import typer
 
 from ecgedge.cli.common import choices_option, echo, export_folder_argument, user_errors
-from ecgedge.config import Backend, CalibMethod, ExportConfig, Target
-from ecgedge.errors import ConfigError
+from ecgedge.config import Backend, CalibMethod, ExportConfig, Target, class_f1_floors
+from ecgedge.errors import BackendUnavailable, ConfigError
 
 D = ExportConfig  # defaults live in one place: the config's
 
@@ -21,7 +21,7 @@ def export_cmd(
     source: Optional[str] = typer.Argument(None, help="Training run folder or classifier checkpoint (runs/NAME or runs/NAME/best.pt)."),
     int8: bool = typer.Option(D.int8, "--int8/--no-int8", help="Produce the INT8 QDQ model."),
     fp16: bool = typer.Option(D.fp16, "--fp16", help="Also produce the FP16 model (always on for GPU targets)."),
-    target: Optional[Target] = typer.Option(None, help=f"Device class: cpu (x86-64), arm64, cuda, tensorrt (default {D.target.value}). "
+    target: Optional[Target] = typer.Option(None, help=f"Device class: cpu (x86-64), arm64, cuda, tensorrt, mcu (adds the C99 INT8 library; default {D.target.value}). "
                                             "With --triton-only: the server's (default: the export's)."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default export/RUN_NAME); with --triton-only the model repository (default EXPORT/triton)."),
     calib_windows: int = typer.Option(D.calib_windows, min=1, help="Training windows used to calibrate INT8."),
@@ -44,7 +44,12 @@ def export_cmd(
     check_windows: int = typer.Option(D.check_windows, min=1, help="Held-out windows stored in the folder for --check."),
     check: Optional[Path] = export_folder_argument("Re-verify hashes and re-run the gate of an export folder (or a shipped model's name).", "--check", default=None),
     backend: Optional[str] = choices_option(Backend, None, "With --check: comma-separated backends (default: all available here)."),
+    cortex_m4: bool = typer.Option(False, "--cortex-m4", help="With --check: also cross-compile the C library (mcu/) and run it on an "
+                                   "emulated Cortex-M4F (qemu-system-arm mps2-an386): outputs, flash, RAM, instructions per window."),
     triton: bool = typer.Option(False, "--triton", help="Also write a Triton Inference Server model repository (export/NAME/triton)."),
+    mcu: Optional[Path] = export_folder_argument(
+        "Add the C99 INT8 library (mcu/) to an existing export (or a shipped model's name; written to --out, default "
+        "in place, export/NAME for a shipped model) and gate it as backend c-int8.", "--mcu", default=None),
     triton_only: Optional[Path] = typer.Option(None, "--triton-only", exists=True, file_okay=False,
                                                help="Write the Triton model repository of an existing export folder (no re-export)."),
     sign: Optional[Path] = typer.Option(None, "--sign", exists=True, dir_okay=False, metavar="PRIVATE_KEY",
@@ -65,17 +70,31 @@ def export_cmd(
         return
     if key is not None and check is None:
         raise ConfigError("--key verifies an export folder: give --check DIR too (ecgedge stream takes --key itself)")
-    if sign is not None and (check is not None or triton_only is not None):
+    if sign is not None and (check is not None or triton_only is not None or mcu is not None):
         raise ConfigError("--sign signs a new export; it does not re-sign an existing folder")
     if triton_only is not None:
         from ecgedge.export.triton import triton_repository_from_export
 
         triton_repository_from_export(triton_only, out, target=target, log=echo)
         return
+    if mcu is not None:
+        from ecgedge.export.pipeline import mcu_library_for_export
+
+        res = mcu_library_for_export(mcu, out=out, log=echo)
+        echo(f"C library: {res.folder / 'mcu'}  (gate passed; manifest {res.folder / 'manifest.json'})")
+        return
     if check is not None:
         from ecgedge.export.pipeline import check_export
 
-        check_export(check, backends=list(backend) if backend else None, log=echo, public_key=key)
+        # choices_option's callback hands the command a tuple of members where typer's annotation says str.
+        check_export(check, backends=list(cast("tuple[Backend, ...]", backend)) if backend else None, log=echo, public_key=key)
+        if cortex_m4:
+            from ecgedge.export.mcu_qemu import cortex_m4_check, toolchain_or_reason
+
+            reason = toolchain_or_reason()
+            if reason:
+                raise BackendUnavailable(f"--cortex-m4: {reason}")
+            cortex_m4_check(check, log=echo)
         echo("check passed")
         return
     if source is None:
@@ -84,7 +103,7 @@ def export_cmd(
 
     cfg = ExportConfig(source=source, out=str(out) if out else None, int8=int8, fp16=fp16, target=target or D.target,
                        calib_windows=calib_windows, calib_method=calib_method, max_f1_drop=max_f1_drop,
-                       min_agreement=min_agreement, min_f1=min_f1, min_class_f1=tuple(min_class_f1 or ()),
+                       min_agreement=min_agreement, min_f1=min_f1, min_class_f1=class_f1_floors(min_class_f1 or ()),
                        min_gate_windows=min_gate_windows, allow_incomplete=allow_incomplete, opset=opset, check_windows=check_windows,
                        parity_atol=parity_atol)
     res = main_export(cfg, progress=not quiet, log=echo, triton=triton, sign_key=sign)

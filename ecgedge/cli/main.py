@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from ecgedge import __version__
 from ecgedge.cli import bench as bench_cli
 from ecgedge.cli import data as data_cli
 from ecgedge.cli import evaluate as evaluate_cli
@@ -34,13 +33,35 @@ app.add_typer(models_cli.app, name="models")
 
 def _version(value: bool):
     if value:
-        typer.echo(f"ecgedge {__version__}")
+        from ecgedge.installation import version_line
+
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+def _firmware_dir(value: bool):
+    if value:
+        firmware_dir_cmd()
         raise typer.Exit()
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")):
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and the git commit this ecgedge was built from."),
+         firmware_dir: bool = typer.Option(False, "--firmware-dir", callback=_firmware_dir, is_eager=True,
+                                           help="Print the folder of the device's C sources (same as `ecgedge firmware-dir`).")):
     """ecgedge: from ECG records to gated edge models."""
+
+
+@app.command("firmware-dir")
+def firmware_dir_cmd():
+    """Print the folder of the device side's C sources: include/ecgbridge.h, src/ (the frame library a device
+    firmware compiles in), sim/, tools/, tests/, Makefile, PROTOCOL.md. `make -C "$(ecgedge firmware-dir)" test`
+    checks a port."""
+    from ecgedge.cli.common import user_errors
+    from ecgedge.installation import firmware_dir
+
+    typer.echo(str(user_errors(firmware_dir)()))
 
 
 @app.command("quickstart")

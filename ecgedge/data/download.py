@@ -322,10 +322,11 @@ def _reason(exc: BaseException) -> str:
 def _size(n: float) -> str:
     if n < 1024:
         return f"{n:.0f} B"
-    for unit in ("KiB", "MiB", "GiB"):
+    for unit in ("KiB", "MiB"):
         n /= 1024
-        if n < 1024 or unit == "GiB":
+        if n < 1024:
             return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} GiB"
 
 
 def _request(url: str, offset: int = 0) -> urllib.request.Request:

@@ -249,7 +249,7 @@ def write_paroxysmal_record(rec: ParoxysmalRecording, name: str, out_dir: str | 
                 adc_gain=[float(_GAIN_ADU_PER_MV)] * n_leads, baseline=[0] * n_leads, write_dir=str(out),
                 comments=list(comments))
     fs = rec.fs_hz
-    changes = []
+    changes: list[tuple[int, str]] = []
     for ep in rec.episodes:
         code = MIT_CODE[ep.rhythm]
         if not changes or changes[-1][1] != code:

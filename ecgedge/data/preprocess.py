@@ -79,17 +79,21 @@ class StreamingResampler:
             # As the band-pass does: assume the signal held its first value before it started, so a
             # DC offset does not enter as a step.
             self._hist = np.repeat(x[:, :1], self._hist_len, axis=-1)
-        xs = np.concatenate([self._hist, x], axis=-1)
         s0 = self.n_in - self._hist.shape[-1]
+        # Output n is sample n * down - s0 * up of the buffer's full-rate convolution. upfirdn with
+        # ``down`` computes only every down-th of those (the same sums, term for term, as computing all
+        # and picking: a test checks it bit for bit), starting at 0: ``z`` leading zeros put the first
+        # output wanted on that grid. The outputs wanted lie past the filter's reach into those zeros.
+        first = self.n_out * self.down - s0 * self.up
+        z = (-first * pow(self.up, -1, self.down)) % self.down
+        xs = np.concatenate([np.zeros((self.n_leads, z)), self._hist, x] if z else [self._hist, x], axis=-1)
         self.n_in += x.shape[-1]
         n_end = ((self.n_in - 1) * self.up) // self.down + 1 if self.n_in else 0
         if n_end <= self.n_out:
             out = np.zeros((self.n_leads, 0))
         else:
-            # Full-rate polyphase convolution of the buffered input, then pick the output phases.
-            y_up = sps.upfirdn(self.h, xs, self.up, 1, axis=-1)
-            idx = np.arange(self.n_out, n_end) * self.down - s0 * self.up
-            out = y_up[:, idx]
+            a = (first + z * self.up) // self.down
+            out = sps.upfirdn(self.h, xs, self.up, self.down, axis=-1)[:, a:a + n_end - self.n_out]
             self.n_out = n_end
         self._hist = xs[:, -self._hist_len:]
         return out
@@ -167,7 +171,7 @@ def normalise_windows(windows_mv: np.ndarray, cfg: PreprocessConfig) -> tuple[np
     w = np.asarray(windows_mv, dtype=np.float32)
     mean = w.mean(axis=-1, keepdims=True)
     std = np.maximum(w.std(axis=-1, keepdims=True), np.float32(cfg.std_floor_mv))
-    return ((w - mean) / std).astype(np.float32), std.astype(np.float32)
+    return ((w - mean) / std).astype(np.float32, copy=False), std.astype(np.float32, copy=False)
 
 
 def window_starts(n_samples: int, window: int, hop: int, settle: int, max_windows: int = 0) -> list[int]:

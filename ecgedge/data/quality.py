@@ -1,8 +1,10 @@
 """Signal checks on a (leads, samples) array in mV: NaN/inf, flat, saturated and implausibly large
 leads, and the sampling rate a model's band needs.
 
-numpy only (no wfdb, no torch): the streaming runtime calls :func:`signal_problems` on every
-window (12 x 2048 float32 samples take about 0.07 ms), and the data layer calls it per record.
+numpy only (no wfdb, no torch): the data layer calls :func:`signal_problems` per record; the
+streaming monitor takes each sample's statistics once, per hop (:class:`RunningSignalChecks`), and
+calls :func:`signal_problems` only on a window those cannot clear (12 x 4096 float64 samples, a
+window at 500 Hz, cost about 0.5 ms; the running checks about 0.1 ms per hop).
 
 Where each check is applied, and why:
 
@@ -32,6 +34,13 @@ import numpy as np
 # clips at +-5.12 mV); 20 mV leaves room for baseline wander and pacing spikes while a wrong gain
 # (1 adu/mV for 1000, a 1000x device gain) lands far beyond it.
 MAX_PLAUSIBLE_MV = 20.0
+# Defaults of :func:`signal_problems` (see its docstring), shared with :class:`RunningSignalChecks`.
+FLAT_STD_MV = 0.005
+SATURATION_FRACTION = 0.05
+# Relative margin on the flat threshold in :class:`RunningSignalChecks`: its variance is a lower bound
+# computed in another order than ``np.std`` (both err by ~1e-13 relative); 1e-6 keeps every lead it calls
+# "not flat" far from the threshold, and a real ECG (std ~0.1-1 mV) is 20-200 times above 5 µV anyway.
+FLAT_MARGIN = 1e-6
 
 
 def rate_problem(fs: float, band_high_hz: float) -> str:
@@ -52,8 +61,8 @@ def signal_problems(
     fs: float,
     lead_names: Sequence[str],
     *,
-    flat_std_mv: float = 0.005,
-    saturation_fraction: float = 0.05,
+    flat_std_mv: float = FLAT_STD_MV,
+    saturation_fraction: float = SATURATION_FRACTION,
     max_abs_mv: float = MAX_PLAUSIBLE_MV,
 ) -> list[str]:
     """Human-readable problems of a multi-lead signal; an empty list when it is fine.
@@ -105,11 +114,89 @@ def signal_problems(
     return problems
 
 
+class RunningSignalChecks:
+    """The checks of :func:`signal_problems` on a stream's windows, from statistics taken once per block.
+
+    A stream adds its samples once, in contiguous blocks (``add``); a window that is a run of whole
+    recent blocks is then judged from per-block, per-lead statistics (minimum and maximum, how many
+    samples sit at each, the within-block sum of squared deviations) instead of every sample again.
+    ``clearly_clean`` answers True only when :func:`signal_problems` would return ``[]`` for that
+    window; anything else (a non-finite sample, a lead near or past a threshold, a span that is not a
+    run of stored blocks) answers False, and the caller runs :func:`signal_problems` on the window, so
+    verdicts and messages are exactly those of the full check:
+
+    - *non-finite*: a NaN propagates into a block's minimum and maximum, an inf is one of them;
+    - *saturated* and *implausible*: exact, as a window's minimum is the least block minimum and the
+      samples at it are those of the blocks whose minimum it is (integer counts, same division);
+    - *flat*: the within-block variance ``sum(M2_b) / n`` is a lower bound of the window's variance;
+      a lead is clean only when that bound exceeds ``flat_std_mv**2`` by :data:`FLAT_MARGIN`.
+
+    Args:
+        n_leads: rows of every block.
+        max_blocks: blocks kept (older ones fall out); a window needing more is checked in full.
+        flat_std_mv, saturation_fraction, max_abs_mv: as :func:`signal_problems`.
+    """
+
+    def __init__(self, n_leads: int, max_blocks: int, *, flat_std_mv: float = FLAT_STD_MV,
+                 saturation_fraction: float = SATURATION_FRACTION, max_abs_mv: float = MAX_PLAUSIBLE_MV):
+        self.n_leads, self.capacity = n_leads, max_blocks
+        self.flat_var = flat_std_mv * flat_std_mv * (1.0 + FLAT_MARGIN)
+        self.saturation_fraction, self.max_abs_mv = saturation_fraction, max_abs_mv
+        # Every block is stored twice (at i and i + capacity), so the latest k blocks are one slice.
+        size = 2 * max_blocks
+        self._lo, self._hi, self._m2 = (np.zeros((size, n_leads)) for _ in range(3))
+        self._n_lo, self._n_hi = (np.zeros((size, n_leads), dtype=np.int64) for _ in range(2))
+        self._start = np.zeros(size, dtype=np.int64)
+        self.blocks = 0  # blocks ever added
+        self.end: int | None = None  # sample index just past the newest block
+
+    def add(self, block: np.ndarray, start: int) -> None:
+        """Statistics of ``block`` ((leads, n) samples in mV, n >= 1), the samples ``[start, start + n)``.
+
+        Blocks must follow each other (``start`` equals the previous block's end).
+        """
+        x = np.asarray(block, dtype=np.float64)
+        assert x.ndim == 2 and x.shape[0] == self.n_leads and x.shape[1] > 0, x.shape
+        assert self.end is None or start == self.end, (start, self.end)
+        lo, hi = x.min(axis=1), x.max(axis=1)
+        n_lo, n_hi = (x == lo[:, None]).sum(axis=1), (x == hi[:, None]).sum(axis=1)
+        with np.errstate(invalid="ignore"):  # inf - inf in a block with both: its minimum already says so
+            d = x - x.mean(axis=1, keepdims=True)
+            m2 = np.einsum("ij,ij->i", d, d)
+        at = [self.blocks % self.capacity, self.blocks % self.capacity + self.capacity]
+        self._lo[at], self._hi[at], self._n_lo[at], self._n_hi[at], self._m2[at], self._start[at] = lo, hi, n_lo, n_hi, m2, start
+        self.blocks += 1
+        self.end = start + x.shape[1]
+
+    def clearly_clean(self, start: int, end: int) -> bool:
+        """True when samples ``[start, end)`` certainly pass :func:`signal_problems`; False when unsure."""
+        if end != self.end or end <= start:
+            return False
+        kept = min(self.blocks, self.capacity)
+        first = self.blocks % self.capacity + self.capacity - kept  # slice [first, first + kept): oldest to newest
+        starts = self._start[first:first + kept]
+        k = int(np.searchsorted(starts, start))
+        if k == kept or starts[k] != start:
+            return False
+        sl = slice(first + k, first + kept)
+        lo_b, hi_b = self._lo[sl], self._hi[sl]
+        lo, hi = lo_b.min(axis=0), hi_b.max(axis=0)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            return False
+        n = end - start
+        if np.any(self._m2[sl].sum(axis=0) / n <= self.flat_var):
+            return False
+        at_rail = (self._n_lo[sl] * (lo_b == lo)).sum(axis=0) + (self._n_hi[sl] * (hi_b == hi)).sum(axis=0)
+        if np.any(at_rail / n >= self.saturation_fraction):
+            return False
+        return not np.any(np.maximum(np.abs(lo), np.abs(hi)) > self.max_abs_mv)
+
+
 def nonfinite_problems(signal_mv: np.ndarray, fs: float, lead_names: Sequence[str]) -> list[str]:
     """Only the NaN/inf part of :func:`signal_problems` (how the windowing names the invalid samples it skips)."""
     x = _check_shape(signal_mv, lead_names)
     bad = ~np.isfinite(x).all(axis=1)
-    return [_nonfinite_message(x[i], fs, lead_names[i]) for i in np.flatnonzero(bad)]
+    return [_nonfinite_message(x[i], fs, lead_names[int(i)]) for i in np.flatnonzero(bad)]
 
 
 def _check_shape(signal_mv, lead_names) -> np.ndarray:

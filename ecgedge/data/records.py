@@ -151,7 +151,7 @@ def find_orphan_data_files(paths: Sequence[str | Path] | str | Path) -> list[str
         data = [f for f in files if f.suffix.lower() in (".mat", ".dat") and not f.with_suffix(".hea").is_file()]
         if not data:
             continue
-        named = set()   # a header may name a data file of another stem (multi-file records)
+        named: set[str] = set()   # a header may name a data file of another stem (multi-file records)
         for hea in folder.glob("*.hea"):
             try:
                 named.update(s.file for s in parse_header(hea, hea.stem).signals)

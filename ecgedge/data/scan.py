@@ -48,7 +48,7 @@ def is_number(text: str) -> bool:
 
 
 def optional_import(module: str, purpose: str):
-    """Import a format's package (``wfdb``, ``h5py``, ``openpyxl``: the ``train`` extra) when first needed.
+    """Import a format's package (``wfdb``: the ``records`` extra; ``h5py``, ``openpyxl``: the ``train`` extra) when first needed.
 
     Raises:
         EcgEdgeError: the package is missing, with the command that installs it.
@@ -59,4 +59,5 @@ def optional_import(module: str, purpose: str):
             warnings.filterwarnings("ignore", message="The inplace keyword", module="wfdb")
             return importlib.import_module(module)
     except ImportError:
-        raise EcgEdgeError(f"{purpose} needs the '{module}' package: pip install 'ecgedge[train]'") from None
+        extra = "records" if module == "wfdb" else "train"  # wfdb alone: the light, torch-free extra
+        raise EcgEdgeError(f"{purpose} needs the '{module}' package: pip install 'ecgedge[{extra}]'") from None

@@ -32,7 +32,8 @@ class Split:
         missing = [r for part in ("train", "val", "test") for r in d[part] if r not in pos]
         if missing:
             raise KeyError(f"split names records not in the window set: {missing[:5]}")
-        return cls(*(np.array([pos[r] for r in d[part]], dtype=np.int64) for part in ("train", "val", "test")), notes=d.get("notes", []))
+        train, val, test = (np.array([pos[r] for r in d[part]], dtype=np.int64) for part in ("train", "val", "test"))
+        return cls(train, val, test, notes=d.get("notes", []))
 
 
 def _stratified_take(indices: np.ndarray, labels: np.ndarray, fraction: float, rng: np.random.Generator, min_keep: int) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 import numpy as np
 
@@ -77,20 +77,20 @@ class _ShardWriter:
     def __init__(self, folder: Path, shard_windows: int, window_shape: tuple[int, int]):
         self.folder, self.shard_windows, self.window_shape = folder, shard_windows, window_shape
         self.shards: list[dict] = []
-        self._file = None
+        self._file: BinaryIO | None = None  # the shard being written
         self._rows = 0
         self._header_len = 0
 
     def add(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Write (n, leads, samples) float32 windows; returns their (shard, row) numbers."""
         windows = np.ascontiguousarray(windows, dtype=np.float32)
-        shard, row = [], []
+        shard: list[int] = []
+        row: list[int] = []
         done = 0
         while done < len(windows):
-            if self._file is None:
-                self._open()
+            file = self._file if self._file is not None else self._open()
             take = min(len(windows) - done, self.shard_windows - self._rows)
-            self._file.write(windows[done:done + take].tobytes())
+            file.write(windows[done:done + take].tobytes())
             shard += [len(self.shards)] * take
             row += range(self._rows, self._rows + take)
             self._rows += take
@@ -112,17 +112,19 @@ class _ShardWriter:
         np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (rows, *self.window_shape)})
         return buf.getvalue()
 
-    def _open(self) -> None:
-        self._file = open(self.folder / self._name(), "wb")
+    def _open(self) -> BinaryIO:
+        self._file = file = open(self.folder / self._name(), "wb")
         header = self._header(0)
         self._header_len = len(header)
-        self._file.write(header)
+        file.write(header)
         self._rows = 0
+        return file
 
     def _close(self) -> None:
         header = self._header(self._rows)
         if len(header) != self._header_len:  # numpy's growth padding makes this impossible below 10**21 rows
             raise AssertionError(f".npy header changed size ({self._header_len} -> {len(header)} bytes)")
+        assert self._file is not None  # called with a shard open
         self._file.seek(0)
         self._file.write(header)
         self._file.close()
@@ -423,9 +425,10 @@ class WindowStore:
         shard, row = np.divmod(idx, int(self.manifest["shard_windows"]))
         for s in np.unique(shard):
             sel = np.flatnonzero(shard == s)
-            rows = row[sel]
-            if len(rows) > 1 and np.all(np.diff(rows) == 1):
-                rows = slice(int(rows[0]), int(rows[-1]) + 1)  # a run of rows: one sequential read
+            shard_rows: np.ndarray = row[sel]
+            rows: np.ndarray | slice = shard_rows
+            if len(shard_rows) > 1 and np.all(np.diff(shard_rows) == 1):
+                rows = slice(int(shard_rows[0]), int(shard_rows[-1]) + 1)  # a run of rows: one sequential read
             mm = self._shard(int(s))
             if self._lead_index is None:
                 out[sel] = mm[rows]

@@ -438,18 +438,18 @@ def _heart_waves(morph: _Morphology, act: _Activation) -> _Waves:
     # T follows the preceding RR (Fridericia QT, narrower T at fast rates); a broad early and a
     # narrower late Gaussian make its slow upstroke and quicker downstroke.
     rr = np.diff(r, prepend=2 * r[0] - r[1]) if len(r) > 1 else np.full(len(r), 0.85)
-    sigma = morph.t_sigma * np.clip((rr / 0.85) ** 0.5, 0.55, 1.2)
-    peak = -0.035 + morph.qtc * np.cbrt(rr) - 2.3 * sigma
+    t_sigma = morph.t_sigma * np.clip((rr / 0.85) ** 0.5, 0.55, 1.2)
+    peak = -0.035 + morph.qtc * np.cbrt(rr) - 2.3 * t_sigma
     t_vec = resp[:, None] * _dipole(morph.t_mv, morph.t_axis, morph.t_z)
-    waves.add(r + peak - 0.9 * sigma, 1.3 * sigma, 0.45 * t_vec)
-    waves.add(r + peak, 0.85 * sigma, 0.7 * t_vec)
+    waves.add(r + peak - 0.9 * t_sigma, 1.3 * t_sigma, 0.45 * t_vec)
+    waves.add(r + peak, 0.85 * t_sigma, 0.7 * t_vec)
     if act.p_times.size:
         p = act.p_times
         # Right atrium first (more anterior), left atrium second (more posterior): biphasic in V1.
-        mv = 0.6 * np.broadcast_to(act.p_mv, p.shape) * breathing(p)
-        axis, z = np.broadcast_to(act.p_axis, p.shape), np.broadcast_to(act.p_z, p.shape)
-        waves.add(p - 0.9 * morph.p_sigma, morph.p_sigma, _dipole(mv, axis + 10.0, -np.abs(z) - 0.02))
-        waves.add(p + 0.9 * morph.p_sigma, morph.p_sigma, _dipole(mv, axis - 10.0, z))
+        p_mv = 0.6 * np.broadcast_to(act.p_mv, p.shape) * breathing(p)
+        p_axis, p_z = np.broadcast_to(act.p_axis, p.shape), np.broadcast_to(act.p_z, p.shape)
+        waves.add(p - 0.9 * morph.p_sigma, morph.p_sigma, _dipole(p_mv, p_axis + 10.0, -np.abs(p_z) - 0.02))
+        waves.add(p + 0.9 * morph.p_sigma, morph.p_sigma, _dipole(p_mv, p_axis - 10.0, p_z))
     return waves
 
 
@@ -460,7 +460,7 @@ def _electrode_noise(rng: np.random.Generator, t: np.ndarray, morph: _Morphology
     # Lead noise is the difference of two electrodes: sqrt(2) times an electrode's.
     white = rng.uniform(0.5, 1.5) * noise_mv / np.sqrt(2) * rng.standard_normal((n_el, t.size))
     mains_mv = rng.uniform(0.0, 0.4, (n_el, 1)) * noise_mv
-    mains = mains_mv * np.sin(2 * np.pi * _MAINS_HZ * t + rng.uniform(0, 2 * np.pi))
+    mains: np.ndarray | float = mains_mv * np.sin(2 * np.pi * _MAINS_HZ * t + rng.uniform(0, 2 * np.pi))
     breath = (rng.uniform(0.2, 0.7, (n_el, 1)) * wander_mv
               * np.sin(2 * np.pi * morph.resp_hz * t + morph.resp_phase + rng.uniform(-0.5, 0.5, (n_el, 1))))
     drift_hz = rng.uniform(0.02, 0.25, (n_el, 3, 1))

@@ -155,7 +155,8 @@ def parse_header(path: Path, record_id: str) -> Header:
     rec = fields[0]
     try:
         n_sig = int(rec[1])
-        fs = float(re.match(r"[0-9.eE+-]*", rec[2]).group()) if len(rec) > 2 else 250.0   # WFDB's default rate
+        # A pattern of "*" always matches (maybe empty: float("") raises ValueError); 250 Hz is WFDB's default rate.
+        fs = float(re.match(r"[0-9.eE+-]*", rec[2]).group()) if len(rec) > 2 else 250.0  # type: ignore[union-attr]
     except (IndexError, ValueError):
         raise bad(f"record line {' '.join(rec)!r} needs '<name> <signals> <fs> [<samples>]'") from None
     if n_sig < 0 or not fs > 0:

@@ -41,6 +41,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -122,6 +123,21 @@ def _reason_class(reason: str) -> str:
     return " ".join(head.split())
 
 
+class WindowArray(Protocol):
+    """Windows read on indexing, as an (N, leads, samples) float32 array would give them (a
+    :class:`~ecgedge.data.store.WindowStore`, which keeps them on disk)."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key) -> np.ndarray: ...
+
+
 @dataclass
 class WindowSet:
     """Cached windows and their provenance.
@@ -131,7 +147,7 @@ class WindowSet:
     sample in the preprocessed record; ``labels[i]`` indexes ``class_names`` (-1 when unlabeled).
     """
 
-    windows: np.ndarray
+    windows: np.ndarray | WindowArray
     record_ids: list[str]
     window_record: np.ndarray
     window_start: np.ndarray
@@ -275,11 +291,11 @@ def _windows_for_record(job: _Job) -> _RecordWindows:
         if job.scheme == LabelScheme.atr:
             fs = job.preprocess.fs_hz
             win_labels = [labelmaps.window_label(rec.rhythm_annotations, s / fs, (s + job.window.samples) / fs, rec.fs) for s in starts]
-            keep = [i for i, lab in enumerate(win_labels) if lab is not None]
+            keep = [(s, lab) for s, lab in zip(starts, win_labels) if lab is not None]
             if not keep:
                 raise BadRecord(rec.record_id, "no rhythm annotation covers any window")
-            starts = [starts[i] for i in keep]
-            labels = [win_labels[i] for i in keep]
+            starts = [s for s, _ in keep]
+            labels: list[str] | None = [lab for _, lab in keep]
         else:
             labels = None if record_label is None else [record_label] * len(starts)
         w = np.stack([pre[:, s:s + job.window.samples] for s in starts]).astype(np.float32)
@@ -349,7 +365,11 @@ def build_windows(
     root.joinpath("windows").mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root / "windows"))
     summary = LoadSummary(found=len(refs), orphans=orphans)
-    record_ids, sources, window_record, window_start, label_names = [], [], [], [], []
+    record_ids: list[str] = []
+    sources: list[str] = []
+    window_record: list[int] = []
+    window_start: list[int] = []
+    label_names: list[str | None] = []
     n_windows = 0
     try:
         with open(tmp / "windows.f32", "wb") as out:

@@ -221,14 +221,14 @@ def summarise(scores: Sequence[EpisodeScore]) -> dict:
     """Gross (pooled counts) and average (mean of per-record values) statistics, and the alarm delays."""
     s = list(scores)
     scored = sum(x.scored_s for x in s)
-    covered = [x for x in s if x.covered_s is not None]
+    covered = [(x.covered_s, x.scored_s) for x in s if x.covered_s is not None]
     gross = {
         "episode_se": _ratio(sum(x.ref_detected for x in s), sum(x.ref_episodes for x in s)),
         "episode_ppv": _ratio(sum(x.test_true for x in s), sum(x.test_episodes for x in s)),
         "duration_se": _ratio(sum(x.overlap_s for x in s), sum(x.ref_s for x in s)),
         "duration_ppv": _ratio(sum(x.overlap_s for x in s), sum(x.test_s for x in s)),
         "false_alarms_per_hour": _ratio(sum(x.false_alarms for x in s), scored / 3600.0),
-        "coverage": _ratio(sum(x.covered_s for x in covered), sum(x.scored_s for x in covered)) if covered else None,
+        "coverage": _ratio(sum(c for c, _ in covered), sum(t for _, t in covered)) if covered else None,
     }
     average = {key: _mean(getattr(x, key) for x in s) for key in STATISTICS}
     delays = [d for x in s for d in x.delays_s]

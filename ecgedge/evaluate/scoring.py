@@ -224,6 +224,7 @@ def _export_source(folder: Path, name: str, cfg: EvaluateConfig) -> ModelSource:
     # Built now (cheap, nothing runs until entered): a rejected artefact or a missing backend is refused
     # before any record is read, and the runner says which precision the manifest's policy picked.
     runner = runner_from_export(folder, cfg.precision, backend, threads=cfg.threads, manifest=manifest)
+    assert runner.precision is not None  # a runner of an export folder runs one of its artefacts
     file = Path(runner.model_path).name
     trained = manifest.data.get("training_records")
     training = TrainingRecords.from_dict(trained, origin=str(folder / "manifest.json")) if trained else None
@@ -364,7 +365,7 @@ def _check_leads(src: ModelSource, refs, paths) -> None:
     """Refuse at once when a sample of the records cannot serve the model's leads (a 12-lead model on a
     single-lead set would otherwise read every record only to skip each one)."""
     step = max(1, len(refs) // LEAD_PROBE_RECORDS)
-    readable, have = 0, Counter()
+    readable, have = 0, Counter[str]()
     for ref in refs[::step][:LEAD_PROBE_RECORDS]:
         try:
             rec = read_record(ref)

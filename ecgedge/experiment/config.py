@@ -3,7 +3,8 @@ presets, overridable field by field) and the frozen :class:`ExperimentConfig` th
 
 Everything here is validated on construction, so a bad grid fails before any data is read. The
 config is stored in the output folder (``experiment.json``) and a rerun with a different one is
-refused (:func:`ecgedge.experiment.run.config_differences`). Imports no torch.
+refused, except for the grid's extent: arms, fractions and repeats
+(:func:`ecgedge.experiment.run.config_differences`). Imports no torch (a ``recipe`` is a TOML file).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ecgedge.config import (
 )
 from ecgedge.errors import ConfigError
 
-FORMAT = "ecgedge.experiment.transfer/1"  # experiment.json and results.json
+FORMAT = "ecgedge.experiment.transfer/2"  # experiment.json and results.json (2: paired differences keyed by metric)
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,13 @@ class Arm(str, enum.Enum):
     random = "random"  # the same architecture, random initialisation
     frozen = "frozen"  # CAE encoder fixed (weights and BatchNorm statistics); head only
     image2d = "2d"  # ResNet-18 on the ECG drawn as an image (the paper's 2-D transfer baseline)
-    transfer_slow = "transfer-slow"  # CAE encoder fine-tuned at encoder_lr_scale x the head's lr (layer-wise lr)
 
     @property
     def needs_cae(self) -> bool:
-        return self in (Arm.transfer, Arm.frozen, Arm.transfer_slow)
+        return self in (Arm.transfer, Arm.frozen)
 
 
-DEFAULT_ARMS = (Arm.transfer, Arm.random, Arm.frozen, Arm.image2d)
+DEFAULT_ARMS = tuple(Arm)
 
 
 class Budget(str, enum.Enum):
@@ -93,8 +93,9 @@ BUDGETS: dict[Budget, BudgetPreset] = {
         repeats=1, epochs=1, min_steps=2, pretrain_epochs=1, batch_size=16, lr=3e-3, pretrain_hop=1024, pretrain_max_windows=200,
         train_windows_per_record=1, test_windows_per_record=1, image=ImageConfig(height_px=24, width_px=32),
     ),
-    # CinC-2017 (5,200 training records, 1,300 test records, single lead) on 2 shared CPU cores, one thread: ~25 min
-    # for three 1-D arms x six fractions x 5 repeats (measured: ~350 training windows/s, ~1,200 scored windows/s).
+    # CinC-2017 (5,221 training records, 1,306 test records, single lead), three 1-D arms x six fractions x 5 repeats,
+    # one thread: ~20 min alone; measured 32.8 min on 2 CPU cores shared with another grid and a test run
+    # (training 340-630 windows/s, scoring ~1,200 windows/s).
     Budget.small: BudgetPreset(
         repeats=5,  # the fewest the issue allows; the t-interval over 5 is wide but honest
         epochs=3,
@@ -108,8 +109,9 @@ BUDGETS: dict[Budget, BudgetPreset] = {
         test_windows_per_record=2,  # the last 16 s: 2,600 scored windows a cell
         image=ImageConfig(height_px=96, width_px=128),  # 8 rows per lead; ResNet-18 costs 4x less than at 224 x 224
     ),
-    # Overnight on 2 CPU cores (< 8 h for the three 1-D arms on CinC-2017, estimated from the small run's rates:
-    # ~5.5 h): the paper's 10 repeats, every pretraining window, 4 training windows and all test windows a record.
+    # Overnight on 2 CPU cores: the three 1-D arms on CinC-2017 take an estimated 3.4 h alone, 6.3 h at the
+    # rates of the small run on 2 cores shared with other jobs (< 8 h). The paper's 10 repeats, every pretraining
+    # window, 4 training windows (20,000 at 100 %) and all test windows (8,551) of a record.
     Budget.paper: BudgetPreset(
         repeats=10,
         epochs=6,
@@ -157,8 +159,7 @@ class ExperimentConfig:
 
     ``recipe`` (a classify TOML, or a shipped model's name such as ``cinc2017-rhythm``) supplies the
     classifier every arm shares: head architecture, class weighting, weight decay, leads, window
-    hop, and the lr and batch size unless given here. ``encoder_lr_scale`` is the
-    ``transfer-slow`` arm's encoder lr as a share of the head's.
+    hop, and the lr and batch size unless given here.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -184,7 +185,6 @@ class ExperimentConfig:
     test_windows_per_record: int | None = None
     image: ImageConfig | None = None
     image_weights: str | None = None
-    encoder_lr_scale: float = 0.1
     test_fraction: float = 0.2
     model: ModelConfig | None = None
     class_weighting: ClassWeighting | None = None
@@ -229,8 +229,6 @@ class ExperimentConfig:
             raise ConfigError("repeats, epochs, pretrain_epochs and batch_size must be >= 1 and lr > 0")
         if self.min_steps < 0 or self.train_windows_per_record < 0 or self.test_windows_per_record < 0:
             raise ConfigError("min_steps and windows per record must be >= 0 (0: no floor / every window)")
-        if not 0 < self.encoder_lr_scale <= 1:
-            raise ConfigError(f"encoder_lr_scale must lie in (0, 1], got {self.encoder_lr_scale}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = torch's default), got {self.threads}")
         if not 0 < self.test_fraction < 1:

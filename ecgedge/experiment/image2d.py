@@ -89,6 +89,11 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """torchvision's ``resnet18`` (He et al. 2016), module for module: (B, 3, H, W) -> (B, classes)."""
 
+    layer1: nn.Sequential  # set in a loop (setattr), under torchvision's names
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, n_classes: int = 1000):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
@@ -151,6 +156,9 @@ def load_imagenet_weights(model: ResNet18, path: str | Path) -> str:
 
 class EcgImageClassifier(nn.Module):
     """(B, leads, samples) normalised windows -> raster image -> ResNet-18 -> (B, classes) logits."""
+
+    mean: torch.Tensor  # buffers (register_buffer)
+    std: torch.Tensor
 
     def __init__(self, height_px: int, width_px: int, n_leads: int, n_classes: int):
         super().__init__()

@@ -13,6 +13,7 @@ of epochs, with no validation: the bootstrap leaves no part to select on.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ import numpy as np
 from ecgedge.config import ClassifyConfig, PretrainConfig, WindowConfig, config_to_dict
 from ecgedge.errors import ConfigError, DataNotFound
 from ecgedge.experiment.config import FORMAT, Arm, ExperimentConfig
-from ecgedge.experiment.report import plot_f1_vs_fraction, report_markdown, summarise, table_markdown
+from ecgedge.experiment.report import plot_f1_vs_records, report_markdown, summarise, table_markdown
 
 # --------------------------------------------------------------------------------- the grid
 
@@ -91,6 +92,9 @@ def grid_plan(cfg: ExperimentConfig, train: np.ndarray, record_labels: np.ndarra
 
 # Keys that say where or how fast, not what: a rerun may change them.
 _NOT_IDENTITY = {"out", "device", "threads", "data.cache_dir", "data.workers", "pretrain_data.cache_dir", "pretrain_data.workers"}
+# The grid's extent: a cell's sample and seed depend on its own (arm, fraction, repeat) values only, so a rerun
+# may add (or drop) arms, fractions and repeats and every finished cell stays valid.
+_EXTENT = {"arms", "fractions", "repeats"}
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -106,7 +110,8 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
 def config_differences(stored: dict, current: dict) -> list[str]:
     """``"key: stored -> current"`` for every result-affecting setting that differs."""
     a, b = _flat(stored), _flat(current)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if k not in _NOT_IDENTITY and a.get(k) != b.get(k)]
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k not in _NOT_IDENTITY | _EXTENT and a.get(k) != b.get(k)]
 
 
 def write_json_atomic(path: Path, value: Any) -> Path:
@@ -128,6 +133,8 @@ def _claim_folder(out: Path, cfg: ExperimentConfig) -> None:
         if diffs:
             raise ConfigError(f"{out} holds an experiment with a different config ({'; '.join(diffs[:6])}"
                               f"{' ...' if len(diffs) > 6 else ''}): rerun with its settings to resume, or use a new --out")
+        if any(stored["config"].get(k) != current[k] for k in _EXTENT):  # the grid grew or shrank: record its new extent
+            write_json_atomic(path, {"format": FORMAT, "config": current})
         return
     write_json_atomic(path, {"format": FORMAT, "config": current})
 
@@ -180,7 +187,8 @@ def run_experiment(cfg: ExperimentConfig, *, progress: bool = True, command: str
     """Run (or resume) the grid in ``cfg.out`` and write results.json, table.md, the plot and report.md.
 
     Finished cells are skipped; a folder started with a different config or other inputs raises
-    :class:`ConfigError`. Ctrl-C loses at most the cell in progress.
+    :class:`ConfigError` (the grid's arms, fractions and repeats may change). Ctrl-C loses at most
+    the cell in progress.
     """
     import torch
 
@@ -193,6 +201,13 @@ def run_experiment(cfg: ExperimentConfig, *, progress: bool = True, command: str
         torch.set_num_threads(threads)
 
 
+def recent_windows(record_windows: np.ndarray, window_start: np.ndarray, keep: int) -> np.ndarray:
+    """The ``keep`` most recent windows of one record (largest start sample; 0 keeps all), sorted by index."""
+    if not keep or len(record_windows) <= keep:
+        return record_windows
+    return np.sort(record_windows[np.argsort(window_start[record_windows], kind="stable")[-keep:]])
+
+
 def _run(cfg: ExperimentConfig, progress: bool, command: str | None) -> ExperimentResult:
     from tqdm.auto import tqdm
 
@@ -201,35 +216,41 @@ def _run(cfg: ExperimentConfig, progress: bool, command: str | None) -> Experime
 
     t0 = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    if cfg.cae:
-        load_cae(cfg.cae, "--cae")  # a wrong path fails before anything is written
+    reused = load_cae(cfg.cae, "--cae") if cfg.cae else None  # a wrong path fails before anything is written
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     _claim_folder(out, cfg)
     device = _device(cfg.device)
-    cae, cae_info = _cae_for(cfg, out, progress)
-    clf_cfg = classify_config(cfg, cae)
+    # A CAE pretrained here takes cfg's preprocessing, window length and encoder, so the classifier's
+    # settings (and the windows) are known before it exists: the test split is fixed first and kept out of it.
+    clf_cfg = classify_config(cfg, reused)
     ws = build_windows(clf_cfg.data, clf_cfg.leads, clf_cfg.preprocess, clf_cfg.window, clf_cfg.labels, progress=progress)
     if progress:
         tqdm.write(ws.summary.describe())
     if len(ws.class_names) < 2:
         raise DataNotFound(f"need at least two classes to compare classifiers; found {list(ws.class_names)}")
-    _check_inputs(out, {"window_cache_key": ws.key, "cae_sha256": cae_info.get("sha256")})
+    image_sha256 = _preflight_2d(cfg, len(ws.class_names))  # before the CAE's minutes of pretraining
 
     rec_labels = ws.record_labels()
     train, test, notes = fixed_split(rec_labels, cfg.test_fraction, cfg.seed)
     if not len(test):
         raise DataNotFound("no held-out test records: add records (each class needs at least two)")
-    write_json_atomic(out / "split.json", {"train": [ws.record_ids[i] for i in train], "test": [ws.record_ids[i] for i in test],
+    test_ids = [ws.record_ids[i] for i in test]
+    write_json_atomic(out / "split.json", {"train": [ws.record_ids[i] for i in train], "test": test_ids,
                                            "class_names": list(ws.class_names), "seed": cfg.seed, "notes": notes})
+    cae, cae_info = _cae_for(cfg, out, progress, reused, test_ids)
+    if cae is not None and config_to_dict(classify_config(cfg, cae)) != config_to_dict(clf_cfg):
+        raise ConfigError(f"the CAE in {out / 'cae'} was pretrained with other settings than this config; use a new --out")
+    _check_inputs(out, {"window_cache_key": ws.key, "cae_sha256": cae_info.get("sha256")})
     plan = grid_plan(cfg, train, rec_labels)
     write_json_atomic(out / "plan.json", {k: [ws.record_ids[i] for i in v] for k, v in plan.items()})
 
     order = np.argsort(ws.window_record, kind="stable")
     bounds = np.searchsorted(ws.window_record[order], np.arange(len(ws.record_ids) + 1))
     record_windows = [order[bounds[r]:bounds[r + 1]] for r in range(len(ws.record_ids))]
-    ctx = _Context(cfg, clf_cfg, ws, cae, np.concatenate([record_windows[r] for r in test]), plan, record_windows, device,
-                   _preflight_2d(cfg, len(ws.class_names)))
+    train_windows = [recent_windows(w, ws.window_start, cfg.train_windows_per_record) for w in record_windows]
+    test_windows = np.concatenate([recent_windows(record_windows[r], ws.window_start, cfg.test_windows_per_record) for r in test])
+    ctx = _Context(cfg, clf_cfg, ws, cae, test_windows, plan, train_windows, device, image_sha256)
 
     cells = grid_cells(cfg)
     todo = [c for c in cells if not c.path(out).is_file()]
@@ -244,10 +265,11 @@ def _run(cfg: ExperimentConfig, progress: bool, command: str | None) -> Experime
 
     finished = [json.loads(c.path(out).read_text()) for c in cells if c.path(out).is_file()]
     results = summarise(finished, cfg, ws, train, test, cae_info, ctx.image_sha256)
+    results["records"]["test_windows"] = int(len(test_windows))
     write_json_atomic(out / "results.json", results)
     table = table_markdown(results)
     (out / "table.md").write_text(table + "\n")
-    plot = plot_f1_vs_fraction(results, out / "f1_vs_fraction.png")
+    plot = plot_f1_vs_records(results, out / "f1_vs_records.png")
     wall = time.perf_counter() - t0
     invocation = {"started": started, "command": command, "wall_s": round(wall, 1), "cells_run": len(todo),
                   "cells_done": results["cells"]["done"], "device": cfg.device.value, "threads": cfg.threads}
@@ -265,6 +287,7 @@ def classify_config(cfg: ExperimentConfig, cae) -> ClassifyConfig:
 
     clf = ClassifyConfig(data=cfg.data, labels=cfg.labels, leads=cfg.leads, test_fraction=cfg.test_fraction, val_fraction=0.0,
                          preprocess=cfg.preprocess, window=cfg.window, model=cfg.model, epochs=cfg.epochs,
+                         class_weighting=cfg.class_weighting, weight_decay=cfg.weight_decay,
                          batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, device=cfg.device, run_dir=str(Path(cfg.out) / "cells"))
     return adopt_cae(clf, cae) if cae is not None else clf
 
@@ -278,36 +301,39 @@ def fixed_split(record_labels: np.ndarray, test_fraction: float, seed: int) -> t
     return labelled[split.train], labelled[split.test], split.notes
 
 
-def _cae_for(cfg: ExperimentConfig, out: Path, progress: bool):
-    """The CAE checkpoint and what the report says about it; pretrains into OUT/cae unless done before."""
+def _cae_for(cfg: ExperimentConfig, out: Path, progress: bool, reused, test_ids: list[str]):
+    """The CAE checkpoint and what the report says about it; pretrains into OUT/cae, without the test records, unless done before."""
     from ecgedge.hashing import file_sha256
     from ecgedge.train import load_cae, pretrain
 
     if not cfg.needs_cae:
         return None, {"source": "none: no arm uses a CAE"}
-    if cfg.cae:
-        cae = load_cae(cfg.cae, "--cae")
-        run_dir = Path(cae.train_config.get("run_dir", "")) if cae.train_config.get("run_dir") else None
-        return cae, {"source": f"--cae {cfg.cae}", "checkpoint": cae.path, "sha256": file_sha256(cae.path),
-                     "held_out": {k: cae.metrics.get(k) for k in ("mse_normalised", "mse_uv2", "rmse_uv", "windows")},
-                     "held_out_note": "as recorded in the checkpoint (its best epoch's validation windows)",
-                     "pretrain_records": _used_records(run_dir), "pretrain_paths": cae.train_config.get("data", {}).get("paths", [])}
+    if reused is not None:
+        run_dir = Path(reused.train_config.get("run_dir", "")) if reused.train_config.get("run_dir") else None
+        return reused, {"source": f"--cae {cfg.cae}", "checkpoint": reused.path, "sha256": file_sha256(reused.path),
+                        "held_out": {k: reused.metrics.get(k) for k in ("mse_normalised", "mse_uv2", "rmse_uv", "windows")},
+                        "held_out_note": "as recorded in the checkpoint (its best epoch's validation windows)",
+                        "pretrain_records": _used_records(run_dir), "pretrain_paths": reused.train_config.get("data", {}).get("paths", [])}
     run = out / "cae"
     metrics_path = run / "metrics.json"
     done = metrics_path.is_file() and (run / "best.pt").is_file() and not json.loads(metrics_path.read_text()).get("interrupted")
     if not done:
-        pcfg = PretrainConfig(data=cfg.pretrain_data, lead=cfg.lead, preprocess=cfg.preprocess,
+        pcfg = PretrainConfig(data=replace(cfg.pretrain_data, paths=cfg.pretrain_paths), lead=cfg.lead, preprocess=cfg.preprocess,
                               window=WindowConfig(samples=cfg.window.samples, hop=cfg.pretrain_hop), model=cfg.model,
                               epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                               max_windows=cfg.pretrain_max_windows, seed=cfg.seed, device=cfg.device, run_dir=str(run))
-        if pretrain(pcfg, progress=progress).interrupted:
+        if pretrain(pcfg, progress=progress, exclude_records=test_ids).interrupted:
             raise KeyboardInterrupt
     metrics = json.loads(metrics_path.read_text())
+    split = json.loads((run / "split.json").read_text())
+    used = set(split.get("train_records", [])) | set(split["val_records"])
     cae = load_cae(str(run / "best.pt"), "--cae")
     return cae, {"source": f"pretrained here ({run})", "checkpoint": str(run / "best.pt"), "sha256": file_sha256(run / "best.pt"),
-                 "held_out": metrics["held_out"], "held_out_note": "held-out pretraining windows, best epoch",
-                 "epochs": metrics["epochs_run"], "train_windows": metrics["train_windows"], "pretrain_records": _used_records(run),
-                 "pretrain_paths": list(cfg.pretrain_data.paths)}
+                 "held_out": metrics["held_out"], "held_out_note": "held-out pretraining windows (10 % of its records), best epoch",
+                 "epochs": metrics["epochs_run"], "train_windows": metrics["train_windows"], "pretrain_records": len(used),
+                 "pretrain_paths": list(cfg.pretrain_paths), "pretrain_on_train": cfg.pretrain_on_train,
+                 "excluded_test_records": len(split.get("excluded_records", [])),
+                 "test_records_seen_in_pretraining": len(used & set(test_ids)) if "train_records" in split else None}
 
 
 def _used_records(run_dir: Path | None) -> int | None:
@@ -338,7 +364,8 @@ def run_cell(cell: Cell, ctx: _Context) -> dict:
     sample = ctx.plan[cell.sample_key]
     train_idx = np.concatenate([ctx.record_windows[r] for r in sample])
     train_idx = train_idx[ws.labels[train_idx] >= 0]
-    ccfg = replace(ctx.clf_cfg, seed=seed, freeze_encoder=cell.arm is Arm.frozen)
+    epochs = cell_epochs(len(train_idx), cfg.batch_size, cfg.epochs, cfg.min_steps)
+    ccfg = replace(ctx.clf_cfg, seed=seed, epochs=epochs, freeze_encoder=cell.arm is Arm.frozen)
     torch.manual_seed(seed)  # same head initialisation for every 1-D arm of the pair
     if cell.arm is Arm.image2d:
         model = EcgImageClassifier(cfg.image.height_px, cfg.image.width_px, len(cfg.leads), len(ws.class_names))
@@ -361,5 +388,11 @@ def run_cell(cell: Cell, ctx: _Context) -> dict:
         "trainable_params": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
         "test": {"records": test["records"], "windows": {k: test["windows"][k] for k in ("macro_f1", "weighted_f1", "accuracy")}},
     }
+
+
+def cell_epochs(windows: int, batch_size: int, epochs: int, min_steps: int) -> int:
+    """``epochs``, raised until a cell of ``windows`` training windows takes at least ``min_steps`` optimizer steps."""
+    steps = max(math.ceil(windows / batch_size), 1)
+    return max(epochs, math.ceil(min_steps / steps))
 
 

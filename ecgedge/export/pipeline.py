@@ -6,6 +6,7 @@
       model.int8.onnx       static QDQ, per-channel int8 weights, calibrated on training windows
       model.fp16.onnx       where asked (--fp16) or where the target is a GPU
       model.{fp16,int8}.engine + .timing.cache   for --target tensorrt (built on the GPU at hand)
+      mcu/                  for --target mcu (or --mcu EXPORT later): the C99 INT8 library, gated as backend c-int8
       check_windows.npz     held-out windows, labels and FP32 reference logits for ``--check``
 
 The FP32 ONNX model must match PyTorch within ``ExportConfig.parity_atol`` (largest |logit
@@ -28,10 +29,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ecgedge import __version__
 from ecgedge.config import DataConfig, ExportConfig, LabelScheme, Target, config_from_dict, config_to_dict
 from ecgedge.data.preprocess import normalise_windows, preprocess_params
 from ecgedge.data.provenance import training_records_from_split
@@ -40,15 +41,22 @@ from ecgedge.data.windows import WindowSet, build_windows
 from ecgedge.errors import ArtefactError, BackendUnavailable, ConfigError, GateFailed, storage_errors
 from ecgedge.evaluate.compare import compare
 from ecgedge.evaluate.gate import GateReport, gate_logits, gate_table
+from ecgedge.export.mcu import MCU_DIR
 from ecgedge.export.onnx_export import INPUT_NAME, OUTPUT_NAME, onnx_from_checkpoint
 from ecgedge.export.quantize import fp16_onnx_from_onnx, int8_onnx_from_onnx, quantization_loss_by_layer
 from ecgedge.export.targets import PRESETS
 from ecgedge.hashing import file_sha256, value_sha256
-from ecgedge.manifest import FORMAT, MANIFEST, ArtefactStatus, Manifest, artefact_key, load_manifest, precision_for, sign_manifest
+from ecgedge.manifest import (FORMAT, MANIFEST, SIGNATURE, ArtefactStatus, Manifest, artefact_key, load_manifest, precision_for, runtime_of,
+                              sign_manifest)
 from ecgedge.runtime.base import Backend, InputSpec, Precision, available_backends
 from ecgedge.runtime.loader import runner_from_export, runner_from_onnx
 
+if TYPE_CHECKING:
+    from ecgedge.models.checkpoint import Checkpoint  # imports torch: only where a run is opened
+
+
 CHECK_FILE = "check_windows.npz"
+MCU_KEY = artefact_key(Backend.c_int8, Precision.int8)
 # Held-out windows on which the FP32 ONNX model is compared with PyTorch before anything else is
 # built (all of them are compared again by the gate): enough to catch a broken export in seconds.
 PARITY_WINDOWS = 256
@@ -58,7 +66,7 @@ PARITY_WINDOWS = 256
 class RunData:
     """A training run reopened: its checkpoint, cached windows and record split."""
 
-    ckpt: object
+    ckpt: Checkpoint
     run_dir: Path
     windows: WindowSet
     split: Split
@@ -112,7 +120,11 @@ def _versions() -> dict:
     import onnxruntime
     import torch
 
-    return {"ecgedge": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+    from ecgedge.installation import build_info
+
+    # The commit ("...+dirty" from an unclean tree) names the exact code that wrote this manifest.
+    info = build_info()
+    return {"ecgedge": info["version"], "ecgedge_commit": info["commit"], "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(), "machine": platform.machine()}
 
 
@@ -222,6 +234,12 @@ def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, trito
         artefacts["fp16"] = {"file": "model.fp16.onnx", "precision": "fp16", "runtime": "onnx", "opset": cfg.opset,
                              **fp16_onnx_from_onnx(fp32, folder / "model.fp16.onnx")}
         log("model.fp16.onnx: FP16 weights and compute, FP32 input/output")
+    if preset.mcu:
+        if "int8" not in artefacts:
+            raise ConfigError(f"--target {cfg.target.value} generates its C library from the INT8 model: drop --no-int8")
+        artefacts[MCU_KEY] = _mcu_artefact(folder, dest.name, list(ckpt.labels))
+        log(f"{MCU_DIR}/: C99 INT8 library from model.int8.onnx ({artefacts[MCU_KEY]['library']['arena_bytes']} B arena, "
+            "first convolution FP32)")
     for prec in preset.engines:
         from ecgedge.runtime.tensorrt_runner import engine_from_onnx
 
@@ -279,6 +297,8 @@ def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, trito
         "recommended": preset.recommended,
     })
     manifest.save()
+    if MCU_KEY in artefacts:  # the C library against ONNX Runtime INT8 on every gate window (--check: the check windows)
+        _record_ort_parity(manifest, gate_x)
 
     reports = _gate_all(manifest, gate_backends, gate_x, gate_y, reference, ckpt.labels, parity_atol=cfg.parity_atol, max_f1_drop=cfg.max_f1_drop,
                         min_agreement=cfg.min_agreement, min_f1=cfg.min_f1, min_class_f1=cfg.min_class_f1,
@@ -288,7 +308,7 @@ def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, trito
             rep.worst_layers = quantization_loss_by_layer(fp32, folder / "model.int8.onnx", calib_x, INPUT_NAME)
     _record_verdicts(manifest, reports)
     manifest.save()
-    sizes = {k: (folder / a["file"]).stat().st_size for k, a in artefacts.items()}
+    sizes = {k: _artefact_bytes(manifest, k) for k in artefacts}
     table = gate_table(reports, sizes)
     log(table)
     if skipped_backends:
@@ -364,7 +384,7 @@ def _gate_all(manifest: Manifest, backends, x, y, reference, labels, *, parity_a
     for key, art in manifest.artefacts.items():
         precision = Precision(art["precision"])
         for backend in backends:
-            if (art["runtime"] == "tensorrt") != (backend == Backend.tensorrt) or artefact_key(backend, precision) != key:
+            if art.get("runtime", "onnx") != runtime_of(backend) or artefact_key(backend, precision) != key:
                 continue
             runner = runner_from_export(manifest.folder, precision, backend, manifest=manifest, allow_rejected=True)
             logits = compare({"fp32 reference": reference, key: runner}, x).outputs[key]
@@ -402,10 +422,10 @@ def _record_verdicts(manifest: Manifest, reports: list[GateReport]) -> None:
     recommended = manifest.data["recommended"] = dict(manifest.data.get("recommended") or {})
     notes = {}
     for backend, precision in list(recommended.items()):
-        status = manifest.status(artefact_key(Backend(backend), Precision(precision)))
-        if status is not None and status.usable:
+        held = manifest.status(artefact_key(Backend(backend), Precision(precision)))
+        if held is not None and held.usable:
             continue
-        note = f"{precision} is {status.value if status else 'missing'}"
+        note = f"{precision} is {held.value if held else 'missing'}"
         try:
             recommended[backend] = precision_for(manifest, Backend(backend)).value
             notes[backend] = f"{note}: falling back to {recommended[backend]}"
@@ -431,7 +451,8 @@ def check_export(folder: str | Path, *, backends: list[Backend] | None = None, l
         raise ArtefactError(f"{manifest.folder / MANIFEST}: no 'check_data' section naming the check windows file")
     data = np.load(manifest.file(check_data["file"], "check_data"))
     avail = available_backends()
-    wanted = backends or [b for b in Backend if avail[b] is None]
+    # an export with a C library says why c-int8 cannot re-run it here (no compiler) rather than pass over it
+    wanted = backends or [b for b in Backend if avail[b] is None or (b == Backend.c_int8 and MCU_KEY in manifest.artefacts)]
     usable = [b for b in wanted if avail[b] is None]
     for b in set(wanted) - set(usable):
         log(f"skipping {b.value}: {avail[b]}")
@@ -442,11 +463,125 @@ def check_export(folder: str | Path, *, backends: list[Backend] | None = None, l
                         parity_atol=manifest.parity_atol,
                         max_f1_drop=g["max_f1_drop"], min_agreement=g["min_agreement"], min_f1=g.get("min_f1", 0.0),
                         min_class_f1=g.get("min_class_f1") or {})
-    sizes = {k: manifest.path(k).stat().st_size for k in manifest.artefacts}
+    sizes = {k: _artefact_bytes(manifest, k) for k in manifest.artefacts}
     table = gate_table(reports, sizes)
     log(f"{manifest.folder}: all {len(manifest.data['files'])} files match their sha256")
     log(table)
+    if MCU_KEY in manifest.artefacts and Backend.c_int8 in usable and Backend.ort_cpu in usable:
+        parity = _c_library_parity(manifest, data["windows"])
+        log(f"c-int8 vs ort-cpu int8: identical int8 logits on {parity['windows_identical']}/{parity['windows']} check windows, "
+            f"largest difference {parity['max_steps']} output step(s)")
+        for rep in (r for r in reports if r.artefact == MCU_KEY and parity["max_steps"] > 1):
+            rep.failures.append(f"the C library differs from ONNX Runtime INT8 by {parity['max_steps']} output steps (at most 1 allowed)")
     result = ExportResult(manifest.folder, manifest, reports, table)
     if not result.passed:
         raise GateFailed("re-check failed: " + "; ".join(f"{r.artefact}@{r.backend}: {'; '.join(r.failures)}" for r in reports if not r))
     return result
+
+
+def _artefact_bytes(manifest: Manifest, key: str) -> int:
+    """The size the gate table shows: the file's, or for the C library its constants (weights in flash), not its C text."""
+    const = (manifest.artefact(key).get("library") or {}).get("const_bytes")
+    return int(const) if const else manifest.path(key).stat().st_size
+
+
+def _mcu_artefact(folder: Path, name: str, labels: list[str]) -> dict:
+    """Write ``folder/mcu/`` from ``folder/model.int8.onnx``; the manifest entry of the ``mcu-int8`` artefact."""
+    from ecgedge.export.mcu import c_library_from_int8_onnx
+
+    lib = c_library_from_int8_onnx(folder / "model.int8.onnx", folder, name=name, labels=labels)
+    return {"file": f"{MCU_DIR}/ecgedge_model.c", "precision": "int8", "runtime": "c", "from": "int8",
+            "library": lib.to_dict(folder)}
+
+
+def _record_ort_parity(manifest: Manifest, windows: np.ndarray) -> None:
+    """Record :func:`_c_library_parity` as ``artefacts.mcu-int8.ort_int8_parity`` (or why it was skipped)."""
+    reason = available_backends()[Backend.c_int8]
+    manifest.artefact(MCU_KEY)["ort_int8_parity"] = {"skipped": reason} if reason else _c_library_parity(manifest, windows)
+
+
+def _c_library_parity(manifest: Manifest, windows: np.ndarray) -> dict:
+    """The C library against ONNX Runtime's INT8 model on ``windows``: int8 logits identical, or within one
+    output step (the comparison's tolerance is the output scale)."""
+    art = manifest.artefact(MCU_KEY)
+    step = float(art["library"]["output"]["scale"])
+    ort_int8 = runner_from_export(manifest.folder, Precision.int8, Backend.ort_cpu, manifest=manifest, verify=False, allow_rejected=True)
+    c_int8 = runner_from_export(manifest.folder, Precision.int8, Backend.c_int8, manifest=manifest, verify=False, allow_rejected=True)
+    res = compare({"ort-cpu int8": ort_int8, "c-int8": c_int8}, windows, tolerance=step * 1.0001)
+    steps = np.rint(np.abs(res.outputs["c-int8"].astype(np.float64) - res.outputs["ort-cpu int8"]) / step)
+    return {**res["c-int8"].to_dict(), "output_step": step, "max_steps": int(steps.max(initial=0)),
+            "windows_identical": int((steps == 0).all(axis=1).sum())}
+
+
+def mcu_library_for_export(source: str | Path, *, out: str | Path | None = None, log=print) -> ExportResult:
+    """Add the C99 INT8 library (``mcu/``, artefact ``mcu-int8``) to an existing export and gate it.
+
+    The export is copied into a hidden sibling of ``out`` (default: ``source`` itself; for a model
+    shipped inside the ecgedge package, ``export/NAME``), the library generated from its
+    ``model.int8.onnx`` (which the gate must have accepted), gated as backend ``c-int8`` on the stored
+    check windows with the manifest's thresholds, compared with ONNX Runtime's INT8 outputs, and
+    swapped in. A signed export is refused (the new files would void its signature).
+
+    Raises:
+        ArtefactError: no accepted INT8 model; GateFailed: the library fails the gate (written, marked rejected).
+    """
+    import ecgedge
+
+    src = Path(source)
+    manifest = load_manifest(src, verify=True)
+    if (src / SIGNATURE).exists():
+        raise ConfigError(f"{src} is signed: adding files would void {SIGNATURE}; re-export with --target mcu --sign KEY")
+    int8_status = manifest.status("int8")
+    if int8_status != ArtefactStatus.accepted:
+        raise ArtefactError(f"{src}: the INT8 model is {int8_status.value if int8_status else 'missing'}; "
+                            "the C library is generated only from an INT8 model the gate accepted")
+    if out is None:
+        inside_package = Path(os.path.abspath(src)).is_relative_to(Path(ecgedge.__file__).resolve().parent)
+        out = Path("export") / (manifest.data.get("name") or src.name) if inside_package else src
+    dest = Path(out)
+    staged: list[Path] = []
+    try:
+        folder = _staging_folder(dest) if Path(os.path.abspath(dest)) != Path(os.path.abspath(src)) else _staging_folder_for(src)
+        staged.append(folder)
+        shutil.copytree(src, folder, dirs_exist_ok=True)
+        shutil.rmtree(folder / MCU_DIR, ignore_errors=True)
+        manifest = Manifest(folder, manifest.data)
+        manifest.artefacts[MCU_KEY] = _mcu_artefact(folder, Path(os.path.abspath(dest)).name, list(manifest.labels))
+        manifest.save()
+        data = np.load(manifest.file(manifest.data["check_data"]["file"], "check_data"))
+        _record_ort_parity(manifest, data["windows"])
+        g = manifest.data["gate"]
+        reports = _gate_all(manifest, [Backend.c_int8], data["windows"], data["labels"], data["reference_logits"], manifest.labels,
+                            parity_atol=manifest.parity_atol, max_f1_drop=g["max_f1_drop"], min_agreement=g["min_agreement"],
+                            min_f1=g.get("min_f1", 0.0), min_class_f1=g.get("min_class_f1") or {})
+        art = manifest.artefacts[MCU_KEY]
+        art["gate"] = {r.backend: r.to_dict() for r in reports}
+        art["gate_windows"] = "check windows (export --mcu on an existing export)"
+        status = ArtefactStatus.not_gated if not reports else ArtefactStatus.accepted if all(reports) else ArtefactStatus.rejected
+        art["status"] = status.value
+        if status == ArtefactStatus.accepted:
+            manifest.data["recommended"] = {**(manifest.data.get("recommended") or {}), Backend.c_int8.value: Precision.int8.value}
+        manifest.save()
+        table = gate_table(reports, {MCU_KEY: _artefact_bytes(manifest, MCU_KEY)})
+        log(table)
+        if not reports:
+            log(f"not gated here: {available_backends()[Backend.c_int8]}")
+        _swap_in(folder, dest)
+        staged.clear()
+    finally:
+        for f in staged:
+            shutil.rmtree(f, ignore_errors=True)
+    manifest.folder = dest
+    result = ExportResult(dest, manifest, reports, table)
+    if not result.passed:
+        raise GateFailed("accuracy gate failed for the C library (marked rejected in the manifest): "
+                         + "; ".join(f"{r.artefact}@{r.backend}: {'; '.join(r.failures)}" for r in reports if not r))
+    return result
+
+
+def _staging_folder_for(src: Path) -> Path:
+    """A hidden sibling of the export ``src`` being updated in place (``_staging_folder`` without its emptiness rule)."""
+    src = Path(os.path.abspath(src))
+    staging = src.with_name(f".{src.name}.partial-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    return staging

@@ -54,7 +54,7 @@ def int8_onnx_from_onnx(fp32_path: str | Path, out_path: str | Path, calib_windo
 
     methods = {CalibMethod.minmax: CalibrationMethod.MinMax, CalibMethod.entropy: CalibrationMethod.Entropy,
                CalibMethod.percentile: CalibrationMethod.Percentile}
-    extra = {"ActivationSymmetric": preset.activation_symmetric, "WeightSymmetric": True}
+    extra: dict[str, bool | float] = {"ActivationSymmetric": preset.activation_symmetric, "WeightSymmetric": True}
     if method == CalibMethod.percentile:
         extra["CalibPercentile"] = 99.99
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,6 +20,7 @@ class TargetPreset:
     engines: tuple[Precision, ...]
     recommended: dict[str, str]
     reasons: tuple[str, ...]
+    mcu: bool = False  # also write the C99 INT8 library for a microcontroller (export/NAME/mcu/)
 
 
 PRESETS: dict[Target, TargetPreset] = {
@@ -39,4 +40,12 @@ PRESETS: dict[Target, TargetPreset] = {
         {"tensorrt": "int8", "ort-cpu": "int8"},
         ("tensorrt: INT8 must be symmetric (zero point 0) for TensorRT's explicit quantization of Q/DQ nodes",
          "engines are built for the GPU at hand and its TensorRT version; they are refused elsewhere")),
+    Target.mcu: TargetPreset(
+        "QUInt8", False, "QInt8", False, (Backend.ort_cpu, Backend.c_int8), (), {"ort-cpu": "int8", "c-int8": "int8"},
+        ("mcu: a C99 INT8 library (mcu/) generated from the gated INT8 model; its int8 activations are ONNX Runtime's uint8 "
+         "ones shifted by 128, so U8S8 is kept: x86 ONNX Runtime, the bit-exact reference, runs its usual kernels",
+         "mcu: the first convolution stays FP32 on the microcontroller's FPU (Cortex-M4F), as in the INT8 ONNX model",
+         "mcu: requantization is integer-only and reproduces ONNX Runtime's float32 rounding, so the gate's c-int8 row "
+         "equals the ort-cpu int8 row"),
+        mcu=True),
 }

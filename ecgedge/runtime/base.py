@@ -9,6 +9,8 @@ object can exist on a machine without a GPU. Inputs are checked against the mode
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,13 +51,19 @@ class InputSpec:
 class Runner:
     """Base runner: subclasses implement ``_activate``, ``_infer`` and ``_deactivate``."""
 
-    backend: Backend
+    # None: not a local deployment backend (the PyTorch reference, a Triton server); such runners pass ``name``.
+    backend: Backend | None
+    # None: what runs is not known here (a Triton server whose repository does not say).
+    precision: Precision | None
 
     def __init__(self, model_path, spec: InputSpec, precision: Precision, name: str = ""):
         self.model_path = model_path
         self.spec = spec
         self.precision = Precision(precision)
-        self.name = name or f"{self.backend.value}:{self.precision.value}"
+        if not name:
+            assert self.backend is not None  # runners without a deployment backend pass their name
+            name = f"{self.backend.value}:{self.precision.value}"
+        self.name = name
         self.active = False
 
     def activate(self) -> "Runner":
@@ -111,7 +119,20 @@ def available_backends() -> dict[Backend, str | None]:
         from ecgedge.runtime.gpu import cuda_device_or_reason
 
         out[Backend.tensorrt] = cuda_device_or_reason()
+    out[Backend.c_int8] = host_compiler_or_reason()
     return out
+
+
+def host_compiler() -> str:
+    """The C compiler the c-int8 backend builds the export's C library with: ``$CC``, else ``cc``."""
+    return os.environ.get("CC") or "cc"
+
+
+def host_compiler_or_reason() -> str | None:
+    """None where :func:`host_compiler` is on PATH, else why c-int8 cannot run here and how to fix it."""
+    if shutil.which(host_compiler()) is None:
+        return f"no C compiler '{host_compiler()}' on PATH (apt-get install gcc, or set CC) to build the export's C library"
+    return None
 
 
 def require_backend(backend: Backend) -> None:

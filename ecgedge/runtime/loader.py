@@ -41,8 +41,17 @@ def runner_from_export(folder: str | Path, precision: Precision | str | None = N
         from ecgedge.runtime.tensorrt_runner import TensorRTRunner
 
         return TensorRTRunner(path, spec, precision, built_for=art, max_batch=int(art.get("profile", [1, 8, 64])[-1]))
+    if backend == Backend.c_int8:
+        from ecgedge.runtime.c_runner import CRunner
+
+        lib = art.get("library") or {}
+        out = lib.get("output") or {}
+        if art.get("runtime") != "c" or "scale" not in out:
+            raise ArtefactError(f"artefact {key} is not a C library with its output quantization (library.output.scale)")
+        sources = [manifest.file(f, f"artefact {key} source") for f in lib.get("files", [art["file"]]) if f.endswith(".c")]
+        return CRunner(path, spec, precision, sources=sources, output_scale=out["scale"], output_zero_point=out["zero_point"])
     if art.get("runtime", "onnx") != "onnx":
-        raise ConfigError(f"artefact {key} is a {art.get('runtime')} file; use --backend tensorrt")
+        raise ConfigError(f"artefact {key} is a {art.get('runtime')} file; use --backend {'c-int8' if art.get('runtime') == 'c' else 'tensorrt'}")
     # The TensorRT provider's engine cache lives outside the export folder (whose files are all hashed),
     # keyed by the model file's sha256: built once per GPU and model, never mistaken for an artefact.
     sha = manifest.data.get("files", {}).get(art["file"], {}).get("sha256", "unhashed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,14 +23,16 @@ class OrtRunner(Runner):
     folder, whose every model file must be listed in its manifest.
     """
 
+    backend: Backend
+
     def __init__(self, model_path, spec: InputSpec, precision: Precision, backend: Backend = Backend.ort_cpu,
                  threads: int | None = None, trt_cache_dir: str | Path | None = None):
         self.backend = Backend(backend)
         super().__init__(model_path, spec, precision)
         self.threads = threads
         self.trt_cache_dir = trt_cache_dir
-        self.session = None
-        self.output_name = None
+        self.session: Any = None   # an onnxruntime.InferenceSession while active (onnxruntime ships no types)
+        self.output_name: str | None = None
 
     def providers(self) -> list:
         if self.backend == Backend.ort_cpu:

@@ -15,11 +15,14 @@ no model classes (those sit above it, in ``ecgedge.models``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ecgedge.runtime.base import InputSpec, Precision, Runner
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TorchRunner(Runner):
@@ -40,7 +43,7 @@ class TorchRunner(Runner):
         super().__init__(Path(model_path), spec, Precision.fp32, name="torch:fp32")
         self.load_model = load_model
         self.threads = threads
-        self.model = None
+        self.model: torch.nn.Module | None = None
 
     def _activate(self) -> None:
         import torch
@@ -56,6 +59,7 @@ class TorchRunner(Runner):
     def _infer(self, x: np.ndarray) -> np.ndarray:
         import torch
 
+        assert self.model is not None  # Runner.infer calls this only while active
         with torch.inference_mode():
             return self.model(torch.from_numpy(x)).numpy()
 

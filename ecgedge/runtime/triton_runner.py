@@ -15,6 +15,7 @@ Needs ``tritonclient[grpc]`` (``pip install 'ecgedge[serve]'``), imported only o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class TritonRunner(Runner):
         self.active = False
         self.max_batch = 0
         self.platform = ""
-        self._client = None
+        self._client: Any = None   # a tritonclient.grpc.InferenceServerClient while active (no type stubs)
 
     def _activate(self) -> None:
         grpcclient = require("tritonclient.grpc", extra="serve", name="tritonclient", hint="(tritonclient[grpc])")

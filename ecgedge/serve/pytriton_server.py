@@ -139,4 +139,4 @@ if __name__ == "__main__":
     # it hands over to imports the library module afresh, so the library never imports the CLI.
     from ecgedge.cli.serve import main
 
-    sys.exit(main())
+    main()

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Hashable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -78,6 +78,10 @@ from ecgedge.stream.events import (
     WindowVerdict,
 )
 from ecgedge.stream.monitor import CALIBRATION_FLAG, SATURATED_FLAG, ModelSpec, StreamHub, StreamSettings
+
+if TYPE_CHECKING:
+    from ecgedge.runtime.base import Runner
+    from ecgedge.runtime.triton_runner import TritonRunner
 
 # A bed that sends nothing for this long (wall time) gets one ``no_data`` record.
 STALL_S = 2.0
@@ -445,10 +449,12 @@ def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_
 
     manifest = load_manifest(cfg.export, public_key=cfg.public_key)
     source = source_from_spec(cfg.source, sim_args=cfg.sim_args)
+    runner: Runner
+    triton: TritonRunner | None = None
     if cfg.server:
         from ecgedge.runtime.triton_runner import triton_runner_from_export
 
-        runner = triton_runner_from_export(manifest, cfg.server, cfg.server_model)
+        runner = triton = triton_runner_from_export(manifest, cfg.server, cfg.server_model)
         precision, why = runner.precision, ""
     else:
         precision, why = (cfg.precision, "") if cfg.precision else stream_precision(manifest, cfg.backend)
@@ -469,8 +475,8 @@ def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_
                                  "triton" if cfg.server else cfg.backend.value, tuple(spec.labels), tuple(spec.leads),
                                  round(spec.window_samples / spec.preprocess.fs_hz, 3), cfg.settings.hop_s,
                                  cfg.settings.hysteresis, source.name, note=why,
-                                 **(dict(server=cfg.server, server_model=runner.model, server_platform=runner.platform)
-                                    if cfg.server else {}))
+                                 **(dict(server=cfg.server, server_model=triton.model, server_platform=triton.platform)
+                                    if triton is not None else {}))
             emit(start.to_json())
             return run_session(source, session, emit, watchers=watchers, max_outage_s=cfg.max_outage_s, tee=tee)
     finally:

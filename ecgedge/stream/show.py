@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Hashable
+from typing import Any, Hashable
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class LeadTrace:
         self.lead = self.lead_ids[self.row]
         self.capacity = max(1, int(round(seconds * fs_hz)))
         self.y = np.full(self.capacity, np.nan)
-        self.end = None  # source index one past the newest sample
+        self.end: int | None = None  # source index one past the newest sample
 
     def add(self, frame: Frame) -> None:
         mv = frame.samples_mv()[self.row]
@@ -92,7 +92,7 @@ class _Traces:
 
 
 class _BedState:
-    def __init__(self):
+    def __init__(self) -> None:
         self.rhythm: str | None = None
         self.window: dict | None = None
         self.no_data = False
@@ -156,8 +156,10 @@ class TerminalView:
             bed = self.beds.setdefault(r["stream"], _BedState()) if "stream" in r else None
             kind = r["type"]
             if kind == "window":
+                assert bed is not None  # window, rhythm and no-data records name their bed
                 bed.window = r
             elif kind == "rhythm_change":
+                assert bed is not None
                 bed.rhythm = r["to"]
                 urgent = True
                 self._event(f"{r['t']:.1f} s bed {r['stream']}: rhythm {r['from'] or 'start'} -> {r['to']} ({r['confidence']:.2f})")
@@ -168,6 +170,7 @@ class TerminalView:
                 self._event(f"{r['t']:.1f} s bed {r['stream']}: gap of {r['seconds']:.2f} s "
                             f"(samples {r['samples'][0]}-{r['samples'][1]})")
             elif kind == "no_data":
+                assert bed is not None
                 bed.no_data = True
                 self._event(f"bed {r['stream']}: no data for {r['seconds']:.0f} s")
             elif kind in ("link", "stream_error", "restart"):
@@ -191,7 +194,7 @@ class TerminalView:
             trace = self.traces.by_stream.get(sid)
             _, y = trace.last(self.seconds) if trace else (None, np.zeros(0))
             head = f"{BOLD}bed {sid}{RESET}"
-            if trace is not None:
+            if trace is not None and trace.end is not None:  # a trace is made with its first frame
                 head += f"  lead {trace.lead}  {trace.fs_hz:g} Hz  t {trace.end / trace.fs_hz:7.1f} s"
             head += f"   rhythm {BOLD}{bed.rhythm or '-'}{RESET}"
             w = bed.window
@@ -237,7 +240,7 @@ class PngEvents:
         self.seconds = seconds
         self.traces = _Traces(lead, seconds + 5.0)  # events come out up to a read's worth after their sample
         self.written: list[Path] = []
-        self._figure = None
+        self._figure: tuple[Any, Any] | None = None  # matplotlib's (Figure, FigureCanvasAgg) classes
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure
@@ -264,7 +267,7 @@ class PngEvents:
 
     def write(self, event: dict, title: str, what: str) -> Path | None:
         trace = self.traces.by_stream.get(event["stream"])
-        if trace is None:
+        if trace is None or self._figure is None:  # traces are only kept with matplotlib
             return None
         t, y = trace.last(self.seconds, event["sample"])
         Figure, FigureCanvasAgg = self._figure

@@ -1,5 +1,5 @@
 /*
- * ecgbridge: encoder and streaming decoder for the ecgedge ECG wire protocol, version 1.
+ * ecgbridge: encoder and streaming decoder for the ecgedge ECG wire protocol, versions 1 and 2.
  *
  * The wire format is specified in firmware_bridge/PROTOCOL.md; this header is its C binding.
  * C99, no dynamic allocation, no global mutable state: every buffer is the caller's or lives
@@ -16,17 +16,23 @@
 extern "C" {
 #endif
 
-#define ECGB_VERSION 1u
+/* Version 1: one gain and baseline per frame (header offsets 20..27). Version 2: the same header
+ * with offsets 20..27 zero, and a per-lead table of gain and baseline after the lead ids. */
+#define ECGB_VERSION_1 1u
+#define ECGB_VERSION_2 2u
+#define ECGB_VERSION ECGB_VERSION_2 /* the newest version this library speaks */
 #define ECGB_MAGIC0 0x45u /* 'E' */
 #define ECGB_MAGIC1 0x47u /* 'G' */
 #define ECGB_MAX_LEADS 16u
 /* Fixed part of the header; the lead-id table (one byte per lead) follows it. */
 #define ECGB_HEADER_FIXED 34u
 #define ECGB_CRC_SIZE 4u
+/* Version 2: bytes per entry of the per-lead table (f32 gain_uv, i32 baseline). */
+#define ECGB_LEAD_CAL_SIZE 8u
 /* Largest decoded frame (header + lead ids + samples + CRC). Chosen so a frame fits a small
  * MCU transmit buffer and 40 ms of 12-lead int16 at 500 Hz (20 samples per lead) fits easily. */
 #define ECGB_MAX_FRAME 1024u
-/* Smallest decoded frame: one lead, one int16 sample. */
+/* Smallest decoded frame: version 1, one lead, one int16 sample. */
 #define ECGB_MIN_FRAME (ECGB_HEADER_FIXED + 1u + 2u + ECGB_CRC_SIZE)
 /* COBS adds one byte per 254 data bytes plus one: the longest encoded frame, delimiter excluded. */
 #define ECGB_MAX_ENCODED (ECGB_MAX_FRAME + ECGB_MAX_FRAME / 254u + 1u)
@@ -64,29 +70,36 @@ typedef enum {
     ECGB_ERR_OVERSIZE = -4,          /* more than ECGB_MAX_FRAME decoded bytes before a delimiter */
     ECGB_ERR_BAD_COBS = -5,          /* COBS group runs past the delimiter, or non-canonical */
     ECGB_ERR_BAD_MAGIC = -6,         /* intact (CRC-valid) bytes that are not an ecgbridge frame */
-    ECGB_ERR_BAD_FIELD = -7,         /* a header field out of range (lead code, format, fs, gain) */
+    ECGB_ERR_BAD_FIELD = -7,         /* a header field out of range (lead code, format, fs, gain,
+                                        version, or v2 reserved bytes not zero) */
     ECGB_ERR_RANGE = -8,             /* encoder: a sample does not fit the sample format */
     ECGB_ERR_BUFFER = -9             /* encoder: output buffer too small */
 } ecgb_status;
 
 /*
  * One frame's header, and on the decoding side a view of its samples.
- * Encoders fill every field except version and payload (always ECGB_VERSION / ignored).
+ * Encoders fill every field except payload (ignored). version 0 or 1 sends version 1, which
+ * uses gain_uv and baseline; version 2 uses lead_gain_uv[] and lead_baseline[] instead. The
+ * decoder fills both forms: for a version-1 frame lead_gain_uv[i] = gain_uv and
+ * lead_baseline[i] = baseline for every lead; for a version-2 frame gain_uv and baseline are 0
+ * (their bytes are reserved). Receivers should use the per-lead arrays.
  */
 typedef struct {
-    uint8_t version;
+    uint8_t version;            /* 1 or 2 (0 = 1 when encoding) */
     uint8_t stream_id;
     uint16_t seq;               /* frame counter, wraps 65535 -> 0 */
     uint16_t samples_per_lead;  /* samples of each lead carried by this frame, >= 1 */
     uint64_t first_sample;      /* index of this frame's first sample since stream start */
     uint32_t fs_mhz;            /* sampling rate in milli-hertz (360 Hz = 360000) */
-    float gain_uv;              /* microvolts per LSB, finite and > 0 */
-    int32_t baseline;           /* ADC value that reads 0 mV */
+    float gain_uv;              /* v1: microvolts per LSB of every lead, finite and > 0 */
+    int32_t baseline;           /* v1: ADC value that reads 0 mV, every lead */
     uint8_t sample_format;      /* ecgb_format */
     uint8_t n_leads;            /* 1..ECGB_MAX_LEADS */
     uint16_t device_flags;      /* ECGB_FLAG_* */
     uint16_t lead_off;          /* bit i set: electrode of lead i is off */
     uint8_t lead_ids[ECGB_MAX_LEADS]; /* ecgb_lead codes, n_leads used */
+    float lead_gain_uv[ECGB_MAX_LEADS];    /* v2: microvolts per LSB of lead i, finite and > 0 */
+    int32_t lead_baseline[ECGB_MAX_LEADS]; /* v2: ADC value that reads 0 mV on lead i */
     const uint8_t *payload;     /* decoder: interleaved samples, valid until the next feed */
 } ecgb_frame;
 
@@ -132,11 +145,18 @@ unsigned ecgb_lead_code(const char *name);
 /* Bytes per sample of a format, 0 if unknown. */
 unsigned ecgb_sample_bytes(unsigned sample_format);
 
-/* Decoded size of a frame (header to CRC), or 0 when the arguments are out of range. */
+/* Decoded size of a version-1 frame (header to CRC), or 0 when the arguments are out of range. */
 size_t ecgb_frame_size(unsigned n_leads, unsigned samples_per_lead, unsigned sample_format);
 
-/* Most samples per lead that keep a frame within ECGB_MAX_FRAME (0 if arguments invalid). */
+/* As ecgb_frame_size for a given version (1 or 2; 0 for any other). */
+size_t ecgb_frame_size_v(unsigned version, unsigned n_leads, unsigned samples_per_lead,
+                         unsigned sample_format);
+
+/* Most samples per lead that keep a version-1 frame within ECGB_MAX_FRAME (0 if invalid). */
 unsigned ecgb_max_samples_per_lead(unsigned n_leads, unsigned sample_format);
+
+/* As ecgb_max_samples_per_lead for a given version (1 or 2). */
+unsigned ecgb_max_samples_per_lead_v(unsigned version, unsigned n_leads, unsigned sample_format);
 
 /*
  * Serialise a frame without COBS (header, lead ids, samples, CRC) into out.

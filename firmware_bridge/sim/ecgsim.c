@@ -1,14 +1,17 @@
 /*
- * ecgsim: a simulated acquisition device. Streams a WFDB record (or raw int16 samples) as
- * ecgbridge frames over stdout, a pty, or TCP, at real-time pace or faster, optionally with
- * injected faults. Deterministic for a given --seed. See firmware_bridge/README.md.
+ * ecgsim: a simulated acquisition device. Streams raw ADC integers (a record read by the host's
+ * WFDB reader, ecgedge.data.device_samples, or any raw file) as ecgbridge frames over stdout, a pty, or
+ * TCP, at real-time pace or faster, optionally with injected faults. Deterministic for a given
+ * --seed. See firmware_bridge/README.md.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sim.h"
 
@@ -17,11 +20,25 @@
 
 static const char usage[] =
     "usage: ecgsim [options] RECORD\n"
-    "       ecgsim [options] --raw FILE --fs HZ --leads N --gain-uv UV [--baseline ADU]\n"
-    "                        [--lead-names I,II,...]\n"
+    "       ecgsim [options] --raw FILE --fs HZ --leads N --gain-uv UV[,UV...]\n"
+    "              [--baseline ADU[,ADU...]] [--lead-names I,II,...] [--raw-format int16|int32]\n"
+    "              [--rail ADU] [--raw-unlink]\n"
     "\n"
-    "Streams the raw ADC integers of a WFDB record (formats 16, 212, 24, '16+24' .mat) as\n"
-    "ecgbridge v1 frames (firmware_bridge/PROTOCOL.md); gain = 1000/adc_gain uV per LSB.\n"
+    "Streams raw ADC integers (little-endian, interleaved) as ecgbridge frames\n"
+    "(firmware_bridge/PROTOCOL.md): version 1 when every lead shares one gain and baseline,\n"
+    "version 2 (a gain and baseline per lead) otherwise. ecgsim parses no WFDB: a RECORD is\n"
+    "read by the host's reader (python -m ecgedge.data.device_samples, through wfdb: every format,\n"
+    "ECG leads only, invalid samples not sent), which runs ecgsim again on its ADC integers.\n"
+    "Python: $ECGSIM_PYTHON, else the repository's .venv, else python3.\n"
+    "\n"
+    "input:\n"
+    "  --gain-uv UV[,UV...]     uV per ADC unit: one for every lead, or one per lead\n"
+    "  --baseline ADU[,ADU...]  ADC value of 0 mV: one for every lead, or one per lead (default 0)\n"
+    "  --raw-format F           int16 (default) or int32; in int32, -2147483648 marks an invalid\n"
+    "                           sample: those sample times are not sent (the receiver sees a gap)\n"
+    "  --rail ADU               the ADC's largest value (--lead-off :rail; default: the format's)\n"
+    "  --protocol 1|2           force the protocol version (1 needs one shared gain and baseline)\n"
+    "  --raw-unlink             remove FILE once open (a temporary interchange file)\n"
     "\n"
     "output (default stdout):\n"
     "  --pty                    create a pty, print 'PTY /dev/pts/N' on stderr, wait for a reader\n"
@@ -31,7 +48,7 @@ static const char usage[] =
     "  --speed X                1 = real time (default), 50 = 50x, 0 = as fast as possible\n"
     "  --samples-per-frame N    default: 40 ms of signal\n"
     "  --stream-id N            0..255 (default 0)\n"
-    "  --sample-format F        int16 or int24 (default: int16 unless the record is format 24)\n"
+    "  --sample-format F        int16 or int24 (default: int16, int24 with --raw-format int32)\n"
     "  --seconds S              stop after S seconds of signal\n"
     "  --max-samples N          stop after N samples per lead\n"
     "  --loop                   restart the record at its end (sample index keeps counting)\n"
@@ -60,8 +77,12 @@ typedef struct {
 
 typedef struct {
     const char *record, *raw;
-    double raw_fs, raw_gain_uv;
-    long raw_baseline;
+    int raw_unlink;
+    double raw_fs;
+    raw_calibration cal;
+    raw_width raw_width;
+    long rail;
+    unsigned protocol; /* 0: from the calibration */
     unsigned raw_leads;
     const char *raw_lead_names;
     sim_link link;
@@ -130,6 +151,29 @@ static long long parse_int(const char *s, const char *opt, long long lo, long lo
     return v;
 }
 
+/* A comma list of numbers into out[max]; returns how many. */
+static unsigned parse_list(const char *s, const char *opt, double *dout, long *lout, unsigned max)
+{
+    unsigned n = 0;
+    while (*s) {
+        char item[64];
+        size_t len = strcspn(s, ",");
+        if (n == max || len == 0 || len >= sizeof item)
+            die("wants one value or one per lead, comma-separated", opt);
+        memcpy(item, s, len);
+        item[len] = '\0';
+        if (dout)
+            dout[n] = parse_double(item, opt);
+        else
+            lout[n] = (long)parse_int(item, opt, INT32_MIN, INT32_MAX);
+        ++n;
+        s += len;
+        if (*s == ',')
+            ++s;
+    }
+    return n;
+}
+
 static double parse_probability(const char *s, const char *opt)
 {
     double p = parse_double(s, opt);
@@ -176,7 +220,7 @@ static void parse_args(options *o, int argc, char **argv)
     o->max_samples = -1;
     o->seconds = -1;
     o->seed = 1;
-    o->raw_gain_uv = -1;
+    o->raw_width = RAW_INT16;
     o->disconnect_pause = 1.0;
     for (i = 1; i < argc; ++i) {
         const char *a = argv[i];
@@ -192,9 +236,23 @@ static void parse_args(options *o, int argc, char **argv)
         } else if (strcmp(a, "--leads") == 0) {
             o->raw_leads = (unsigned)parse_int(VALUE(), a, 1, ECGB_MAX_LEADS);
         } else if (strcmp(a, "--gain-uv") == 0) {
-            o->raw_gain_uv = parse_double(VALUE(), a);
+            o->cal.n_gains = parse_list(VALUE(), a, o->cal.gain_uv, NULL, ECGB_MAX_LEADS);
         } else if (strcmp(a, "--baseline") == 0) {
-            o->raw_baseline = (long)parse_int(VALUE(), a, -8388608, 8388607);
+            o->cal.n_baselines = parse_list(VALUE(), a, NULL, o->cal.baseline, ECGB_MAX_LEADS);
+        } else if (strcmp(a, "--raw-format") == 0) {
+            v = VALUE();
+            if (strcmp(v, "int16") == 0)
+                o->raw_width = RAW_INT16;
+            else if (strcmp(v, "int32") == 0)
+                o->raw_width = RAW_INT32;
+            else
+                die("--raw-format is int16 or int32", v);
+        } else if (strcmp(a, "--rail") == 0) {
+            o->rail = (long)parse_int(VALUE(), a, 1, 8388607);
+        } else if (strcmp(a, "--raw-unlink") == 0) {
+            o->raw_unlink = 1;
+        } else if (strcmp(a, "--protocol") == 0) {
+            o->protocol = (unsigned)parse_int(VALUE(), a, 1, 2);
         } else if (strcmp(a, "--lead-names") == 0) {
             o->raw_lead_names = VALUE();
         } else if (strcmp(a, "--pty") == 0) {
@@ -269,9 +327,67 @@ static void parse_args(options *o, int argc, char **argv)
     }
     if (!o->record == !o->raw)
         die("give either a RECORD or --raw FILE (see --help)", NULL);
-    if (o->raw && (!(o->raw_fs > 0) || o->raw_leads == 0 || !(o->raw_gain_uv > 0)))
+    if (o->record)
+        return;
+    if (!(o->raw_fs > 0) || o->raw_leads == 0 || o->cal.n_gains == 0)
         die("--raw needs --fs HZ, --leads N and --gain-uv UV", NULL);
     o->link.quiet = o->quiet;
+}
+
+/* ---- a WFDB record: the host's reader ---- */
+
+static int executable(const char *path)
+{
+    return access(path, X_OK) == 0;
+}
+
+/* One WFDB reader, not two: exec the host's (ecgedge.data.device_samples, wfdb), which writes the record's
+ * ADC integers to a temporary file and execs this program again with --raw ... --raw-unlink and
+ * the options given here. Python: $ECGSIM_PYTHON, else the repository's .venv (this program
+ * lives in REPO/firmware_bridge/build), else python3 on the PATH. Does not return. */
+static void play_record_via_host(int argc, char **argv, const char *record)
+{
+    static char self[4096], repo[4096], venv[4200], pypath[8400], reader[4200];
+    static char *args[520];
+    const char *python = getenv("ECGSIM_PYTHON"), *old = getenv("PYTHONPATH");
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    int i, k = 0;
+    char *slash;
+
+    if (len <= 0 && (argv[0] == NULL || realpath(argv[0], self) == NULL))
+        snprintf(self, sizeof self, "%s", argv[0]);
+    else if (len > 0)
+        self[len] = '\0';
+    snprintf(repo, sizeof repo, "%s", self);
+    for (i = 0; i < 3 && (slash = strrchr(repo, '/')) != NULL; ++i)
+        *slash = '\0'; /* REPO/firmware_bridge/build/ecgsim -> REPO */
+    snprintf(reader, sizeof reader, "%s/ecgedge/data/device_samples.py", repo);
+    if (i == 3 && access(reader, R_OK) == 0) {
+        snprintf(pypath, sizeof pypath, "%s%s%s", repo, old && *old ? ":" : "", old ? old : "");
+        setenv("PYTHONPATH", pypath, 1);
+        snprintf(venv, sizeof venv, "%s/.venv/bin/python", repo);
+        if (!python && executable(venv))
+            python = venv;
+    }
+    if (!python)
+        python = "python3";
+    if (argc > 500)
+        die("too many arguments", NULL);
+    args[k++] = (char *)python;
+    args[k++] = "-m";
+    args[k++] = "ecgedge.data.device_samples";
+    args[k++] = "--ecgsim";
+    args[k++] = self;
+    args[k++] = (char *)record;
+    for (i = 1; i < argc; ++i)
+        if (argv[i] != record)
+            args[k++] = argv[i];
+    args[k] = NULL;
+    fflush(stdout);
+    execvp(python, args);
+    fprintf(stderr, "ecgsim: cannot run the host's WFDB reader (%s -m ecgedge.data.device_samples): %s; set "
+                    "ECGSIM_PYTHON to a Python with ecgedge and wfdb\n", python, strerror(errno));
+    exit(2);
 }
 
 /* LEAD@T0-T1[:rail], resolved against the source's lead names. */
@@ -374,11 +490,7 @@ static size_t damage(const options *o, uint8_t *buf, size_t len, counters *c)
 /* Next sample of every lead, restarting at the end with --loop. 1 ok, 0 end, -1 error. */
 static int next_sample(const options *o, sim_source *src, long long *in_pass, int32_t *out)
 {
-    int rc;
-    if (src->n_samples >= 0 && *in_pass >= src->n_samples)
-        rc = 0; /* the header's length wins over trailing bytes in the file */
-    else
-        rc = source_read(src, out);
+    int rc = source_read(src, out);
     if (rc == 0 && o->loop && *in_pass > 0) {
         if (source_rewind(src) != 0)
             return -1;
@@ -392,34 +504,42 @@ static int next_sample(const options *o, sim_source *src, long long *in_pass, in
 
 int main(int argc, char **argv)
 {
-    static int32_t samples[ECGB_MAX_FRAME];
+    static int32_t samples[ECGB_MAX_FRAME + ECGB_MAX_LEADS];
     static uint8_t wire[ECGB_MAX_WIRE];
     options o;
     sim_source src;
     counters c;
     ecgb_frame f;
     char err[512];
-    unsigned long long frame_no = 0, sample_no = 0, limit = ~0ull;
+    unsigned long long frame_no = 0, sample_no = 0, limit = ~0ull, invalid = 0;
     long long in_pass = 0;
     double t0 = 0, next_disconnect;
     unsigned spf, max_spf, i;
-    int status = 0, done = 0;
+    int status = 0, done = 0, invalid_after = 0, same = 1;
 
     parse_args(&o, argc, argv);
+    if (o.record)
+        play_record_via_host(argc, argv, o.record);
     signal(SIGPIPE, SIG_IGN); /* a vanished reader shows up as EPIPE from write() */
     rng = o.seed;
     memset(&c, 0, sizeof c);
 
-    if ((o.raw ? source_open_raw(&src, o.raw, o.raw_fs, o.raw_leads, o.raw_gain_uv,
-                                 o.raw_baseline, o.raw_lead_names, err, sizeof err)
-               : source_open_wfdb(&src, o.record, err, sizeof err)) != 0)
+    if (source_open_raw(&src, o.raw, o.raw_width, o.raw_fs, o.raw_leads, &o.cal,
+                        o.raw_lead_names, o.rail, err, sizeof err) != 0)
         die(err, NULL);
+    if (o.raw_unlink)
+        remove(o.raw); /* open: readable (and rewindable for --loop) until closed */
     resolve_lead_off(&o, &src);
     if (o.sample_format == 0)
         o.sample_format = (int)src.wire_format;
-    else if (o.sample_format == ECGB_FMT_INT16 && src.wire_format == ECGB_FMT_INT24)
-        die("the record holds 24-bit samples; they do not fit --sample-format int16", NULL);
-    max_spf = ecgb_max_samples_per_lead(src.n_sig, (unsigned)o.sample_format);
+    for (i = 1; i < src.n_sig; ++i)
+        same &= src.gain_uv[i] == src.gain_uv[0] && src.baseline[i] == src.baseline[0];
+    if (o.protocol == 0)
+        o.protocol = same ? ECGB_VERSION_1 : ECGB_VERSION_2; /* v1 whenever it can: any receiver */
+    else if (o.protocol == ECGB_VERSION_1 && !same)
+        die("the leads have different gains or baselines; protocol 1 carries one per frame "
+            "(use --protocol 2)", NULL);
+    max_spf = ecgb_max_samples_per_lead_v(o.protocol, src.n_sig, (unsigned)o.sample_format);
     spf = o.samples_per_frame;
     if (spf == 0) {
         spf = (unsigned)(src.fs * 0.040 + 0.5);
@@ -436,9 +556,12 @@ int main(int argc, char **argv)
 
     memset(&f, 0, sizeof f);
     f.stream_id = (uint8_t)o.stream_id;
+    f.version = (uint8_t)o.protocol;
     f.fs_mhz = (uint32_t)(src.fs * 1000.0 + 0.5);
-    f.gain_uv = src.gain_uv;
-    f.baseline = src.baseline;
+    f.gain_uv = src.gain_uv[0];
+    f.baseline = src.baseline[0];
+    memcpy(f.lead_gain_uv, src.gain_uv, sizeof f.lead_gain_uv);
+    memcpy(f.lead_baseline, src.baseline, sizeof f.lead_baseline);
     f.sample_format = (uint8_t)o.sample_format;
     f.n_leads = (uint8_t)src.n_sig;
     f.device_flags = ECGB_FLAG_SIMULATED;
@@ -447,9 +570,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "ecgsim: %s: %u leads (", src.name, src.n_sig);
         for (i = 0; i < src.n_sig; ++i)
             fprintf(stderr, "%s%s", i ? "," : "", ecgb_lead_name(src.lead_ids[i]));
-        fprintf(stderr, ") at %g Hz, %g uV/LSB, baseline %ld, %s, %u samples per frame\n", src.fs,
-                (double)src.gain_uv, (long)src.baseline,
-                o.sample_format == ECGB_FMT_INT16 ? "int16" : "int24", spf);
+        fprintf(stderr, ") at %g Hz, ", src.fs);
+        for (i = 0; i < (same ? 1u : src.n_sig); ++i)
+            fprintf(stderr, "%s%g", i ? "/" : "", (double)src.gain_uv[i]);
+        fprintf(stderr, " uV/LSB, baseline ");
+        for (i = 0; i < (same ? 1u : src.n_sig); ++i)
+            fprintf(stderr, "%s%ld", i ? "/" : "", (long)src.baseline[i]);
+        fprintf(stderr, ", %s, protocol v%u, %u samples per frame\n",
+                o.sample_format == ECGB_FMT_INT16 ? "int16" : "int24", o.protocol, spf);
     }
 
     if (link_setup(&o.link, err, sizeof err) != 0 || link_open(&o.link, err, sizeof err) != 0)
@@ -472,11 +600,25 @@ int main(int argc, char **argv)
                 done = 1;
                 break;
             }
+            for (k = 0; k < src.n_sig && samples[n * src.n_sig + k] != SIM_INVALID; ++k) {
+            }
+            if (k < src.n_sig) {
+                /* No valid reading at this sample time: not sent. The frame in hand ends here,
+                 * so the next one starts after the run and the receiver reports exactly it. */
+                if (n == 0) {
+                    ++sample_no;
+                    ++invalid;
+                    continue;
+                }
+                invalid_after = 1;
+                break;
+            }
             for (k = 0; k < o.n_lead_off; ++k) {
                 const lead_off_spec *s = &o.lead_off[k];
                 double t = (double)(sample_no + n) / src.fs;
                 if (t >= s->t0 && t < s->t1) {
-                    samples[n * src.n_sig + (unsigned)s->lead] = s->rail ? src.rail : src.baseline;
+                    samples[n * src.n_sig + (unsigned)s->lead] =
+                        s->rail ? src.rail : src.baseline[s->lead];
                     f.lead_off |= (uint16_t)(1u << s->lead);
                 }
             }
@@ -496,7 +638,9 @@ int main(int argc, char **argv)
             link_close(&o.link, 0);
             if (o.speed > 0)
                 sleep_until(now_s() + o.disconnect_pause / o.speed);
-            sample_no += n; /* this frame is lost too */
+            sample_no += n + (unsigned)invalid_after; /* this frame is lost too */
+            invalid += (unsigned)invalid_after;
+            invalid_after = 0;
             frame_no++;
             for (; skip > 0 && sample_no < limit; --skip, ++sample_no)
                 if (next_sample(&o, &src, &in_pass, scratch) != 1) {
@@ -547,7 +691,9 @@ int main(int argc, char **argv)
             }
         }
         frame_no++;
-        sample_no += n;
+        sample_no += n + (unsigned)invalid_after;
+        invalid += (unsigned)invalid_after;
+        invalid_after = 0;
     }
     link_close(&o.link, 1);
     link_teardown(&o.link);
@@ -555,8 +701,9 @@ int main(int argc, char **argv)
     if (!o.quiet)
         fprintf(stderr,
                 "ecgsim: done: %llu samples per lead, %llu frames sent, %llu dropped, %llu bytes, "
-                "%llu bytes dropped, %llu bits flipped, %llu disconnects\n",
+                "%llu bytes dropped, %llu bits flipped, %llu disconnects, %llu invalid sample "
+                "times not sent\n",
                 sample_no, c.frames_sent, c.frames_dropped, c.bytes, c.bytes_dropped,
-                c.bits_flipped, c.disconnects);
+                c.bits_flipped, c.disconnects, invalid);
     return status;
 }

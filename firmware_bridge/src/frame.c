@@ -63,21 +63,42 @@ unsigned ecgb_sample_bytes(unsigned sample_format)
     }
 }
 
-size_t ecgb_frame_size(unsigned n_leads, unsigned samples_per_lead, unsigned sample_format)
+/* Bytes between the fixed header and the samples: the lead ids, and in v2 the per-lead table. */
+static size_t lead_table_size(unsigned version, unsigned n_leads)
+{
+    return version == ECGB_VERSION_2 ? (size_t)n_leads * (1u + ECGB_LEAD_CAL_SIZE) : n_leads;
+}
+
+size_t ecgb_frame_size_v(unsigned version, unsigned n_leads, unsigned samples_per_lead,
+                         unsigned sample_format)
 {
     unsigned b = ecgb_sample_bytes(sample_format);
-    if (b == 0 || n_leads < 1 || n_leads > ECGB_MAX_LEADS || samples_per_lead < 1 ||
-        samples_per_lead > 0xFFFFu)
+    if ((version != ECGB_VERSION_1 && version != ECGB_VERSION_2) || b == 0 || n_leads < 1 ||
+        n_leads > ECGB_MAX_LEADS || samples_per_lead < 1 || samples_per_lead > 0xFFFFu)
         return 0;
-    return ECGB_HEADER_FIXED + n_leads + (size_t)n_leads * samples_per_lead * b + ECGB_CRC_SIZE;
+    return ECGB_HEADER_FIXED + lead_table_size(version, n_leads) +
+           (size_t)n_leads * samples_per_lead * b + ECGB_CRC_SIZE;
+}
+
+size_t ecgb_frame_size(unsigned n_leads, unsigned samples_per_lead, unsigned sample_format)
+{
+    return ecgb_frame_size_v(ECGB_VERSION_1, n_leads, samples_per_lead, sample_format);
+}
+
+unsigned ecgb_max_samples_per_lead_v(unsigned version, unsigned n_leads, unsigned sample_format)
+{
+    unsigned b = ecgb_sample_bytes(sample_format);
+    if ((version != ECGB_VERSION_1 && version != ECGB_VERSION_2) || b == 0 || n_leads < 1 ||
+        n_leads > ECGB_MAX_LEADS)
+        return 0;
+    return (unsigned)((ECGB_MAX_FRAME - ECGB_HEADER_FIXED - lead_table_size(version, n_leads) -
+                       ECGB_CRC_SIZE) /
+                      (n_leads * b));
 }
 
 unsigned ecgb_max_samples_per_lead(unsigned n_leads, unsigned sample_format)
 {
-    unsigned b = ecgb_sample_bytes(sample_format);
-    if (b == 0 || n_leads < 1 || n_leads > ECGB_MAX_LEADS)
-        return 0;
-    return (ECGB_MAX_FRAME - ECGB_HEADER_FIXED - n_leads - ECGB_CRC_SIZE) / (n_leads * b);
+    return ecgb_max_samples_per_lead_v(ECGB_VERSION_1, n_leads, sample_format);
 }
 
 static uint32_t float_bits(float f)
@@ -113,13 +134,20 @@ static ecgb_status write_frame(const ecgb_frame *f, const int32_t *samples, uint
                                size_t cap, size_t *len, int cobs)
 {
     ecgb_writer w;
+    unsigned version = f->version == 0 ? ECGB_VERSION_1 : f->version;
     unsigned b = ecgb_sample_bytes(f->sample_format);
-    size_t size = ecgb_frame_size(f->n_leads, f->samples_per_lead, f->sample_format);
+    size_t size = ecgb_frame_size_v(version, f->n_leads, f->samples_per_lead, f->sample_format);
     size_t i, count;
     int32_t lo, hi;
+    int gains_ok = 1;
 
-    if (b == 0 || f->n_leads < 1 || f->n_leads > ECGB_MAX_LEADS || f->samples_per_lead < 1 ||
-        f->fs_mhz == 0 || !gain_bits_ok(float_bits(f->gain_uv)) ||
+    if (version == ECGB_VERSION_2)
+        for (i = 0; i < f->n_leads && i < ECGB_MAX_LEADS; ++i)
+            gains_ok &= gain_bits_ok(float_bits(f->lead_gain_uv[i]));
+    else
+        gains_ok = gain_bits_ok(float_bits(f->gain_uv));
+    if ((version != ECGB_VERSION_1 && version != ECGB_VERSION_2) || b == 0 || f->n_leads < 1 ||
+        f->n_leads > ECGB_MAX_LEADS || f->samples_per_lead < 1 || f->fs_mhz == 0 || !gains_ok ||
         !lead_table_ok(f->n_leads, f->lead_ids, f->lead_off))
         return ECGB_ERR_BAD_FIELD;
     if (size > ECGB_MAX_FRAME)
@@ -134,19 +162,25 @@ static ecgb_status write_frame(const ecgb_frame *f, const int32_t *samples, uint
     ecgb_writer_start(&w, out, cap, cobs);
     ecgb_writer_byte(&w, ECGB_MAGIC0);
     ecgb_writer_byte(&w, ECGB_MAGIC1);
-    ecgb_writer_byte(&w, ECGB_VERSION);
+    ecgb_writer_byte(&w, (uint8_t)version);
     ecgb_writer_byte(&w, f->stream_id);
     put_le(&w, f->seq, 2);
     put_le(&w, f->samples_per_lead, 2);
     put_le(&w, f->first_sample, 8);
     put_le(&w, f->fs_mhz, 4);
-    put_le(&w, float_bits(f->gain_uv), 4);
-    put_le(&w, (uint32_t)f->baseline, 4);
+    /* v2: the one-gain fields are reserved and sent as zero */
+    put_le(&w, version == ECGB_VERSION_2 ? 0u : float_bits(f->gain_uv), 4);
+    put_le(&w, version == ECGB_VERSION_2 ? 0u : (uint32_t)f->baseline, 4);
     ecgb_writer_byte(&w, f->sample_format);
     ecgb_writer_byte(&w, f->n_leads);
     put_le(&w, f->device_flags, 2);
     put_le(&w, f->lead_off, 2);
     ecgb_writer_bytes(&w, f->lead_ids, f->n_leads);
+    if (version == ECGB_VERSION_2)
+        for (i = 0; i < f->n_leads; ++i) {
+            put_le(&w, float_bits(f->lead_gain_uv[i]), 4);
+            put_le(&w, (uint32_t)f->lead_baseline[i], 4);
+        }
     for (i = 0; i < count; ++i)
         put_le(&w, (uint32_t)samples[i], b); /* two's complement, truncated to b bytes */
     ecgb_writer_crc(&w);
@@ -189,34 +223,43 @@ static int32_t to_signed(uint32_t u, unsigned n)
     return -(int32_t)(~u & (sign - 1u)) - 1; /* u - 2^(8n), computed in range */
 }
 
-/* The frame length its header implies, or 0 when the header's size fields are invalid. */
+/* The frame length its header implies, or 0 when the version or size fields are invalid. */
 static size_t implied_size(const uint8_t *buf)
 {
-    return ecgb_frame_size(buf[29], (unsigned)get_le(buf + 6, 2), buf[28]);
+    return ecgb_frame_size_v(buf[2], buf[29], (unsigned)get_le(buf + 6, 2), buf[28]);
+}
+
+static float float_from_bits(uint32_t bits)
+{
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
 }
 
 ecgb_status ecgb_parse(const uint8_t *buf, size_t len, ecgb_frame *f)
 {
     uint32_t gain;
-    int magic_ok;
-    size_t expected;
+    int magic_ok, version_ok, fields_ok;
+    size_t expected, table;
+    unsigned i;
 
     if (len < ECGB_MIN_FRAME)
         return ECGB_ERR_BAD_LENGTH;
     if (len > ECGB_MAX_FRAME)
         return ECGB_ERR_OVERSIZE;
     magic_ok = buf[0] == ECGB_MAGIC0 && buf[1] == ECGB_MAGIC1;
+    version_ok = buf[2] == ECGB_VERSION_1 || buf[2] == ECGB_VERSION_2;
     expected = implied_size(buf);
     if (ecgb_crc32(buf, len - ECGB_CRC_SIZE) != get_le(buf + len - ECGB_CRC_SIZE, 4)) {
-        /* Name the likely cause: a v1 header whose sizes disagree with what arrived means
-         * bytes were lost or a delimiter was (truncation, merged frames). */
-        if (magic_ok && buf[2] == ECGB_VERSION && expected != 0 && expected != len)
+        /* Name the likely cause: a v1 or v2 header whose sizes disagree with what arrived
+         * means bytes were lost or a delimiter was (truncation, merged frames). */
+        if (magic_ok && version_ok && expected != 0 && expected != len)
             return ECGB_ERR_BAD_LENGTH;
         return ECGB_ERR_BAD_CRC;
     }
     if (!magic_ok)
         return ECGB_ERR_BAD_MAGIC;
-    if (buf[2] != ECGB_VERSION)
+    if (!version_ok)
         return ECGB_ERR_UNKNOWN_VERSION;
     if (expected == 0)
         return ECGB_ERR_BAD_FIELD;
@@ -237,10 +280,28 @@ ecgb_status ecgb_parse(const uint8_t *buf, size_t len, ecgb_frame *f)
     f->device_flags = (uint16_t)get_le(buf + 30, 2);
     f->lead_off = (uint16_t)get_le(buf + 32, 2);
     memset(f->lead_ids, 0, sizeof f->lead_ids);
+    memset(f->lead_gain_uv, 0, sizeof f->lead_gain_uv);
+    memset(f->lead_baseline, 0, sizeof f->lead_baseline);
     memcpy(f->lead_ids, buf + ECGB_HEADER_FIXED, f->n_leads);
-    f->payload = buf + ECGB_HEADER_FIXED + f->n_leads;
-    if (f->fs_mhz == 0 || !gain_bits_ok(gain) ||
-        !lead_table_ok(f->n_leads, f->lead_ids, f->lead_off))
+    table = lead_table_size(f->version, f->n_leads);
+    f->payload = buf + ECGB_HEADER_FIXED + table;
+    if (f->version == ECGB_VERSION_2) {
+        const uint8_t *cal = buf + ECGB_HEADER_FIXED + f->n_leads;
+        fields_ok = gain == 0 && f->baseline == 0; /* reserved in v2: one wire form per frame */
+        for (i = 0; i < f->n_leads; ++i) {
+            uint32_t bits = get_le(cal + ECGB_LEAD_CAL_SIZE * i, 4);
+            fields_ok &= gain_bits_ok(bits);
+            f->lead_gain_uv[i] = float_from_bits(bits);
+            f->lead_baseline[i] = to_signed(get_le(cal + ECGB_LEAD_CAL_SIZE * i + 4, 4), 4);
+        }
+    } else {
+        fields_ok = gain_bits_ok(gain);
+        for (i = 0; i < f->n_leads; ++i) {
+            f->lead_gain_uv[i] = f->gain_uv;
+            f->lead_baseline[i] = f->baseline;
+        }
+    }
+    if (f->fs_mhz == 0 || !fields_ok || !lead_table_ok(f->n_leads, f->lead_ids, f->lead_off))
         return ECGB_ERR_BAD_FIELD;
     return ECGB_OK;
 }

@@ -10,6 +10,16 @@ void json_frame(FILE *out, const ecgb_frame *f, const int32_t *samples)
     fprintf(out, "\"gain_uv\": %.17g, \"baseline\": %ld, \"sample_format\": \"%s\", ",
             (double)f->gain_uv, (long)f->baseline,
             f->sample_format == ECGB_FMT_INT16 ? "int16" : "int24");
+    /* Per lead: v2's table, or v1's one gain and baseline for every lead. */
+    fprintf(out, "\"gains_uv\": [");
+    for (i = 0; i < f->n_leads; ++i)
+        fprintf(out, "%s%.17g", i ? ", " : "",
+                (double)(f->version == ECGB_VERSION_2 ? f->lead_gain_uv[i] : f->gain_uv));
+    fprintf(out, "], \"baselines\": [");
+    for (i = 0; i < f->n_leads; ++i)
+        fprintf(out, "%s%ld", i ? ", " : "",
+                (long)(f->version == ECGB_VERSION_2 ? f->lead_baseline[i] : f->baseline));
+    fprintf(out, "], ");
     fprintf(out, "\"n_leads\": %u, \"lead_codes\": [", f->n_leads);
     for (i = 0; i < f->n_leads; ++i)
         fprintf(out, "%s%u", i ? ", " : "", f->lead_ids[i]);

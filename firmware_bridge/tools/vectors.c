@@ -4,7 +4,7 @@
 
 #include "json.h"
 
-#define MAX_CASES 32u
+#define MAX_CASES 48u
 
 static vec_case cases[MAX_CASES];
 static size_t n_cases;
@@ -45,7 +45,11 @@ static void expect_frame(vec_case *c, const ecgb_frame *f, const int32_t *sample
     vec_event *e = &c->events[c->n_events++];
     e->status = ECGB_OK;
     e->frame = *f;
-    e->frame.version = ECGB_VERSION;
+    e->frame.version = f->version ? f->version : ECGB_VERSION_1;
+    if (e->frame.version == ECGB_VERSION_2) { /* reserved in v2: sent and decoded as 0 */
+        e->frame.gain_uv = 0.0f;
+        e->frame.baseline = 0;
+    }
     e->frame.payload = NULL;
     memcpy(e->samples, samples, sizeof(int32_t) * f->n_leads * f->samples_per_lead);
 }
@@ -92,6 +96,20 @@ static ecgb_frame mitdb_frame(void)
     f.device_flags = ECGB_FLAG_SIMULATED;
     f.lead_ids[0] = ECGB_LEAD_MLII;
     f.lead_ids[1] = ECGB_LEAD_V5;
+    return f;
+}
+
+/* The same in version 2, with MIT-BIH-style per-lead calibration: V5 at its own gain and zero. */
+static ecgb_frame mitdb_v2_frame(void)
+{
+    ecgb_frame f = mitdb_frame();
+    f.version = ECGB_VERSION_2;
+    f.gain_uv = 0.0f;
+    f.baseline = 0;
+    f.lead_gain_uv[0] = 5.0f;
+    f.lead_baseline[0] = 1024;
+    f.lead_gain_uv[1] = 2.5f;
+    f.lead_baseline[1] = -3;
     return f;
 }
 
@@ -199,6 +217,43 @@ static void build(void)
     wire_frame(c, &f, s);
     expect_frame(c, &f, s);
 
+    /* ---- version 2: a gain and baseline per lead ---- */
+    f = mitdb_v2_frame();
+    c = new_case("v2_two_leads_own_gains", "version 2: MLII at 5 uV/LSB zero 1024, V5 at 2.5 uV/LSB zero -3; the v2 worked example");
+    wire_frame(c, &f, mitdb_samples);
+    expect_frame(c, &f, mitdb_samples);
+
+    f = twelve_lead_frame(s);
+    f.version = ECGB_VERSION_2;
+    for (i = 0; i < 12; ++i) {
+        f.lead_gain_uv[i] = 0.3f * (float)(i + 1);
+        f.lead_baseline[i] = (int32_t)i * 1000 - 6000;
+    }
+    c = new_case("v2_int24_twelve_lead", "version 2, int24, 12 leads with 12 gains (0.3 .. 3.6 uV/LSB) and baselines");
+    wire_frame(c, &f, s);
+    expect_frame(c, &f, s);
+
+    {
+        /* v2 max size: 34 + 2*9 + 242*2*2 + 4 = 1024 */
+        ecgb_frame g = mitdb_v2_frame();
+        g.samples_per_lead = 242;
+        for (i = 0; i < 484; ++i)
+            s[i] = (int32_t)(i * 7) - 1700;
+        c = new_case("v2_max_size_frame", "version 2, exactly 1024 decoded bytes (242 samples of 2 leads)");
+        wire_frame(c, &g, s);
+        expect_frame(c, &g, s);
+    }
+
+    f = mitdb_frame();
+    c = new_case("v1_then_v2", "a v1 frame, then the same stream in v2 with per-lead gains: both decode");
+    wire_frame(c, &f, mitdb_samples);
+    expect_frame(c, &f, mitdb_samples);
+    f = mitdb_v2_frame();
+    f.seq = 1;
+    f.first_sample = 4;
+    wire_frame(c, &f, mitdb_samples);
+    expect_frame(c, &f, mitdb_samples);
+
     /* ---- streams: idle fill and resynchronisation ---- */
     f = mitdb_frame();
     c = new_case("idle_delimiters_and_two_frames", "leading and repeated 0x00 are idle fill; two frames back to back");
@@ -288,9 +343,9 @@ static void build(void)
     expect_error(c, ECGB_ERR_BAD_LENGTH);
 
     len = pack(&f, mitdb_samples, raw, sizeof raw);
-    raw[2] = 2;
+    raw[2] = 3;
     fix_crc(raw, len);
-    c = new_case("unknown_version", "intact frame of protocol version 2");
+    c = new_case("unknown_version", "intact frame of protocol version 3");
     wire_raw(c, raw, len);
     expect_error(c, ECGB_ERR_UNKNOWN_VERSION);
 
@@ -367,6 +422,43 @@ static void build(void)
     c = new_case("bad_field_zero_fs", "sampling rate 0 Hz");
     wire_raw(c, raw, len);
     expect_error(c, ECGB_ERR_BAD_FIELD);
+
+    f = mitdb_v2_frame();
+    len = pack(&f, mitdb_samples, raw, sizeof raw);
+    memset(raw + ECGB_HEADER_FIXED + 2 + ECGB_LEAD_CAL_SIZE, 0, 4); /* V5's gain */
+    fix_crc(raw, len);
+    c = new_case("v2_bad_field_zero_lead_gain", "version 2: the second lead's gain is 0 uV/LSB");
+    wire_raw(c, raw, len);
+    expect_error(c, ECGB_ERR_BAD_FIELD);
+
+    len = pack(&f, mitdb_samples, raw, sizeof raw);
+    raw[ECGB_HEADER_FIXED + 2 + 3] = 0x7F; /* MLII's gain: 0x7FC00000, a quiet NaN */
+    raw[ECGB_HEADER_FIXED + 2 + 2] = 0xC0;
+    fix_crc(raw, len);
+    c = new_case("v2_bad_field_nan_lead_gain", "version 2: the first lead's gain is NaN");
+    wire_raw(c, raw, len);
+    expect_error(c, ECGB_ERR_BAD_FIELD);
+
+    len = pack(&f, mitdb_samples, raw, sizeof raw);
+    raw[24] = 1; /* the reserved (v1 baseline) bytes */
+    fix_crc(raw, len);
+    c = new_case("v2_bad_field_reserved", "version 2 with non-zero bytes at offsets 20..27 (reserved in v2)");
+    wire_raw(c, raw, len);
+    expect_error(c, ECGB_ERR_BAD_FIELD);
+
+    f = mitdb_frame();
+    len = pack(&f, mitdb_samples, raw, sizeof raw);
+    raw[2] = 2;
+    fix_crc(raw, len);
+    c = new_case("v2_bad_length_v1_body", "a v1 frame relabelled version 2 (valid CRC): no room for the per-lead table");
+    wire_raw(c, raw, len);
+    expect_error(c, ECGB_ERR_BAD_LENGTH);
+
+    f = mitdb_v2_frame();
+    len = pack(&f, mitdb_samples, raw, sizeof raw);
+    c = new_case("v2_truncated_tail", "version 2, the last 3 bytes lost: the header implies 72 bytes, 69 arrived");
+    wire_raw(c, raw, len - 3);
+    expect_error(c, ECGB_ERR_BAD_LENGTH);
 }
 
 size_t vectors_build(const vec_case **out)
@@ -383,10 +475,11 @@ void vectors_write_json(FILE *out, const vec_case *cs, size_t n)
 {
     size_t i, j;
     fprintf(out, "{\n");
-    fprintf(out, "  \"about\": \"ecgbridge wire protocol v%u test vectors (firmware_bridge/PROTOCOL.md). "
+    fprintf(out, "  \"about\": \"ecgbridge wire protocol v1 and v%u test vectors (firmware_bridge/PROTOCOL.md). "
                  "Generated by 'make -C firmware_bridge vectors' (tools/mkvectors.c, tools/vectors.c); "
                  "do not edit by hand. hex: the bytes on the wire; events: what a fresh decoder "
-                 "reports for them, in order. samples: one list per lead, raw ADC integers.\",\n",
+                 "reports for them, in order. samples: one list per lead, raw ADC integers; "
+                 "gains_uv, baselines: per lead (a v1 frame's one gain and baseline, repeated).\",\n",
             ECGB_VERSION);
     fprintf(out, "  \"protocol_version\": %u,\n  \"max_frame_bytes\": %u,\n  \"vectors\": [\n",
             ECGB_VERSION, ECGB_MAX_FRAME);
@@ -424,6 +517,14 @@ static int same_frame(const vec_event *e, const ecgb_frame *got, char *why, size
         memcmp(got->lead_ids, f->lead_ids, f->n_leads) != 0) {
         snprintf(why, why_len, "header differs (seq %u vs %u)", got->seq, f->seq);
         return 0;
+    }
+    for (i = 0; i < f->n_leads; ++i) {
+        float gain = f->version == ECGB_VERSION_2 ? f->lead_gain_uv[i] : f->gain_uv;
+        int32_t base = f->version == ECGB_VERSION_2 ? f->lead_baseline[i] : f->baseline;
+        if (got->lead_gain_uv[i] != gain || got->lead_baseline[i] != base) {
+            snprintf(why, why_len, "lead %u: gain or baseline differs", i);
+            return 0;
+        }
     }
     for (t = 0; t < f->samples_per_lead; ++t)
         for (i = 0; i < f->n_leads; ++i)
