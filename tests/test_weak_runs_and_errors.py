@@ -232,7 +232,7 @@ def test_bad_class_floors_are_config_errors(given):
 
 def test_check_with_an_unknown_backend(tmp_path):
     line = one_error_line(CliRunner().invoke(app, ["export", "--check", str(tmp_path), "--backend", "ort-gpu"]))
-    assert line == "error: --backend: 'ort-gpu' is not one of ort-cpu, ort-cuda, ort-trt, tensorrt"
+    assert line == "error: --backend: 'ort-gpu' is not one of ort-cpu, ort-cuda, ort-trt, tensorrt, c-int8"
 
 
 def test_data_build_into_an_unwritable_path(synth):
