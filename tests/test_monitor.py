@@ -15,14 +15,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecgedge.config import STANDARD_12_LEADS, PreprocessConfig
+from ecgedge.config import STANDARD_12_LEADS, Backend, PreprocessConfig
 from ecgedge.data.preprocess import normalise_windows, preprocess_signal
 from ecgedge.data.synthetic import synthesize_ecg
 from ecgedge.errors import ConfigError, ShapeMismatch
 from ecgedge.manifest import load_manifest
 from ecgedge.runtime import runner_from_export
 from ecgedge.stream.events import QualityChange, RhythmChange, WindowVerdict
-from ecgedge.stream.monitor import BedMonitor, ModelSpec, StreamHub, StreamSettings
+from ecgedge.stream.monitor import (
+    CPU_MAX_BATCH,
+    GPU_MAX_BATCH,
+    BedMonitor,
+    ModelSpec,
+    StreamHub,
+    StreamSettings,
+    default_max_batch,
+)
 from helpers import LABELS, WINDOW, CountingRunner, linear_export, offline_probs, windows
 
 FS = 500.0
@@ -239,6 +247,24 @@ def test_hub_batches_many_beds_into_one_call(linear, ecg):
         alone.open(sid, fs_in=FS, lead_names=STANDARD_12_LEADS)
         alone.push(sid, x, 0)
         assert [r for r in records if r.get("stream") == sid] == alone.flush()
+
+
+def test_cpu_runners_get_calls_of_at_most_eight_windows_gpu_and_triton_of_64(linear):
+    """Batching does not pay on ONNX Runtime CPU (issue 15: the leads are already the batch inside the
+    graph; at 64 windows the activations leave the L2 cache): a hub on a CPU runner calls it with at most
+    8 windows, on a GPU backend or a Triton server with 64; ``max_batch`` overrides."""
+    runner, spec = linear
+    assert StreamHub(runner, spec).max_batch == CPU_MAX_BATCH == 8
+    assert StreamHub(runner, spec, max_batch=3).max_batch == 3
+
+    class Remote:
+        backend = None
+        name = "triton:127.0.0.1:8001/ecg"
+
+    class Gpu:
+        backend = Backend.ort_trt
+
+    assert default_max_batch(Remote()) == default_max_batch(Gpu()) == GPU_MAX_BATCH == 64
 
 
 def test_missing_lead_is_an_error_not_a_zero_lead():
