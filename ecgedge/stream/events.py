@@ -183,10 +183,12 @@ class DeviceLabel:
     """The device's own verdict on a window (a label frame, ``ecgsim --classify``) beside the host's.
 
     The device's window and the host's are the same window when they end at the same source sample
-    (both cut windows at the same model-rate ends from the stream's start: the hop is equal). ``host_label``:
-    the host's label for the window ending at ``end_sample``; None when the host's window there was
-    unreliable (``host_quality`` ``unreliable``) or the host cut no window there (``host_quality``
-    None). ``agree`` is None unless both have a label.
+    (both cut windows at the same model-rate ends from the stream's start: the hop is equal).
+    ``host_label``: the host model's label for the window ending at ``end_sample``, also where the
+    host reports that window ``unreliable`` for the label itself (the noise class ``~``); None where
+    the host did not run the model on it (lead-off, failed signal checks, starting up) or cut no
+    window there. ``host_quality``: that window's ``ok`` / ``unreliable`` (None: no host window).
+    ``agree`` is None unless both have a label.
     """
 
     stream: Hashable

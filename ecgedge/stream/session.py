@@ -130,8 +130,9 @@ class StreamSession:
         self._stalled: set[Hashable] = set()
         self._now = 0.0
         # Device labels meet the host's verdicts by window end sample: the host's recent verdicts
-        # (end sample -> label, None when unreliable), and device labels still waiting for theirs.
-        self._host: dict[Hashable, dict[int, str | None]] = {}
+        # (end sample -> (label or None where the model did not run, quality)), and device labels
+        # still waiting for theirs.
+        self._host: dict[Hashable, dict[int, tuple[str | None, str]]] = {}
         self._device_waiting: dict[Hashable, list[DeviceLabel]] = {}
 
     # ---- input --------------------------------------------------------------------------------
@@ -272,7 +273,7 @@ class StreamSession:
         for e in events:
             if isinstance(e, WindowVerdict):
                 host = self._host.setdefault(e.stream, {})
-                host[e.end_sample] = e.label if e.reliable else None
+                host[e.end_sample] = (e.label, "ok" if e.reliable else "unreliable")
                 if len(host) > 64:
                     del host[next(iter(host))]
                 out.append(e)
@@ -292,8 +293,8 @@ class StreamSession:
         host = self._host.get(e.stream, {})
         if e.end_sample not in host:
             return e
-        label = host[e.end_sample]
-        return replace(e, host_label=label, host_quality="ok" if label is not None else "unreliable")
+        label, quality = host[e.end_sample]
+        return replace(e, host_label=label, host_quality=quality)
 
     def _account(self, events: list[Event]) -> list[dict]:
         """Count events into their beds' :class:`StreamCounts`, from their fields; their JSON records, in order."""
