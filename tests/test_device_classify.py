@@ -125,7 +125,7 @@ def test_label_frame_vector_decodes_to_its_fields():
     assert cobs_encode(frame) + b"\0" == bytes.fromhex(vec["wire"])
     dec = FrameDecoder()
     assert dec.feed(bytes.fromhex(vec["wire"])) == [want]
-    assert dec.stats["labels"] == 1 and dec.stats["frames"] == 0
+    assert dec.label_frames == 1 and dec.stats["frames"] == 0
     np.testing.assert_allclose(want.logits, (np.array(f["scores"]) - 26) * scale, rtol=1e-6)
 
 

@@ -43,16 +43,19 @@ class FrameDecoder:
     A port of the C decoder's state machine (``firmware_bridge/src/decoder.c``): it holds at most
     :data:`MAX_FRAME_BYTES`, reports an oversize frame as soon as it overflows and skips to the next
     delimiter, and treats runs of 0x00 as idle fill. Feeding the same bytes in any chunks gives the
-    same events. ``stats`` counts bytes, frames and each error kind.
+    same events. ``stats`` counts bytes, frames and each error kind (as the C decoder's do);
+    ``label_frames`` the label frames (PROTOCOL.md 2b), which it yields as
+    :class:`~ecgedge.bridge.frame.LabelFrame` (the C decoder reports them as ``unknown_version``).
     """
 
     def __init__(self) -> None:
-        self.stats: dict[str, int] = {"bytes": 0, "frames": 0, "labels": 0} | {k.value: 0 for k in DecodeErrorKind}
+        self.stats: dict[str, int] = {"bytes": 0, "frames": 0} | {k.value: 0 for k in DecodeErrorKind}
         self._buf = bytearray()
         self._state = _IDLE
         self._code = 0
         self._remaining = 0
         self._prev_ff = False
+        self.label_frames = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | LabelFrame | DecodeError]:
         """Consume ``data``; return the frames and errors it completed, in stream order."""
@@ -136,6 +139,9 @@ class FrameDecoder:
         return self._count(result)
 
     def _count(self, event: _Event) -> _Event:
-        self.stats["frames" if isinstance(event, Frame) else "labels" if isinstance(event, LabelFrame) else event.kind.value] += 1
+        if isinstance(event, LabelFrame):
+            self.label_frames += 1
+        else:
+            self.stats["frames" if isinstance(event, Frame) else event.kind.value] += 1
         return event
 

@@ -340,7 +340,7 @@ class StreamSession:
         """The final event: bytes, frames, decode errors by kind, link drops, a snapshot of each bed's counts;
         ``source``, ``ended``, ``elapsed_s`` (wall seconds) and ``tee_error`` when run from a source."""
         stats = self.decoder.stats
-        errors = {k: v for k, v in stats.items() if k not in ("bytes", "frames", "labels") and v}
+        errors = {k: v for k, v in stats.items() if k not in ("bytes", "frames") and v}
         streams = []
         for sid, c in self.counts.items():
             monitor = self.hub.monitors.get(sid)
