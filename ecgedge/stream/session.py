@@ -342,6 +342,10 @@ class StreamSession:
         stats = self.decoder.stats
         errors = {k: v for k, v in stats.items() if k not in ("bytes", "frames") and v}
         streams = []
+        for sid, waiting in self._device_waiting.items():  # device labels no host window met: counted, never compared
+            if sid in self.counts:
+                self.counts[sid].device_labels += len(waiting)
+            waiting.clear()
         for sid, c in self.counts.items():
             monitor = self.hub.monitors.get(sid)
             pending = monitor.pending_samples if monitor is not None else c.received - c.classified - c.unreliable

@@ -129,7 +129,7 @@ int classifier_open(sim_classifier *c, const char *export, double hop_s, const s
         c->pending[i].fs_mhz = (uint32_t)(src->fs * 1000.0 + 0.5);
     }
     c->restart = 1;
-    fprintf(stderr, "ecgsim: --classify: %s (%s)\n", describe(), path);
+    snprintf(c->describe, sizeof c->describe, "%s (%s)", describe(), path);
     return 0;
 }
 

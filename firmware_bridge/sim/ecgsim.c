@@ -563,6 +563,8 @@ int main(int argc, char **argv)
     if (o.classify && classifier_open(&cls, o.classify, o.classify_hop, &src, (uint8_t)o.stream_id, argv[0], err,
                                       sizeof err) != 0)
         die(err, NULL);
+    if (o.classify && !o.quiet)
+        fprintf(stderr, "ecgsim: --classify: %s\n", cls.describe);
     if (o.sample_format == 0)
         o.sample_format = (int)src.wire_format;
     for (i = 1; i < src.n_sig; ++i)

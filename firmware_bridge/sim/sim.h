@@ -101,6 +101,7 @@ typedef struct {
     unsigned n_pending;
     unsigned long long windows, labels_sent;
     uint16_t seq;
+    char describe[4600];                  /* model, rates, window, hop (shared object) */
 } sim_classifier;
 
 /* Build (through the host's Python: python -m ecgedge.export.mcu_device) and load the classifier of
