@@ -222,3 +222,38 @@ def test_ecgsim_classify_refuses_an_export_without_its_c_library(build, cache, t
     res = _ecgsim(build, ["--raw", str(raw), "--fs", "300", "--leads", "1", "--gain-uv", "1",
                           "--classify", str(tmp_path / "nowhere")], cache)
     assert res.returncode != 0 and res.stdout == b""
+
+
+def _labelled_wire(build: Path, export: Path, cache: Path, tmp_path: Path, seconds: float = 14.0) -> bytes:
+    raw = tmp_path / "lead.i16"
+    (np.round(_ecg_like(300.0, seconds, seed=5) * 1000)).astype("<i2").tofile(raw)
+    res = _ecgsim(build, ["--raw", str(raw), "--fs", "300", "--leads", "1", "--gain-uv", "1", "--lead-names", "I",
+                          "--classify", str(export)], cache)
+    assert res.returncode == 0, res.stderr.decode()
+    return res.stdout
+
+
+def test_a_receiver_without_label_frames_loses_no_samples(build, shipped_mcu, cache, tmp_path):
+    """The C decoder (no label frames) reports each as unknown_version and still gets every sample frame."""
+    wire = _labelled_wire(build, shipped_mcu, cache, tmp_path)
+    dump = subprocess.run([str(build / "ecgbdump")], input=wire, capture_output=True, timeout=30)
+    stats = json.loads(dump.stdout.decode().splitlines()[-1])["stats"]
+    assert stats["unknown_version"] == 14 - 9 and stats["frames"] == 14 * 300 // 12
+    assert sum(v for k, v in stats.items() if k not in ("bytes", "frames", "unknown_version")) == 0
+
+
+def test_a_device_label_ahead_of_the_hosts_verdict_waits_for_it(build, shipped_mcu, cache, tmp_path):
+    """Each label frame moved ahead of the sample frame that completes its window: still matched by end sample."""
+    packets = [p + b"\0" for p in _labelled_wire(build, shipped_mcu, cache, tmp_path).split(b"\0") if p]
+    is_label = [isinstance(FrameDecoder().feed(b"\0" + p)[0], LabelFrame) for p in packets]
+    moved: list[bytes] = []
+    for p, label in zip(packets, is_label):
+        if label:
+            moved.insert(len(moved) - 1, p)  # before the frame holding the window's last sample
+        else:
+            moved.append(p)
+    records = _stream(shipped_mcu, b"\0" + b"".join(moved))
+    device = [r for r in records if r["type"] == "device_label"]
+    assert len(device) == 14 - 9 and all(d["agree"] for d in device)
+    (counts,) = records[-1]["streams"]
+    assert counts["device_labels"] == counts["device_compared"] == counts["device_agree"] == 5
