@@ -16,7 +16,6 @@
 #include "ecgedge_device.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "ecgedge_device_config.h"
@@ -64,7 +63,7 @@ static uint64_t in_offset(uint64_t out)
 static float bandpass(int lead, float x_in)
 {
     int s;
-    double x = x_in;
+    double x = (double)x_in;
     for (s = 0; s < ECGDEV_SECTIONS; ++s) {
         const double *c = ecgdev_sos[s];
         double *z = zstate[lead][s];
@@ -81,8 +80,8 @@ static void output(int lead, float y)
     int s;
     if (n_out == 0)
         for (s = 0; s < ECGDEV_SECTIONS; ++s) {
-            zstate[lead][s][0] = ecgdev_zi[s][0] * y;
-            zstate[lead][s][1] = ecgdev_zi[s][1] * y;
+            zstate[lead][s][0] = ecgdev_zi[s][0] * (double)y;
+            zstate[lead][s][1] = ecgdev_zi[s][1] * (double)y;
         }
     ring[lead][n_out % RING] = bandpass(lead, y);
 }
@@ -122,11 +121,11 @@ static void zscore(void)
         float mean, sd;
         for (t = 0; t < ECGDEV_WINDOW; ++t) {
             w[t] = ring[lead][(next_end - ECGDEV_WINDOW + (uint64_t)t) % RING];
-            sum += w[t];
+            sum += (double)w[t];
         }
         mean = (float)(sum / ECGDEV_WINDOW);
         for (t = 0; t < ECGDEV_WINDOW; ++t)
-            ss += ((double)w[t] - mean) * ((double)w[t] - mean);
+            ss += ((double)w[t] - (double)mean) * ((double)w[t] - (double)mean);
         sd = (float)sqrt(ss / ECGDEV_WINDOW);
         if (!(sd >= ECGDEV_STD_FLOOR))
             sd = ECGDEV_STD_FLOOR;
