@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from ecgedge.bridge.frame import MAX_FRAME_BYTES, DecodeError, DecodeErrorKind, Frame, unpack_frame
+from ecgedge.bridge.frame import MAX_FRAME_BYTES, DecodeError, DecodeErrorKind, Frame, LabelFrame, unpack_frame
 
-_Event = TypeVar("_Event", Frame, DecodeError, Frame | DecodeError)
+_Event = TypeVar("_Event", Frame, LabelFrame, DecodeError, Frame | LabelFrame | DecodeError)
 
 _IDLE, _IN_FRAME, _DISCARD = range(3)
 
 
-def _frame_from_cobs(data: bytes, start: int, end: int, offset: int) -> Frame | DecodeError:
+def _frame_from_cobs(data: bytes, start: int, end: int, offset: int) -> Frame | LabelFrame | DecodeError:
     """Decode the complete COBS segment ``data[start:end]`` (delimiter at ``end``) group by group:
     the same results and error texts as :class:`FrameDecoder`'s byte state machine, at slice speed."""
     out = bytearray()
@@ -43,7 +43,9 @@ class FrameDecoder:
     A port of the C decoder's state machine (``firmware_bridge/src/decoder.c``): it holds at most
     :data:`MAX_FRAME_BYTES`, reports an oversize frame as soon as it overflows and skips to the next
     delimiter, and treats runs of 0x00 as idle fill. Feeding the same bytes in any chunks gives the
-    same events. ``stats`` counts bytes, frames and each error kind.
+    same events. ``stats`` counts bytes, frames and each error kind (as the C decoder's do);
+    ``label_frames`` the label frames (PROTOCOL.md 2b), which it yields as
+    :class:`~ecgedge.bridge.frame.LabelFrame` (the C decoder reports them as ``unknown_version``).
     """
 
     def __init__(self) -> None:
@@ -53,13 +55,14 @@ class FrameDecoder:
         self._code = 0
         self._remaining = 0
         self._prev_ff = False
+        self.label_frames = 0
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | DecodeError]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | LabelFrame | DecodeError]:
         """Consume ``data``; return the frames and errors it completed, in stream order."""
         data = bytes(data)
         base = self.stats["bytes"]
         self.stats["bytes"] += len(data)
-        events: list[Frame | DecodeError] = []
+        events: list[Frame | LabelFrame | DecodeError] = []
         i, n = 0, len(data)
         while i < n:
             if self._state == _IDLE:
@@ -122,10 +125,10 @@ class FrameDecoder:
         return self._count(DecodeError(DecodeErrorKind.OVERSIZE,
                                        f"more than {MAX_FRAME_BYTES} bytes without a delimiter", offset))
 
-    def _end_frame(self, offset: int) -> Frame | DecodeError:
+    def _end_frame(self, offset: int) -> Frame | LabelFrame | DecodeError:
         self._state = _IDLE
         if self._remaining:
-            result: Frame | DecodeError = DecodeError(
+            result: Frame | LabelFrame | DecodeError = DecodeError(
                 DecodeErrorKind.BAD_COBS, f"COBS group cut short by {self._remaining} bytes")
         elif self._code == 1 and self._prev_ff:
             result = DecodeError(DecodeErrorKind.BAD_COBS, "empty COBS group after a full one (non-canonical)")
@@ -136,6 +139,9 @@ class FrameDecoder:
         return self._count(result)
 
     def _count(self, event: _Event) -> _Event:
-        self.stats["frames" if isinstance(event, Frame) else event.kind.value] += 1
+        if isinstance(event, LabelFrame):
+            self.label_frames += 1
+        else:
+            self.stats["frames" if isinstance(event, Frame) else event.kind.value] += 1
         return event
 

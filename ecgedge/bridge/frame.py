@@ -36,6 +36,9 @@ from ecgedge.errors import ConfigError
 
 PROTOCOL_VERSION = 1  # what Frame sends unless told otherwise: every v1 receiver reads it
 PROTOCOL_VERSIONS = (1, 2)
+# Version byte of a label frame (PROTOCOL.md section 2b, "L"): the device's own verdict on a window.
+# Not 1 or 2, so a receiver that predates it reports it as unknown_version, never as samples.
+LABEL_VERSION = 0x4C
 MAGIC = b"EG"
 HEADER_FIXED_BYTES = 34
 CRC_BYTES = 4
@@ -356,7 +359,7 @@ def _error(kind: DecodeErrorKind, detail: str) -> DecodeError:
     return DecodeError(kind, detail)
 
 
-def unpack_frame(data: bytes | bytearray) -> Frame | DecodeError:
+def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | DecodeError:
     """Validate one frame without COBS (as :func:`pack_frame` returns it); never raises.
 
     Checks run in the order PROTOCOL.md gives, so C and Python report the same kind.
@@ -380,6 +383,8 @@ def unpack_frame(data: bytes | bytearray) -> Frame | DecodeError:
         return _error(DecodeErrorKind.BAD_CRC, f"CRC-32 mismatch over {n} bytes")
     if magic != MAGIC:
         return _error(DecodeErrorKind.BAD_MAGIC, f"magic {magic!r}, expected {MAGIC!r}")
+    if version == LABEL_VERSION:
+        return _unpack_label(data)
     if not known:
         return _error(DecodeErrorKind.UNKNOWN_VERSION,
                       f"protocol version {version}; this decoder speaks {PROTOCOL_VERSIONS}")
@@ -417,3 +422,109 @@ def unpack_frame(data: bytes | bytearray) -> Frame | DecodeError:
         gains_uv=tuple(_f32_from_bits(bits) for bits, _ in cal), baselines=tuple(b for _, b in cal),
         sample_format=fmt, lead_off=lead_off, device_flags=device_flags, version=version,
     )
+
+
+# ---- label frames (PROTOCOL.md section 2b) ------------------------------------------------------
+
+LABEL_TEXT_BYTES = 8
+MAX_LABEL_CLASSES = 32
+# magic, version, stream id, label seq, classes, label, first sample, end sample, fs (mHz),
+# score scale (f32 bits), score zero point, flags, label text
+_LABEL_HEADER = struct.Struct(f"<2sBBHBBQQIIbB{LABEL_TEXT_BYTES}s")
+LABEL_HEADER_BYTES = _LABEL_HEADER.size
+assert LABEL_HEADER_BYTES == 42
+
+
+class LabelFlag(enum.IntFlag):
+    """Bits of a label frame's ``flags``; bits 1..7 are reserved (must be 0)."""
+
+    LEAD_OFF = 0x01  # an electrode the model reads was off during the window
+
+
+@dataclass(frozen=True)
+class LabelFrame:
+    """The device's own rhythm verdict on one window of a stream (``ecgsim --classify``).
+
+    Args:
+        stream_id: the stream whose samples were classified.
+        seq: label-frame counter 0..65535 (its own, not the sample frames'); wraps to 0.
+        first_sample, end_sample: the window, source sample indices ``[first_sample, end_sample)``
+            of that stream (the host's ``WindowVerdict.start_sample`` / ``end_sample``).
+        fs_hz: the stream's sampling rate (so the frame reads alone), at the wire's 1 mHz.
+        label: class index (< ``len(scores)``); ``label_text`` its name (at most 8 bytes of UTF-8).
+        scores: int8 logits, one per class; ``(score - zero_point) * scale`` are the model's logits.
+        scale, zero_point: the output quantization.
+        flags: :class:`LabelFlag` bits.
+    """
+
+    stream_id: int
+    seq: int
+    first_sample: int
+    end_sample: int
+    fs_hz: float
+    label: int
+    label_text: str
+    scores: tuple[int, ...]
+    scale: float
+    zero_point: int
+    flags: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(what: str) -> ConfigError:
+            return ConfigError(f"label frame: {what}")
+
+        if not 0 <= self.stream_id <= 255 or not 0 <= self.seq < SEQ_MODULUS:
+            raise bad(f"stream_id {self.stream_id} / seq {self.seq} out of range")
+        if not 1 <= len(self.scores) <= MAX_LABEL_CLASSES or not 0 <= self.label < len(self.scores):
+            raise bad(f"{len(self.scores)} classes (1..{MAX_LABEL_CLASSES}), label {self.label}")
+        if any(not -128 <= s <= 127 for s in self.scores) or not -128 <= self.zero_point <= 127:
+            raise bad("scores and zero point are int8")
+        if not 0 <= self.first_sample < self.end_sample < 1 << 64:
+            raise bad(f"window [{self.first_sample}, {self.end_sample}) is empty or out of range")
+        if len(self.label_text.encode()) > LABEL_TEXT_BYTES:
+            raise bad(f"label text {self.label_text!r} is longer than {LABEL_TEXT_BYTES} bytes")
+        if not 0 < round(self.fs_hz * 1000) < 1 << 32 or not _gain_bits_ok(_f32_bits(self.scale)):
+            raise bad(f"sampling rate {self.fs_hz} Hz / scale {self.scale} not > 0 and finite")
+        if self.flags & ~int(LabelFlag.LEAD_OFF) & 0xFF or not 0 <= self.flags <= 0xFF:
+            raise bad(f"flags {self.flags:#x}: only bit 0 is defined")
+        object.__setattr__(self, "scores", tuple(int(s) for s in self.scores))
+        object.__setattr__(self, "fs_hz", round(self.fs_hz * 1000) / 1000)
+        object.__setattr__(self, "scale", _f32_from_bits(_f32_bits(self.scale)))
+
+    @property
+    def logits(self) -> np.ndarray:
+        return (np.asarray(self.scores, np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)
+
+
+def pack_label_frame(frame: LabelFrame) -> bytes:
+    """A label frame's bytes without COBS (header, scores, CRC-32)."""
+    body = _LABEL_HEADER.pack(MAGIC, LABEL_VERSION, frame.stream_id, frame.seq, len(frame.scores), frame.label,
+                              frame.first_sample, frame.end_sample, round(frame.fs_hz * 1000), _f32_bits(frame.scale),
+                              frame.zero_point, frame.flags, frame.label_text.encode())
+    body += struct.pack(f"<{len(frame.scores)}b", *frame.scores)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _unpack_label(data: bytes) -> LabelFrame | DecodeError:
+    """A label frame whose CRC and magic have passed (unpack_frame's checks 1..5)."""
+    n = len(data)
+    if n < LABEL_HEADER_BYTES + 1 + CRC_BYTES:
+        return _error(DecodeErrorKind.BAD_LENGTH, f"label frame of {n} bytes; the smallest has {LABEL_HEADER_BYTES + 5}")
+    (_, _, stream_id, seq, n_classes, label, first, end, fs_mhz, scale_bits, zero_point, flags,
+     text) = _LABEL_HEADER.unpack_from(data)
+    if not 1 <= n_classes <= MAX_LABEL_CLASSES:
+        return _error(DecodeErrorKind.BAD_FIELD, f"label frame with {n_classes} classes (1..{MAX_LABEL_CLASSES})")
+    if n != LABEL_HEADER_BYTES + n_classes + CRC_BYTES:
+        return _error(DecodeErrorKind.BAD_LENGTH, f"{n} bytes but a label frame of {n_classes} classes has "
+                      f"{LABEL_HEADER_BYTES + n_classes + CRC_BYTES}")
+    try:
+        label_text = text.rstrip(b"\0").decode()
+    except UnicodeDecodeError:
+        label_text = None
+    if (label >= n_classes or end <= first or fs_mhz == 0 or not _gain_bits_ok(scale_bits) or flags & 0xFE
+            or label_text is None or b"\0" in text.rstrip(b"\0")):
+        return _error(DecodeErrorKind.BAD_FIELD, f"label frame: label {label} of {n_classes}, window [{first}, {end}), "
+                      f"{fs_mhz} mHz, scale bits {scale_bits:#010x}, flags {flags:#04x}, text {text!r}")
+    scores = struct.unpack_from(f"<{n_classes}b", data, LABEL_HEADER_BYTES)
+    return LabelFrame(stream_id, seq, first, end, fs_mhz / 1000, label, label_text, scores,
+                      _f32_from_bits(scale_bits), zero_point, flags)

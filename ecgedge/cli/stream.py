@@ -106,6 +106,10 @@ def stream_cmd(
             # already raised (the flush that hit the full disk).
             with contextlib.suppress(OSError):
                 sink.close()
+    for c in summary.get("streams", []):
+        if c.get("device_labels"):  # ecgsim --classify: the device's labels beside ours
+            typer.echo(f"stream {c['stream']}: device labels: {c['device_agree']} of {c['device_compared']} agree with "
+                       f"the host ({c['device_labels']} received)", err=True)
     if why := refused_all(summary):
         raise StreamError(why)
 

@@ -179,6 +179,42 @@ class RhythmChange:
 
 
 @dataclass(frozen=True)
+class DeviceLabel:
+    """The device's own verdict on a window (a label frame, ``ecgsim --classify``) beside the host's.
+
+    The device's window and the host's are the same window when they end at the same source sample
+    (both cut windows at the same model-rate ends from the stream's start: the hop is equal).
+    ``host_label``: the host model's label for the window ending at ``end_sample``, also where the
+    host reports that window ``unreliable`` for the label itself (the noise class ``~``); None where
+    the host did not run the model on it (lead-off, failed signal checks, starting up) or cut no
+    window there. ``host_quality``: that window's ``ok`` / ``unreliable`` (None: no host window).
+    ``agree`` is None unless both have a label.
+    """
+
+    stream: Hashable
+    t_s: float
+    start_sample: int
+    end_sample: int
+    label: str
+    scores: tuple[int, ...]
+    lead_off: bool = False
+    host_label: str | None = None
+    host_quality: str | None = None
+
+    @property
+    def agree(self) -> bool | None:
+        return None if self.host_label is None else self.host_label == self.label
+
+    def to_json(self) -> dict:
+        out = {"type": "device_label", "stream": self.stream, "t": round(self.t_s, 3),
+               "samples": [self.start_sample, self.end_sample], "label": self.label, "scores": list(self.scores),
+               "host_label": self.host_label, "host_quality": self.host_quality, "agree": self.agree}
+        if self.lead_off:
+            out["lead_off"] = True
+        return out
+
+
+@dataclass(frozen=True)
 class StreamStart:
     """A bed's first frame: its stream id, first source sample, rate (Hz) and leads, the model's
     leads, and whether the device says it replays a recording (``simulated``)."""
@@ -369,13 +405,19 @@ class StreamCounts:
     rhythm: str | None = None
     refused: str = ""
     pending: int = 0
+    device_labels: int = 0  # label frames from the device (ecgsim --classify)
+    device_compared: int = 0  # of them, windows the host classified too
+    device_agree: int = 0  # of those, the same label
 
     def to_json(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("refused", "pending")}
+        device = ("device_labels", "device_compared", "device_agree")
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("refused", "pending", *device)}
         out["leads"] = list(self.leads)
         out["pending"] = self.pending
         if self.refused:
             out["refused"] = self.refused
+        if self.device_labels:  # only where the device classifies: other summaries stay as they were
+            out.update({k: getattr(self, k) for k in device})
         return out
 
 
@@ -411,7 +453,7 @@ class SessionSummary:
         return out
 
 
-Event = Union[WindowVerdict, SampleGap, SignalAlert, QualityChange, RhythmChange, StreamStart, StreamRefused,
+Event = Union[WindowVerdict, SampleGap, SignalAlert, QualityChange, RhythmChange, DeviceLabel, StreamStart, StreamRefused,
               DroppedFrame, StreamRestart, StreamFormatChange, NoData, UndecodedBytes, LinkChange, TeeFailed,
               SessionStart, SessionSummary]
 

@@ -14,6 +14,10 @@ fields and hands out their ``to_json()``, a dict with a ``type`` (the CLI writes
                                             ``unreliable`` with ``reason`` (and ``leads`` for lead-off); with
                                             ``concealed_samples`` (and ``concealed_new``, those in ``new``) when it holds
                                             concealed samples
+``device_label``    ``DeviceLabel``         the device's own label for a window (a label frame, ``ecgsim --classify``):
+                                            ``samples`` [start, end), ``label``, int8 ``scores``, and the host's
+                                            ``host_label`` / ``host_quality`` for the window ending at the same sample,
+                                            ``agree``
 ``rhythm_change``   ``RhythmChange``        a label held ``held_windows`` reliable windows: ``from``, ``to``, ``confidence``
 ``quality``         ``QualityChange``       the signal became ``ok`` or ``unreliable`` (``reason``)
 ``gap``             ``SampleGap``           samples [start, end) never arrived (``frames_lost``); the stream recovers;
@@ -50,7 +54,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Sequence
 import numpy as np
 
 from ecgedge.bridge.decoder import FrameDecoder
-from ecgedge.bridge.frame import DecodeError, DeviceFlag, Frame
+from ecgedge.bridge.frame import DecodeError, DeviceFlag, Frame, LabelFlag, LabelFrame
 from ecgedge.bridge.sequence import FormatChange, Gap, OutOfOrder, Repeat, Restart, SequenceTracker
 from ecgedge.bridge.sources import ByteSource, LinkEvent
 from ecgedge.config import Backend, Precision
@@ -58,6 +62,7 @@ from ecgedge.errors import ArtefactError, ConfigError, ShapeMismatch, is_storage
 from ecgedge.manifest import passed_over, precision_for
 from ecgedge.stream.events import (
     AlertState,
+    DeviceLabel,
     DropReason,
     DroppedFrame,
     Event,
@@ -124,6 +129,11 @@ class StreamSession:
         self._last_frame: dict[Hashable, float] = {}
         self._stalled: set[Hashable] = set()
         self._now = 0.0
+        # Device labels meet the host's verdicts by window end sample: the host's recent verdicts
+        # (end sample -> (label or None where the model did not run, quality)), and device labels
+        # still waiting for theirs.
+        self._host: dict[Hashable, dict[int, tuple[str | None, str]]] = {}
+        self._device_waiting: dict[Hashable, list[DeviceLabel]] = {}
 
     # ---- input --------------------------------------------------------------------------------
 
@@ -140,6 +150,11 @@ class StreamSession:
                 for sid in list(self._runs):  # what was decoded before the error comes out before it
                     self._push_run(sid)
                 self.hub.note(UndecodedBytes(event.kind, event.detail, event.offset))
+            elif isinstance(event, LabelFrame):
+                self._push_run(event.stream_id)  # the samples before it go first
+                self.hub.note(DeviceLabel(event.stream_id, event.end_sample / event.fs_hz, event.first_sample,
+                                          event.end_sample, event.label_text, event.scores,
+                                          bool(event.flags & LabelFlag.LEAD_OFF)))
             else:
                 self._frame(event)
         for sid in list(self._runs):
@@ -247,8 +262,43 @@ class StreamSession:
 
     # ---- accounting ---------------------------------------------------------------------------
 
+    def _matched(self, events: list[Event]) -> list[Event]:
+        """Device labels filled with the host's verdict for the same window (same end sample), in order.
+
+        A device label normally arrives after the host's verdict for its window (the device sends it
+        after the frame holding the window's last sample); one that arrives first waits for it, and
+        comes out without a host label once a later host window has been cut.
+        """
+        out: list[Event] = []
+        for e in events:
+            if isinstance(e, WindowVerdict):
+                host = self._host.setdefault(e.stream, {})
+                host[e.end_sample] = (e.label, "ok" if e.reliable else "unreliable")
+                if len(host) > 64:
+                    del host[next(iter(host))]
+                out.append(e)
+                waiting = self._device_waiting.get(e.stream, [])
+                while waiting and waiting[0].end_sample <= e.end_sample:
+                    out.append(self._with_host(waiting.pop(0)))
+            elif isinstance(e, DeviceLabel):
+                if e.end_sample in self._host.get(e.stream, {}):
+                    out.append(self._with_host(e))
+                else:
+                    self._device_waiting.setdefault(e.stream, []).append(e)
+            else:
+                out.append(e)
+        return out
+
+    def _with_host(self, e: DeviceLabel) -> DeviceLabel:
+        host = self._host.get(e.stream, {})
+        if e.end_sample not in host:
+            return e
+        label, quality = host[e.end_sample]
+        return replace(e, host_label=label, host_quality=quality)
+
     def _account(self, events: list[Event]) -> list[dict]:
         """Count events into their beds' :class:`StreamCounts`, from their fields; their JSON records, in order."""
+        events = self._matched(events)
         for e in events:
             if isinstance(e, LinkChange):
                 self.link_changes[e.state] = self.link_changes.get(e.state, 0) + 1
@@ -272,6 +322,11 @@ class StreamSession:
             elif isinstance(e, RhythmChange):
                 c.rhythm_changes += 1
                 c.rhythm = e.rhythm
+            elif isinstance(e, DeviceLabel):
+                c.device_labels += 1
+                if e.agree is not None:
+                    c.device_compared += 1
+                    c.device_agree += e.agree
             elif isinstance(e, DroppedFrame):
                 c.dropped_frames += 1
             elif isinstance(e, StreamRestart):
@@ -287,6 +342,10 @@ class StreamSession:
         stats = self.decoder.stats
         errors = {k: v for k, v in stats.items() if k not in ("bytes", "frames") and v}
         streams = []
+        for sid, waiting in self._device_waiting.items():  # device labels no host window met: counted, never compared
+            if sid in self.counts:
+                self.counts[sid].device_labels += len(waiting)
+            waiting.clear()
         for sid, c in self.counts.items():
             monitor = self.hub.monitors.get(sid)
             pending = monitor.pending_samples if monitor is not None else c.received - c.classified - c.unreliable

@@ -172,6 +172,37 @@ ecgb_status ecgb_pack(const ecgb_frame *frame, const int32_t *samples, uint8_t *
 ecgb_status ecgb_encode(const ecgb_frame *frame, const int32_t *samples, uint8_t *out,
                         size_t cap, size_t *len);
 
+/*
+ * A label frame (PROTOCOL.md section 2b): the device's own rhythm verdict on one window of a stream.
+ * Its version byte is ECGB_VERSION_LABEL, so a receiver without label support (this library's
+ * decoder included) reports it as ECGB_ERR_UNKNOWN_VERSION and never reads it as samples.
+ */
+#define ECGB_VERSION_LABEL 0x4Cu /* 'L' */
+#define ECGB_LABEL_TEXT 8u
+#define ECGB_LABEL_MAX_CLASSES 32u
+#define ECGB_LABEL_HEADER 42u
+#define ECGB_LABEL_FLAG_LEAD_OFF 0x01u /* an electrode the model reads was off during the window */
+
+typedef struct {
+    uint8_t stream_id;
+    uint16_t seq;             /* label-frame counter, wraps */
+    uint8_t n_classes;        /* 1..ECGB_LABEL_MAX_CLASSES */
+    uint8_t label;            /* class index < n_classes */
+    uint64_t first_sample;    /* the window: source samples [first_sample, end_sample) */
+    uint64_t end_sample;
+    uint32_t fs_mhz;          /* the stream's sampling rate */
+    float scale;              /* logits = (scores - zero_point) * scale; finite, > 0 */
+    int8_t zero_point;
+    uint8_t flags;            /* ECGB_LABEL_FLAG_* */
+    char label_text[ECGB_LABEL_TEXT]; /* the class's name, NUL-padded (no NUL needed at 8 bytes) */
+    int8_t scores[ECGB_LABEL_MAX_CLASSES]; /* int8 logits, n_classes of them */
+} ecgb_label;
+
+/* A label frame without COBS (42 + n_classes + 4 bytes); ECGB_OK, ECGB_ERR_BAD_FIELD or ECGB_ERR_BUFFER. */
+ecgb_status ecgb_pack_label(const ecgb_label *label, uint8_t *out, size_t cap, size_t *len);
+/* As ecgb_pack_label, then COBS-encoded and delimited: the bytes to send. */
+ecgb_status ecgb_encode_label(const ecgb_label *label, uint8_t *out, size_t cap, size_t *len);
+
 /* Validate one decoded (un-COBSed) frame and fill *frame; frame->payload points into buf. */
 ecgb_status ecgb_parse(const uint8_t *buf, size_t len, ecgb_frame *frame);
 

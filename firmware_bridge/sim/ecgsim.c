@@ -63,7 +63,13 @@ static const char usage[] =
     "  --disconnect-after S[:PAUSE]  every S s of signal drop the link for PAUSE s (default 1) of\n"
     "                           signal, then reconnect/accept again (stdout: silent for PAUSE s)\n"
     "  --seed N\n"
-    "  --quiet                  no progress lines on stderr\n";
+    "  --quiet                  no progress lines on stderr\n"
+    "classification on the device:\n"
+    "  --classify EXPORT        run EXPORT's C99 INT8 model (ecgedge export --mcu) and the C\n"
+    "                           preprocessing on the samples acquired, and send each window's label\n"
+    "                           in a label frame (PROTOCOL.md 2b); the host's Python builds the\n"
+    "                           classifier for this source (python -m ecgedge.export.mcu_device)\n"
+    "  --classify-hop S         seconds between window ends (default 1, as ecgedge stream)\n";
 
 typedef struct {
     int lead;
@@ -102,6 +108,8 @@ typedef struct {
     double disconnect_every, disconnect_pause;
     unsigned long long seed;
     int quiet;
+    const char *classify;
+    double classify_hop;
 } options;
 
 /* ---- deterministic randomness: splitmix64 ---- */
@@ -222,6 +230,7 @@ static void parse_args(options *o, int argc, char **argv)
     o->seed = 1;
     o->raw_width = RAW_INT16;
     o->disconnect_pause = 1.0;
+    o->classify_hop = 1.0;
     for (i = 1; i < argc; ++i) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -316,6 +325,12 @@ static void parse_args(options *o, int argc, char **argv)
             o->seed = (unsigned long long)parse_int(VALUE(), a, 0, (long long)1 << 62);
         } else if (strcmp(a, "--quiet") == 0) {
             o->quiet = 1;
+        } else if (strcmp(a, "--classify") == 0) {
+            o->classify = VALUE();
+        } else if (strcmp(a, "--classify-hop") == 0) {
+            o->classify_hop = parse_double(VALUE(), a);
+            if (!(o->classify_hop > 0))
+                die("--classify-hop wants seconds > 0", v);
         } else if (a[0] == '-' && a[1] != '\0') {
             die("unknown option (see --help)", a);
         } else if (!o->record) {
@@ -341,23 +356,25 @@ static int executable(const char *path)
     return access(path, X_OK) == 0;
 }
 
-/* One WFDB reader, not two: exec the host's (ecgedge.data.device_samples, wfdb), which writes the record's
- * ADC integers to a temporary file and execs this program again with --raw ... --raw-unlink and
- * the options given here. Python: $ECGSIM_PYTHON, else the repository's .venv (this program
- * lives in REPO/firmware_bridge/build), else python3 on the PATH. Does not return. */
-static void play_record_via_host(int argc, char **argv, const char *record)
-{
-    static char self[4096], repo[4096], venv[4200], pypath[8400], reader[4200];
-    static char *args[520];
-    const char *python = getenv("ECGSIM_PYTHON"), *old = getenv("PYTHONPATH");
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    int i, k = 0;
-    char *slash;
+static char self[4096];
 
-    if (len <= 0 && (argv[0] == NULL || realpath(argv[0], self) == NULL))
-        snprintf(self, sizeof self, "%s", argv[0]);
+static void find_self(const char *argv0)
+{
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0 && (argv0 == NULL || realpath(argv0, self) == NULL))
+        snprintf(self, sizeof self, "%s", argv0 ? argv0 : "ecgsim");
     else if (len > 0)
         self[len] = '\0';
+}
+
+const char *sim_host_python(const char *argv0)
+{
+    static char repo[4096], venv[4200], pypath[8400], reader[4200];
+    const char *python = getenv("ECGSIM_PYTHON"), *old = getenv("PYTHONPATH");
+    int i;
+    char *slash;
+
+    find_self(argv0);
     snprintf(repo, sizeof repo, "%s", self);
     for (i = 0; i < 3 && (slash = strrchr(repo, '/')) != NULL; ++i)
         *slash = '\0'; /* REPO/firmware_bridge/build/ecgsim -> REPO */
@@ -369,8 +386,19 @@ static void play_record_via_host(int argc, char **argv, const char *record)
         if (!python && executable(venv))
             python = venv;
     }
-    if (!python)
-        python = "python3";
+    return python ? python : "python3";
+}
+
+/* One WFDB reader, not two: exec the host's (ecgedge.data.device_samples, wfdb), which writes the record's
+ * ADC integers to a temporary file and execs this program again with --raw ... --raw-unlink and
+ * the options given here. Python: $ECGSIM_PYTHON, else the repository's .venv (this program
+ * lives in REPO/firmware_bridge/build), else python3 on the PATH. Does not return. */
+static void play_record_via_host(int argc, char **argv, const char *record)
+{
+    static char *args[520];
+    const char *python = sim_host_python(argv[0]);
+    int i, k = 0;
+
     if (argc > 500)
         die("too many arguments", NULL);
     args[k++] = (char *)python;
@@ -509,6 +537,7 @@ int main(int argc, char **argv)
     options o;
     sim_source src;
     counters c;
+    sim_classifier cls;
     ecgb_frame f;
     char err[512];
     unsigned long long frame_no = 0, sample_no = 0, limit = ~0ull, invalid = 0;
@@ -530,6 +559,12 @@ int main(int argc, char **argv)
     if (o.raw_unlink)
         remove(o.raw); /* open: readable (and rewindable for --loop) until closed */
     resolve_lead_off(&o, &src);
+    memset(&cls, 0, sizeof cls);
+    if (o.classify && classifier_open(&cls, o.classify, o.classify_hop, &src, (uint8_t)o.stream_id, argv[0], err,
+                                      sizeof err) != 0)
+        die(err, NULL);
+    if (o.classify && !o.quiet)
+        fprintf(stderr, "ecgsim: --classify: %s\n", cls.describe);
     if (o.sample_format == 0)
         o.sample_format = (int)src.wire_format;
     for (i = 1; i < src.n_sig; ++i)
@@ -586,7 +621,7 @@ int main(int argc, char **argv)
     next_disconnect = o.disconnect_every;
 
     while (!done && sample_no < limit) {
-        unsigned n = 0, k;
+        unsigned n = 0, k, off_now;
         size_t len = 0;
         ecgb_status st;
         f.lead_off = 0;
@@ -605,6 +640,7 @@ int main(int argc, char **argv)
             if (k < src.n_sig) {
                 /* No valid reading at this sample time: not sent. The frame in hand ends here,
                  * so the next one starts after the run and the receiver reports exactly it. */
+                classifier_gap(&cls); /* the device's windows start again after the run */
                 if (n == 0) {
                     ++sample_no;
                     ++invalid;
@@ -613,15 +649,18 @@ int main(int argc, char **argv)
                 invalid_after = 1;
                 break;
             }
+            off_now = 0;
             for (k = 0; k < o.n_lead_off; ++k) {
                 const lead_off_spec *s = &o.lead_off[k];
                 double t = (double)(sample_no + n) / src.fs;
                 if (t >= s->t0 && t < s->t1) {
                     samples[n * src.n_sig + (unsigned)s->lead] =
                         s->rail ? src.rail : src.baseline[s->lead];
-                    f.lead_off |= (uint16_t)(1u << s->lead);
+                    off_now |= 1u << s->lead;
                 }
             }
+            f.lead_off |= (uint16_t)off_now;
+            classifier_push(&cls, &samples[n * src.n_sig], off_now, sample_no + n);
             ++n;
         }
         if (n == 0)
@@ -648,6 +687,8 @@ int main(int argc, char **argv)
                     break;
                 }
             frame_no += (unsigned long long)(o.disconnect_pause * src.fs + 0.5) / spf;
+            cls.n_pending = 0; /* the device's verdicts in the pause are lost with its frames */
+            classifier_gap(&cls);
             next_disconnect += o.disconnect_every;
             if (done || sample_no >= limit)
                 break;
@@ -690,6 +731,21 @@ int main(int argc, char **argv)
                 c.bytes += len;
             }
         }
+        for (k = 0; k < cls.n_pending; ++k) {
+            /* A verdict follows the frame that carries its window's last sample, over the same link. */
+            if (ecgb_encode_label(&cls.pending[k], wire, sizeof wire, &len) != ECGB_OK) {
+                fprintf(stderr, "ecgsim: cannot encode the label of window ending at %llu\n",
+                        (unsigned long long)cls.pending[k].end_sample);
+                status = 1;
+                continue;
+            }
+            len = damage(&o, wire, len, &c);
+            if (link_write(&o.link, wire, len) == 0) {
+                cls.labels_sent++;
+                c.bytes += len;
+            }
+        }
+        cls.n_pending = 0;
         frame_no++;
         sample_no += n + (unsigned)invalid_after;
         invalid += (unsigned)invalid_after;
@@ -698,6 +754,10 @@ int main(int argc, char **argv)
     link_close(&o.link, 1);
     link_teardown(&o.link);
     source_close(&src);
+    classifier_close(&cls);
+    if (!o.quiet && o.classify)
+        fprintf(stderr, "ecgsim: --classify: %llu windows classified, %llu label frames sent\n", cls.windows,
+                cls.labels_sent);
     if (!o.quiet)
         fprintf(stderr,
                 "ecgsim: done: %llu samples per lead, %llu frames sent, %llu dropped, %llu bytes, "

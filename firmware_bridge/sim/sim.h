@@ -79,4 +79,39 @@ void link_close(sim_link *link, int end_of_stream);
 
 void link_teardown(sim_link *link);
 
+/* ---- --classify: the model on the device (classify.c) ---- */
+
+/* The host's Python (ecgsim runs it for RECORD and to build a classifier): $ECGSIM_PYTHON, else
+ * REPO/.venv/bin/python when this program is REPO/firmware_bridge/build/ecgsim (that REPO then also
+ * goes on PYTHONPATH), else python3. */
+const char *sim_host_python(const char *argv0);
+
+#define SIM_MAX_CLASSES 32
+#define SIM_MAX_PENDING 8
+
+typedef struct {
+    void *handle;
+    int (*push)(const float *mv, unsigned lead_off, void *verdict);
+    void (*reset)(uint64_t first_sample);
+    unsigned n_sig;
+    float gain_mv[ECGB_MAX_LEADS];
+    int32_t baseline[ECGB_MAX_LEADS];
+    int restart;                          /* the next sample starts a new segment */
+    ecgb_label pending[SIM_MAX_PENDING];  /* verdicts waiting for the frame that carries their end */
+    unsigned n_pending;
+    unsigned long long windows, labels_sent;
+    uint16_t seq;
+    char describe[4600];                  /* model, rates, window, hop (shared object) */
+} sim_classifier;
+
+/* Build (through the host's Python: python -m ecgedge.export.mcu_device) and load the classifier of
+ * export folder (or shipped model name) `export` for this source. 0, else -1 with a reason in err. */
+int classifier_open(sim_classifier *c, const char *export, double hop_s, const sim_source *src,
+                    uint8_t stream_id, const char *argv0, char *err, size_t err_len);
+/* One acquired sample time (ADC values of every lead, index sample_no); a verdict goes to pending. */
+void classifier_push(sim_classifier *c, const int32_t *adc, unsigned lead_off, unsigned long long sample_no);
+/* Sample times were not acquired (invalid, or not sampled): the next sample starts a new segment. */
+void classifier_gap(sim_classifier *c);
+void classifier_close(sim_classifier *c);
+
 #endif

@@ -311,3 +311,55 @@ int32_t ecgb_sample(const ecgb_frame *f, unsigned lead, unsigned t)
     unsigned b = ecgb_sample_bytes(f->sample_format);
     return to_signed(get_le(f->payload + ((size_t)t * f->n_leads + lead) * b, b), b);
 }
+
+/* ---- label frames (PROTOCOL.md section 2b) ---- */
+
+static ecgb_status write_label(const ecgb_label *l, uint8_t *out, size_t cap, size_t *len, int cobs)
+{
+    ecgb_writer w;
+    size_t n = 0;
+    unsigned i;
+
+    while (n < ECGB_LABEL_TEXT && l->label_text[n] != '\0')
+        ++n;
+    if (l->n_classes < 1 || l->n_classes > ECGB_LABEL_MAX_CLASSES || l->label >= l->n_classes ||
+        l->end_sample <= l->first_sample || l->fs_mhz == 0 || !gain_bits_ok(float_bits(l->scale)) ||
+        (l->flags & ~ECGB_LABEL_FLAG_LEAD_OFF) != 0)
+        return ECGB_ERR_BAD_FIELD;
+    ecgb_writer_start(&w, out, cap, cobs);
+    ecgb_writer_byte(&w, ECGB_MAGIC0);
+    ecgb_writer_byte(&w, ECGB_MAGIC1);
+    ecgb_writer_byte(&w, ECGB_VERSION_LABEL);
+    ecgb_writer_byte(&w, l->stream_id);
+    put_le(&w, l->seq, 2);
+    ecgb_writer_byte(&w, l->n_classes);
+    ecgb_writer_byte(&w, l->label);
+    put_le(&w, l->first_sample, 8);
+    put_le(&w, l->end_sample, 8);
+    put_le(&w, l->fs_mhz, 4);
+    put_le(&w, float_bits(l->scale), 4);
+    ecgb_writer_byte(&w, (uint8_t)l->zero_point);
+    ecgb_writer_byte(&w, l->flags);
+    for (i = 0; i < ECGB_LABEL_TEXT; ++i)
+        ecgb_writer_byte(&w, i < n ? (uint8_t)l->label_text[i] : 0u);
+    for (i = 0; i < l->n_classes; ++i)
+        ecgb_writer_byte(&w, (uint8_t)l->scores[i]);
+    ecgb_writer_crc(&w);
+    ecgb_writer_finish(&w);
+    if (cobs)
+        ecgb_writer_delimit(&w);
+    if (w.overflow)
+        return ECGB_ERR_BUFFER;
+    *len = w.len;
+    return ECGB_OK;
+}
+
+ecgb_status ecgb_pack_label(const ecgb_label *label, uint8_t *out, size_t cap, size_t *len)
+{
+    return write_label(label, out, cap, len, 0);
+}
+
+ecgb_status ecgb_encode_label(const ecgb_label *label, uint8_t *out, size_t cap, size_t *len)
+{
+    return write_label(label, out, cap, len, 1);
+}

@@ -12,6 +12,7 @@
 #include "vectors.h"
 
 static const char *vectors_path;
+static const char *labels_path;
 int failures;
 
 /* Deterministic xorshift64*: the fuzz tests give the same bytes on every host. */
@@ -519,6 +520,65 @@ static void test_vector_file_decodes_as_stated(void)
     free(file);
 }
 
+static void test_label_frame_vector(void)
+{
+    /* test_vectors/labels.json (PROTOCOL.md 2b): the encoder writes its "wire" bytes from its fields,
+     * and this decoder, which has no label frames, reports them as unknown_version (never samples). */
+    static uint8_t want[256], got[ECGB_MAX_WIRE];
+    ecgb_label l;
+    ecgb_decoder dec;
+    ecgb_frame f;
+    size_t file_len = 0, want_len = 0, len = 0, i;
+    unsigned byte;
+    uint32_t scale_bits = 0x3d69e1aeu;
+    int errors = 0, frames = 0;
+    char *file = read_file(labels_path, &file_len), *p;
+    CHECK(file != NULL);
+    if (!file)
+        return;
+    p = strstr(file, "\"wire\": \"");
+    CHECK(p != NULL);
+    if (p)
+        for (p += 9; *p != '"' && sscanf(p, "%2x", &byte) == 1 && want_len < sizeof want; p += 2)
+            want[want_len++] = (uint8_t)byte;
+    free(file);
+    memset(&l, 0, sizeof l);
+    l.stream_id = 0;
+    l.seq = 4;
+    l.n_classes = 4;
+    l.label = 1;
+    l.first_sample = 1742;
+    l.end_sample = 4200;
+    l.fs_mhz = 300000;
+    memcpy(&l.scale, &scale_bits, sizeof l.scale);
+    l.zero_point = 26;
+    l.label_text[0] = 'A';
+    l.scores[0] = 7;
+    l.scores[1] = 46;
+    l.scores[2] = 29;
+    l.scores[3] = -43;
+    CHECK(ecgb_encode_label(&l, got, sizeof got, &len) == ECGB_OK);
+    CHECK(len == want_len && memcmp(got, want, len) == 0);
+    ecgb_decoder_init(&dec);
+    for (i = 0; i < len; ++i) {
+        ecgb_status st = ecgb_decoder_push(&dec, got[i], &f);
+        if (st == ECGB_OK)
+            frames++;
+        else if (st != ECGB_PENDING) {
+            CHECK(st == ECGB_ERR_UNKNOWN_VERSION);
+            errors++;
+        }
+    }
+    CHECK(frames == 0 && errors == 1);
+    l.label = 4; /* not a class */
+    CHECK(ecgb_encode_label(&l, got, sizeof got, &len) == ECGB_ERR_BAD_FIELD);
+    l.label = 1;
+    l.end_sample = l.first_sample;
+    CHECK(ecgb_encode_label(&l, got, sizeof got, &len) == ECGB_ERR_BAD_FIELD);
+    l.end_sample = 4200;
+    CHECK(ecgb_pack_label(&l, got, 10, &len) == ECGB_ERR_BUFFER);
+}
+
 static void test_decoder_is_small(void)
 {
     /* A decoder must fit beside the application on a small MCU. */
@@ -545,11 +605,13 @@ int main(int argc, char **argv)
         T(test_fuzz_never_emits_a_frame_that_was_not_sent),
         T(test_vector_file_matches_generator),
         T(test_vector_file_decodes_as_stated),
+        T(test_label_frame_vector),
         T(test_decoder_is_small),
 #undef T
     };
     unsigned i, passed = 0, failed = 0;
     vectors_path = argc > 1 ? argv[1] : "test_vectors/frames.json";
+    labels_path = argc > 2 ? argv[2] : "test_vectors/labels.json";
     for (i = 0; i < sizeof tests / sizeof tests[0]; ++i) {
         failures = 0;
         tests[i].fn();
