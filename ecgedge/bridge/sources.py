@@ -261,12 +261,15 @@ class TcpListenSource(ByteSource):
         return self.host, self.port
 
     def chunks(self, idle_s: float = 0.2) -> Iterator[Chunk]:
+        server = self._server
+        if server is None:
+            raise StreamError(f"{self.name}: chunks() before open()")
         while True:
             if self._conn is None:
-                if not select.select([self._server], [], [], idle_s)[0]:
+                if not select.select([server], [], [], idle_s)[0]:
                     yield b""
                     continue
-                self._conn, peer = self._server.accept()
+                self._conn, peer = server.accept()
                 yield LinkEvent("up", f"device connected from {peer[0]}:{peer[1]}")
             try:
                 if not select.select([self._conn], [], [], idle_s)[0]:
@@ -326,12 +329,15 @@ class SimulatorSource(ByteSource):
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
     def chunks(self, idle_s: float = 0.2) -> Iterator[Chunk]:
-        fd = self._proc.stdout.fileno()
+        proc = self._proc
+        if proc is None or proc.stdout is None or proc.stderr is None:
+            raise StreamError(f"{self.name}: chunks() before open()")
+        fd = proc.stdout.fileno()
         while (data := _read_fd(fd, idle_s)) is not None:
             yield data
-        rc = self._proc.wait()
+        rc = proc.wait()
         if rc != 0:
-            err = self._proc.stderr.read().decode(errors="replace").strip()
+            err = proc.stderr.read().decode(errors="replace").strip()
             raise StreamError(f"the simulated device failed (exit {rc}): {err}")
 
     def close(self) -> None:
@@ -340,7 +346,8 @@ class SimulatorSource(ByteSource):
                 self._proc.terminate()
             self._proc.wait()
             for pipe in (self._proc.stdout, self._proc.stderr):
-                pipe.close()
+                if pipe is not None:
+                    pipe.close()
             self._proc = None
 
 
