@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -119,7 +119,7 @@ def transfer_cmd(
     from ecgedge.experiment.run import run_experiment
 
     cache = str(cache_dir) if cache_dir else None
-    extra = {}
+    extra: dict[str, Any] = {}  # the flags given; the rest keep ExperimentConfig's defaults (it validates them)
     if fractions:
         extra["fractions"] = tuple(float(x) for x in fractions.split(",") if x.strip())
     if arms:

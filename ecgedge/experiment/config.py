@@ -10,7 +10,7 @@ refused, except for the grid's extent: arms, fractions and repeats
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ecgedge.config import (
@@ -145,6 +145,29 @@ def recipe_path(recipe: str) -> Path:
 
 
 @dataclass(frozen=True)
+class ResolvedSettings:
+    """The :class:`ExperimentConfig` fields a recipe or budget fills, every one set (``ExperimentConfig.resolved``):
+    what the runner, the report and the CLI read, typed without ``None``."""
+
+    leads: tuple[str, ...]
+    model: ModelConfig
+    class_weighting: ClassWeighting
+    weight_decay: float
+    window: WindowConfig
+    repeats: int
+    epochs: int
+    min_steps: int
+    pretrain_epochs: int
+    batch_size: int
+    lr: float
+    pretrain_hop: int
+    pretrain_max_windows: int
+    train_windows_per_record: int
+    test_windows_per_record: int
+    image: ImageConfig
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """The whole grid. Fields left ``None`` take their value from the ``recipe``, else the ``budget`` preset.
 
@@ -242,6 +265,11 @@ class ExperimentConfig:
     @property
     def needs_cae(self) -> bool:
         return any(a.needs_cae for a in self.arms)
+
+    @property
+    def resolved(self) -> ResolvedSettings:
+        """The fields ``__post_init__`` filled from the recipe or budget, typed as set."""
+        return ResolvedSettings(**{f.name: getattr(self, f.name) for f in fields(ResolvedSettings)})
 
     @property
     def pretrain_paths(self) -> tuple[str, ...]:

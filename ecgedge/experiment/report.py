@@ -99,7 +99,7 @@ def summarise(cells: list[dict], cfg: ExperimentConfig, ws, train: np.ndarray, t
             for m in metrics:
                 paired[arm.value][m] = {}
                 for f in cfg.fractions:
-                    pairs = [(by_cell.get((arm.value, f, r)), by_cell.get((Arm.random.value, f, r))) for r in range(cfg.repeats)]
+                    pairs = [(by_cell.get((arm.value, f, r)), by_cell.get((Arm.random.value, f, r))) for r in range(cfg.resolved.repeats)]
                     diffs = [a["test"]["records"][m] - b["test"]["records"][m] for a, b in pairs if a and b]
                     paired[arm.value][m][_fkey(f)] = t_interval(diffs)
     rec_labels = ws.record_labels()
@@ -115,8 +115,8 @@ def summarise(cells: list[dict], cfg: ExperimentConfig, ws, train: np.ndarray, t
         "class_names": classes,
         "fractions": list(cfg.fractions),
         "arms": [a.value for a in cfg.arms],
-        "repeats": cfg.repeats,
-        "cells": {"done": len(cells), "total": len(cfg.arms) * len(cfg.fractions) * cfg.repeats,
+        "repeats": cfg.resolved.repeats,
+        "cells": {"done": len(cells), "total": len(cfg.arms) * len(cfg.fractions) * cfg.resolved.repeats,
                   "train_s_total": round(sum(r["train_s"] for r in cells), 1)},
         "train_records": {_fkey(f): max(int(round(f * len(train))), 1) for f in cfg.fractions},
         "results": per_arm,

@@ -47,7 +47,7 @@ class Cell:
 
 def grid_cells(cfg: ExperimentConfig) -> list[Cell]:
     """Every (arm, fraction, repeat), ordered so an interrupted grid has whole (fraction, repeat) pairs."""
-    return [Cell(arm, f, r) for f in cfg.fractions for r in range(cfg.repeats) for arm in cfg.arms]
+    return [Cell(arm, f, r) for f in cfg.fractions for r in range(cfg.resolved.repeats) for arm in cfg.arms]
 
 
 def cell_seed(base_seed: int, fraction: float, repeat: int) -> int:
@@ -248,8 +248,8 @@ def _run(cfg: ExperimentConfig, progress: bool, command: str | None) -> Experime
     order = np.argsort(ws.window_record, kind="stable")
     bounds = np.searchsorted(ws.window_record[order], np.arange(len(ws.record_ids) + 1))
     record_windows = [order[bounds[r]:bounds[r + 1]] for r in range(len(ws.record_ids))]
-    train_windows = [recent_windows(w, ws.window_start, cfg.train_windows_per_record) for w in record_windows]
-    test_windows = np.concatenate([recent_windows(record_windows[r], ws.window_start, cfg.test_windows_per_record) for r in test])
+    train_windows = [recent_windows(w, ws.window_start, cfg.resolved.train_windows_per_record) for w in record_windows]
+    test_windows = np.concatenate([recent_windows(record_windows[r], ws.window_start, cfg.resolved.test_windows_per_record) for r in test])
     ctx = _Context(cfg, clf_cfg, ws, cae, test_windows, plan, train_windows, device, image_sha256)
 
     cells = grid_cells(cfg)
@@ -285,10 +285,10 @@ def classify_config(cfg: ExperimentConfig, cae) -> ClassifyConfig:
     """The classifier settings every arm shares (architecture, preprocessing and window from the CAE when there is one)."""
     from ecgedge.train import adopt_cae
 
-    clf = ClassifyConfig(data=cfg.data, labels=cfg.labels, leads=cfg.leads, test_fraction=cfg.test_fraction, val_fraction=0.0,
-                         preprocess=cfg.preprocess, window=cfg.window, model=cfg.model, epochs=cfg.epochs,
-                         class_weighting=cfg.class_weighting, weight_decay=cfg.weight_decay,
-                         batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, device=cfg.device, run_dir=str(Path(cfg.out) / "cells"))
+    clf = ClassifyConfig(data=cfg.data, labels=cfg.labels, leads=cfg.resolved.leads, test_fraction=cfg.test_fraction, val_fraction=0.0,
+                         preprocess=cfg.preprocess, window=cfg.resolved.window, model=cfg.resolved.model, epochs=cfg.resolved.epochs,
+                         class_weighting=cfg.resolved.class_weighting, weight_decay=cfg.resolved.weight_decay,
+                         batch_size=cfg.resolved.batch_size, lr=cfg.resolved.lr, seed=cfg.seed, device=cfg.device, run_dir=str(Path(cfg.out) / "cells"))
     return adopt_cae(clf, cae) if cae is not None else clf
 
 
@@ -319,9 +319,9 @@ def _cae_for(cfg: ExperimentConfig, out: Path, progress: bool, reused, test_ids:
     done = metrics_path.is_file() and (run / "best.pt").is_file() and not json.loads(metrics_path.read_text()).get("interrupted")
     if not done:
         pcfg = PretrainConfig(data=replace(cfg.pretrain_data, paths=cfg.pretrain_paths), lead=cfg.lead, preprocess=cfg.preprocess,
-                              window=WindowConfig(samples=cfg.window.samples, hop=cfg.pretrain_hop), model=cfg.model,
-                              epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                              max_windows=cfg.pretrain_max_windows, seed=cfg.seed, device=cfg.device, run_dir=str(run))
+                              window=WindowConfig(samples=cfg.resolved.window.samples, hop=cfg.resolved.pretrain_hop), model=cfg.resolved.model,
+                              epochs=cfg.resolved.pretrain_epochs, batch_size=cfg.resolved.batch_size, lr=cfg.resolved.lr,
+                              max_windows=cfg.resolved.pretrain_max_windows, seed=cfg.seed, device=cfg.device, run_dir=str(run))
         if pretrain(pcfg, progress=progress, exclude_records=test_ids).interrupted:
             raise KeyboardInterrupt
     metrics = json.loads(metrics_path.read_text())
@@ -348,7 +348,7 @@ def _preflight_2d(cfg: ExperimentConfig, n_classes: int) -> str | None:
         return None
     from ecgedge.experiment.image2d import EcgImageClassifier
 
-    model = EcgImageClassifier(cfg.image.height_px, cfg.image.width_px, len(cfg.leads), n_classes)
+    model = EcgImageClassifier(cfg.resolved.image.height_px, cfg.resolved.image.width_px, len(cfg.resolved.leads), n_classes)
     return model.load_imagenet(cfg.image_weights) if cfg.image_weights else None
 
 
@@ -364,11 +364,12 @@ def run_cell(cell: Cell, ctx: _Context) -> dict:
     sample = ctx.plan[cell.sample_key]
     train_idx = np.concatenate([ctx.record_windows[r] for r in sample])
     train_idx = train_idx[ws.labels[train_idx] >= 0]
-    epochs = cell_epochs(len(train_idx), cfg.batch_size, cfg.epochs, cfg.min_steps)
+    epochs = cell_epochs(len(train_idx), cfg.resolved.batch_size, cfg.resolved.epochs, cfg.resolved.min_steps)
     ccfg = replace(ctx.clf_cfg, seed=seed, epochs=epochs, freeze_encoder=cell.arm is Arm.frozen)
     torch.manual_seed(seed)  # same head initialisation for every 1-D arm of the pair
+    model: torch.nn.Module
     if cell.arm is Arm.image2d:
-        model = EcgImageClassifier(cfg.image.height_px, cfg.image.width_px, len(cfg.leads), len(ws.class_names))
+        model = EcgImageClassifier(cfg.resolved.image.height_px, cfg.resolved.image.width_px, len(cfg.resolved.leads), len(ws.class_names))
         init = "random"
         if cfg.image_weights:
             model.load_imagenet(cfg.image_weights)
