@@ -58,9 +58,9 @@ def block_torch() -> None:
 
 
 def torch_runner_from_checkpoint(checkpoint: str | Path, spec: InputSpec, threads: int | None = None):
-    """The PyTorch FP32 eager baseline: a :class:`~ecgedge.runtime.torch_runner.TorchRunner` that builds
+    """The PyTorch FP32 eager baseline: a :class:`~ecgedge.bench.torch_runner.TorchRunner` that builds
     the model of ``checkpoint`` (an ``ecgedge.checkpoint/1`` file) when activated. Needs torch."""
-    from ecgedge.runtime.torch_runner import TorchRunner
+    from ecgedge.bench.torch_runner import TorchRunner
 
     def load(path: Path):
         from ecgedge.models.checkpoint import load_checkpoint

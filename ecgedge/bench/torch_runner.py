@@ -6,10 +6,9 @@ runner (``with runner:`` builds the model, ``infer`` takes numpy windows checked
 :class:`~ecgedge.runtime.base.InputSpec` and returns numpy logits), so a benchmark or a parity
 check pays for the baseline exactly what it pays for the others.
 
-torch is imported inside the methods only, so the runtime package imports without it. The model
-comes from a ``load_model(path)`` callable handed in by the caller (e.g.
-``lambda p: load_checkpoint(p).build_model()``): the runtime reads the artefact format and knows
-no model classes (those sit above it, in ``ecgedge.models``).
+It lives in ``ecgedge.bench``, not in ``ecgedge.runtime``: the deployment runtime never needs torch.
+torch is imported inside the methods only. The model comes from a ``load_model(path)`` callable handed
+in by the caller (e.g. ``lambda p: load_checkpoint(p).build_model()``).
 """
 
 from __future__ import annotations
