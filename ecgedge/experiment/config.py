@@ -145,26 +145,15 @@ def recipe_path(recipe: str) -> Path:
 
 
 @dataclass(frozen=True)
-class ResolvedSettings:
+class ResolvedSettings(BudgetPreset):
     """The :class:`ExperimentConfig` fields a recipe or budget fills, every one set (``ExperimentConfig.resolved``):
-    what the runner, the report and the CLI read, typed without ``None``."""
+    the budget's sizes plus the recipe's classifier, what the runner, the report and the CLI read, typed without ``None``."""
 
     leads: tuple[str, ...]
     model: ModelConfig
     class_weighting: ClassWeighting
     weight_decay: float
     window: WindowConfig
-    repeats: int
-    epochs: int
-    min_steps: int
-    pretrain_epochs: int
-    batch_size: int
-    lr: float
-    pretrain_hop: int
-    pretrain_max_windows: int
-    train_windows_per_record: int
-    test_windows_per_record: int
-    image: ImageConfig
 
 
 @dataclass(frozen=True)
