@@ -78,3 +78,9 @@ def chapman(shared_data) -> Path:
     if not path.with_suffix(".hea").is_file():
         pytest.skip(f"record {path} not found")
     return path
+
+
+@pytest.fixture(scope="session")
+def wfdb():
+    """The wfdb module (writes and reads WFDB records); its tests skip where the 'records' extra is missing."""
+    return pytest.importorskip("wfdb", reason="wfdb (the 'records' extra) writes and reads WFDB records")

@@ -119,6 +119,9 @@ def records_of(text: str) -> list[dict]:
 
 # ---- the wire and the simulated device ------------------------------------------------------------
 
+REPLAY_N = 1001  # samples of a replayed test record: odd, so a format-212 file ends in half a byte triple
+MV_RTOL = 2.0**-23  # what the device's mV may differ from wfdb's by: gain_uv travels as float32
+
 FS, SPF = 500, 20  # Chapman: 500 Hz; ecgsim sends 40 ms (20 samples) per frame
 
 

@@ -23,20 +23,14 @@ from ecgedge.bridge.frame import DeviceFlag
 from ecgedge.data.device_samples import INVALID, device_recording_from_wfdb
 from ecgedge.bridge.sequence import FormatChange, Gap
 from ecgedge.errors import ConfigError
-from helpers import mv_by_sample, stream_from_device
+from helpers import MV_RTOL, REPLAY_N, mv_by_sample, stream_from_device
 
 pytestmark = [pytest.mark.c, pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.drop")]
 
-N = 1001  # odd: a format-212 file then ends in half a byte triple
-MV_RTOL = 2.0**-23  # gain_uv travels as float32
 
 
-@pytest.fixture(scope="module")
-def wfdb():
-    return pytest.importorskip("wfdb", reason="wfdb (the 'train' extra) writes and reads the records")
 
-
-def _adc(bits: int, n_sig: int, n: int = N, seed: int = 0) -> np.ndarray:
+def _adc(bits: int, n_sig: int, n: int = REPLAY_N, seed: int = 0) -> np.ndarray:
     """(n, n_sig) ADC integers spanning a format's range, its invalid value (the most negative) excluded."""
     top = 2 ** (bits - 1) - 1
     return np.random.default_rng(seed).integers(-top, top, size=(n, n_sig), endpoint=True)
@@ -127,7 +121,7 @@ def test_format_32_beyond_24_bits_is_refused_by_name(wfdb, tmp_path):
 
 def test_several_samples_per_frame_play_every_sample(build, wfdb, tmp_path):
     # Two ECG leads at 2 samples per frame: played at 2 x 250 Hz, as ecgedge's record readers read them.
-    source = _adc(16, 2, n=2 * N)
+    source = _adc(16, 2, n=2 * REPLAY_N)
     wfdb.wrsamp("spf2", fs=250, units=["mV"] * 2, sig_name=["I", "II"], e_d_signal=[source[:, 0], source[:, 1]],
                 samps_per_frame=[2, 2], fmt=["16"] * 2, adc_gain=[1000.0, 500.0], baseline=[0, 3],
                 write_dir=str(tmp_path))
@@ -137,7 +131,7 @@ def test_several_samples_per_frame_play_every_sample(build, wfdb, tmp_path):
     ref = wfdb.rdrecord(str(tmp_path / "spf2"), physical=False, smooth_frames=False)
     np.testing.assert_array_equal(np.concatenate([f.samples for f in frames], axis=1), np.stack(ref.e_d_signal))
     phys = wfdb.rdrecord(str(tmp_path / "spf2"), smooth_frames=False).e_p_signal
-    np.testing.assert_allclose(mv_by_sample(frames, 2 * N), np.stack(phys), rtol=MV_RTOL, atol=0)
+    np.testing.assert_allclose(mv_by_sample(frames, 2 * REPLAY_N), np.stack(phys), rtol=MV_RTOL, atol=0)
 
 
 def test_only_ecg_channels_are_played(build, wfdb, tmp_path):
@@ -161,7 +155,7 @@ def test_record_without_ecg_is_refused(wfdb, tmp_path):
 
 def test_invalid_samples_are_a_gap_and_the_stream_goes_on(build, wfdb, tmp_path):
     # NaN in p_signal -> wfdb writes its invalid value; a run in one lead makes those sample times a gap.
-    phys = np.random.default_rng(1).uniform(-3, 3, size=(N, 2))
+    phys = np.random.default_rng(1).uniform(-3, 3, size=(REPLAY_N, 2))
     phys[400:437, 1] = np.nan  # 37 samples of V5
     phys[900, 0] = np.nan      # one sample of MLII
     wfdb.wrsamp("nan", fs=360, units=["mV"] * 2, sig_name=["MLII", "V5"], p_signal=phys, fmt=["16"] * 2,
@@ -170,7 +164,7 @@ def test_invalid_samples_are_a_gap_and_the_stream_goes_on(build, wfdb, tmp_path)
     assert errors == []
     assert events == [Gap(0, 400, 437, frames_lost=0), Gap(0, 900, 901, frames_lost=0)]  # nothing lost: never sent
     ref = wfdb.rdrecord(str(tmp_path / "nan"))
-    got = mv_by_sample(frames, N)
+    got = mv_by_sample(frames, REPLAY_N)
     valid = ~np.isnan(ref.p_signal).any(axis=1)
     assert np.array_equal(~np.isnan(got).any(axis=0), valid)
     np.testing.assert_allclose(got[:, valid], ref.p_signal.T[:, valid], rtol=MV_RTOL, atol=0)
@@ -226,4 +220,4 @@ def test_invalid_marker_is_the_interchange_files_and_nothing_else(wfdb, tmp_path
                 baseline=[0], write_dir=str(tmp_path))
     rec = device_recording_from_wfdb(tmp_path / "inv")
     assert rec.adu[0, 5] == INVALID and (rec.adu[0, :5] == source[:5, 0]).all() and rec.rail == 2047
-    assert rec.valid.sum() == N - 1
+    assert rec.valid.sum() == REPLAY_N - 1

@@ -43,10 +43,6 @@ def _record(shared_data: Path, *parts: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def wfdb():
-    return pytest.importorskip("wfdb", reason="wfdb (the 'train' extra) reads the source records")
-
 
 @pytest.fixture()
 def mitdb_100(shared_data) -> Path:

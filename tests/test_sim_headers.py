@@ -25,22 +25,16 @@ import pytest
 
 from ecgedge.bridge.frame import LEAD_NAMES, Frame
 from ecgedge.config import STANDARD_12_LEADS
-from helpers import stream_from_device
+from helpers import MV_RTOL, REPLAY_N, stream_from_device
 
 pytestmark = [pytest.mark.c, pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.drop")]
 
-N = 1001  # odd: a format-212 file then ends in half a byte triple
-MV_RTOL = 2.0**-23  # gain_uv travels as float32
 
-
-@pytest.fixture(scope="module")
-def wfdb():
-    return pytest.importorskip("wfdb", reason="wfdb (the 'train' extra) writes and reads the records")
 
 
 def _adc(limit: int, n_sig: int, seed: int = 0) -> np.ndarray:
-    """(N, n_sig) ADC integers spanning a format's range."""
-    return np.random.default_rng(seed).integers(-limit, limit, size=(N, n_sig))
+    """(REPLAY_N, n_sig) ADC integers spanning a format's range."""
+    return np.random.default_rng(seed).integers(-limit, limit, size=(REPLAY_N, n_sig))
 
 
 def _edit(path: Path, old: str, new: str) -> None:
@@ -98,7 +92,7 @@ def _wrheader_mat(wfdb, d: Path, name: str, n_sig: int, skew: list | None = None
     """A CinC-2017-style record: wfdb-python's own header writer (``wrheader`` writes the ``x1`` when
     ``byte_offset`` is set) over a ``.mat`` data file written by hand."""
     zeros = [0] * n_sig
-    record = wfdb.Record(record_name=name, n_sig=n_sig, fs=300, sig_len=N, file_name=[f"{name}.mat"] * n_sig,
+    record = wfdb.Record(record_name=name, n_sig=n_sig, fs=300, sig_len=REPLAY_N, file_name=[f"{name}.mat"] * n_sig,
                          fmt=["16"] * n_sig, samps_per_frame=[1] * n_sig, skew=skew or [None] * n_sig,
                          byte_offset=[24] * n_sig, adc_gain=[1000.0] * n_sig, baseline=zeros, units=["mV"] * n_sig,
                          adc_res=[16] * n_sig, adc_zero=zeros, init_value=zeros, checksum=zeros, block_size=zeros,
@@ -211,5 +205,5 @@ def test_skew_plays_as_wfdb_reads_it(build, wfdb, tmp_path):
     frames = _play(build, tmp_path / "sk")
     ref = wfdb.rdrecord(str(tmp_path / "sk"), physical=False)
     # Lead II starts 3 samples late, so wfdb has no reading of it at the last 3 sample times: not sent.
-    assert (ref.d_signal[-3:, 1] == -32768).all() and frames[-1].end_sample == N - 3
+    assert (ref.d_signal[-3:, 1] == -32768).all() and frames[-1].end_sample == REPLAY_N - 3
     np.testing.assert_array_equal(np.concatenate([f.samples for f in frames], axis=1), ref.d_signal[:-3].T)
