@@ -32,7 +32,6 @@ from ecgedge.stream.scoring import (
 )
 from ecgedge.shipped import resolve_source
 
-MITDB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mitdb"
 
 # Seed 1 plans SR 0-142 s, AFIB 142-202 s, SR 202-262 s, AFIB 262-411 s, SR 411-480 s.
 SHORT = ParoxysmalConfig(duration_s=480, fs_hz=300, leads=("I",), af_burden=0.5, mean_af_s=120, min_episode_s=60,
@@ -95,10 +94,12 @@ def test_af_episodes_from_events():
     assert stream_af_episodes(events, "A", 1000) == [(300, 500), (700, 1000)]
 
 
-def test_real_mitdb_reference(tmp_path):
-    if not (MITDB / "208.atr").is_file():
-        pytest.skip("../shared/data/mitdb/208 not present")
-    ref = read_rhythm_reference(MITDB / "208.hea")
+def test_real_mitdb_reference(shared_data):
+    """One named recording, mitdb/208 (its header and rhythm annotations)."""
+    mitdb = shared_data / "mitdb"
+    if not (mitdb / "208.atr").is_file():
+        pytest.skip(f"{mitdb}/208 not present")
+    ref = read_rhythm_reference(mitdb / "208.hea")
     assert ref.fs_hz == 360 and ref.n_samples == 650000
     assert ref.codes == ("N", "T")               # normal sinus and ventricular trigeminy
     assert ref.intervals[0][:2] == (9, 22415) and ref.intervals[1][2] == "T"
