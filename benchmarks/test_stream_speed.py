@@ -32,7 +32,8 @@ from ecgedge.bridge.cobs import encode_frame
 from ecgedge.bridge.frame import Frame
 from ecgedge.data.synthetic import synthesize_ecg
 from ecgedge.runtime import Backend, Precision, runner_from_export
-from ecgedge.stream.monitor import ModelSpec, StreamHub, StreamSettings
+from ecgedge.stream.monitor import ModelSpec, StreamSettings
+from ecgedge.stream.hub import StreamHub
 from ecgedge.stream.session import StreamSession
 
 FS, SPF = 500.0, 20  # a Chapman record as ecgsim streams it: 40-ms frames

@@ -32,7 +32,8 @@ from ecgedge.manifest import load_manifest
 from ecgedge.runtime import Precision, runner_from_export
 from ecgedge.runtime.base import host_compiler_or_reason
 from ecgedge.shipped import resolve_source
-from ecgedge.stream.monitor import ModelSpec, StreamHub, StreamSettings
+from ecgedge.stream.monitor import ModelSpec, StreamSettings
+from ecgedge.stream.hub import StreamHub
 from ecgedge.stream.session import StreamSession
 
 REPO = Path(__file__).resolve().parents[1]

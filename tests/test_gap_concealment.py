@@ -29,7 +29,8 @@ from ecgedge.data.synthetic import synthesize_ecg
 from ecgedge.errors import ConfigError
 from ecgedge.manifest import load_manifest
 from ecgedge.runtime import runner_from_export
-from ecgedge.stream.monitor import CONCEAL_MAX_S, ModelSpec, StreamHub, StreamSettings
+from ecgedge.stream.monitor import CONCEAL_MAX_S, ModelSpec, StreamSettings
+from ecgedge.stream.hub import StreamHub
 from ecgedge.stream.session import StreamSession
 from conftest import SHARED_DATA
 from helpers import LABELS, feed, linear_export, of, offline_probs, python_frames, windows

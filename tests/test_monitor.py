@@ -22,15 +22,8 @@ from ecgedge.errors import ConfigError, ShapeMismatch
 from ecgedge.manifest import load_manifest
 from ecgedge.runtime import runner_from_export
 from ecgedge.stream.events import QualityChange, RhythmChange, WindowVerdict
-from ecgedge.stream.monitor import (
-    CPU_MAX_BATCH,
-    GPU_MAX_BATCH,
-    BedMonitor,
-    ModelSpec,
-    StreamHub,
-    StreamSettings,
-    default_max_batch,
-)
+from ecgedge.stream.monitor import BedMonitor, ModelSpec, StreamSettings
+from ecgedge.stream.hub import CPU_MAX_BATCH, GPU_MAX_BATCH, StreamHub, default_max_batch
 from helpers import LABELS, WINDOW, CountingRunner, linear_export, offline_probs, windows
 
 FS = 500.0

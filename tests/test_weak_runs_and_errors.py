@@ -346,7 +346,8 @@ def test_summary_ended_says_the_stream_failed(linear):
     from ecgedge.errors import StreamError
     from ecgedge.manifest import load_manifest
     from ecgedge.runtime import runner_from_export
-    from ecgedge.stream.monitor import ModelSpec, StreamHub, StreamSettings
+    from ecgedge.stream.monitor import ModelSpec, StreamSettings
+    from ecgedge.stream.hub import StreamHub
     from ecgedge.stream.session import StreamSession, run_session
     from ecgedge.bridge.sources import ByteSource
 

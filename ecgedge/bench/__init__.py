@@ -53,7 +53,7 @@ Method (the README repeats it):
   over peak x threads: INT8 rows against the INT8 peak (marked ``i``), the others against the
   FP32 peak, so no row passes 100 % by being compared with the wrong units.
 - **Real-time factor** (batch-1 rows): the stream monitor ``ecgedge stream`` runs
-  (:class:`~ecgedge.stream.monitor.StreamHub` over one :class:`~ecgedge.stream.monitor.BedMonitor`,
+  (:class:`~ecgedge.stream.hub.StreamHub` over one :class:`~ecgedge.stream.monitor.BedMonitor`,
   the configuration's runner as its model), fed one hop (1 s) at a time of a seeded synthetic
   sinus-rhythm ECG in mV at the source rate (500 Hz) and flushed after each: signal-quality
   checks, ring buffers, causal preprocessing, z-score, batch-1 inference, softmax and hysteresis.

@@ -8,7 +8,7 @@ What a worker measures, in order (the method is in :mod:`ecgedge.bench`):
    first inference; resident memory right after;
 2. latency: ``warmup`` untimed then up to ``repeats`` timed ``infer`` calls (``perf_counter_ns``),
    with minor page faults per call;
-3. at batch 1, the real-time factor: the real stream monitor (:class:`~ecgedge.stream.monitor.StreamHub`
+3. at batch 1, the real-time factor: the real stream monitor (:class:`~ecgedge.stream.hub.StreamHub`
    over one :class:`~ecgedge.stream.monitor.BedMonitor`, as ``ecgedge stream`` runs it) fed hop after
    hop of a synthetic sinus-rhythm ECG, CPU time (``process_time``) per hop;
 4. the process's peak resident memory, and whether torch was imported.
@@ -150,7 +150,7 @@ def stream_cpu(runner, manifest: Manifest, *, source_fs_hz: float, hop_s: float,
                max_seconds: float) -> dict:
     """CPU cost of one bed's stream hop on the path ``ecgedge stream`` runs, with ``runner`` as its model.
 
-    A :class:`~ecgedge.stream.monitor.StreamHub` (batch 1) with one
+    A :class:`~ecgedge.stream.hub.StreamHub` (batch 1) with one
     :class:`~ecgedge.stream.monitor.BedMonitor` is fed ``hop_s`` seconds of samples at a time at
     ``source_fs_hz`` (a looped synthetic sinus rhythm, seeded, in mV) and flushed after each: the push
     runs the quality checks, the ring buffers, the causal preprocessing and the z-score; the flush
@@ -161,7 +161,8 @@ def stream_cpu(runner, manifest: Manifest, *, source_fs_hz: float, hop_s: float,
     Returns ``step_cpu_ns`` and ``monitor_cpu_ns`` (means over the timed hops: a sustained stream pays
     every hop, the slow ones included), ``hops`` timed and ``windows`` classified in them.
     """
-    from ecgedge.stream.monitor import ModelSpec, StreamHub, StreamSettings
+    from ecgedge.stream.monitor import ModelSpec, StreamSettings
+    from ecgedge.stream.hub import StreamHub
 
     model = ModelSpec.from_manifest(manifest)
     hub = StreamHub(runner, model, StreamSettings(hop_s=hop_s), max_batch=1)

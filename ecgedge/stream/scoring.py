@@ -1,7 +1,7 @@
 """``ecgedge evaluate stream``: play annotated long recordings through the bedside stream and score it.
 
 Each record is played, faster than real time, through the path a bedside monitor runs:
-:class:`~ecgedge.stream.monitor.StreamHub` and :class:`~ecgedge.stream.monitor.BedMonitor`
+:class:`~ecgedge.stream.hub.StreamHub` and :class:`~ecgedge.stream.monitor.BedMonitor`
 (preprocessing, quality checks, the model, hysteresis), fed one minute of samples at a time. With
 ``via_device`` it goes through the simulated device (``ecgsim``, C) and the wire decoder as well
 (:func:`~ecgedge.stream.session.stream_from_export`), exactly as ``ecgedge stream --source wfdb:``.
@@ -191,7 +191,7 @@ def _read_leads(hea: Path, spec, lead: str | None):
 
 def play_direct(runner, spec, settings, hea: Path, *, lead: str | None = None, chunk_s: float = 60.0) -> PlayedRecord:
     """Push the record through a :class:`StreamHub` a chunk at a time; its window records and events."""
-    from ecgedge.stream.monitor import StreamHub
+    from ecgedge.stream.hub import StreamHub
 
     rec, _, names, x = _read_leads(hea, spec, lead)
     fs = float(rec.fs)

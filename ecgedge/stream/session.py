@@ -82,7 +82,8 @@ from ecgedge.stream.events import (
     UndecodedBytes,
     WindowVerdict,
 )
-from ecgedge.stream.monitor import CALIBRATION_FLAG, SATURATED_FLAG, ModelSpec, StreamHub, StreamSettings
+from ecgedge.stream.monitor import CALIBRATION_FLAG, SATURATED_FLAG, ModelSpec, StreamSettings
+from ecgedge.stream.hub import StreamHub
 
 if TYPE_CHECKING:
     from ecgedge.runtime.base import Runner
