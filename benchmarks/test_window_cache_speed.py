@@ -18,7 +18,7 @@ BATCH = 32
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     try:
-        from ecgedge.data.synthetic import write_wfdb_dataset
+        from ecgedge.data.synthetic_records import write_wfdb_dataset
         from ecgedge.data.windows import build_windows
     except ImportError as exc:  # the record readers are a separate module that may not be installed yet
         pytest.skip(f"window cache unavailable: {exc}")

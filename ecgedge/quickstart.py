@@ -48,7 +48,7 @@ class QuickstartResult:
 
 
 def quickstart(cfg: QuickstartConfig, *, progress: bool = True, log=print) -> QuickstartResult:
-    from ecgedge.data.synthetic import write_wfdb_dataset
+    from ecgedge.data.synthetic_records import write_wfdb_dataset
     from ecgedge.export.pipeline import check_export, main_export
     from ecgedge.train import classify, pretrain
 

@@ -25,7 +25,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory) -> Path:
     """A generated 12-lead data set (16 records per rhythm, 8 rhythms) in ecg-arrhythmia WFDB layout."""
-    from ecgedge.data.synthetic import write_wfdb_dataset
+    from ecgedge.data.synthetic_records import write_wfdb_dataset
 
     root = tmp_path_factory.mktemp("synth")
     write_wfdb_dataset(root / "data", records_per_rhythm=16, seed=7)

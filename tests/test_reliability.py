@@ -14,7 +14,7 @@ from ecgedge.cli.main import app
 from ecgedge.config import DataConfig, ExportConfig, PreprocessConfig, WindowConfig
 from ecgedge.data.provenance import record_data_files
 from ecgedge.data.records import read_record
-from ecgedge.data.synthetic import write_wfdb_dataset
+from ecgedge.data.synthetic_records import write_wfdb_dataset
 from ecgedge.data.windows import build_windows
 from ecgedge.errors import ArtefactError, BadRecord, ConfigError
 from ecgedge.export.pipeline import check_export, main_export

@@ -12,7 +12,8 @@ from scipy.io import loadmat
 from scipy.signal import periodogram
 
 from ecgedge.config import STANDARD_12_LEADS
-from ecgedge.data.synthetic import RHYTHMS, SNOMED, synthesize_ecg, write_wfdb_dataset
+from ecgedge.data.synthetic import RHYTHMS, SNOMED, synthesize_ecg
+from ecgedge.data.synthetic_records import write_wfdb_dataset
 from ecgedge.errors import EcgEdgeError
 
 wfdb = pytest.importorskip("wfdb")

@@ -1,6 +1,6 @@
 """Short pretrain + classify runs on generated data that must learn, plus checkpoint and CLI behaviour.
 
-Both models train through one loop (:func:`ecgedge.train.fit`): a Ctrl-C in the middle of an epoch
+Both models train through one loop (:func:`ecgedge.fit_loop.fit`): a Ctrl-C in the middle of an epoch
 of either, then ``--resume``, must end with the weights of an uninterrupted run, bit for bit.
 """
 
@@ -16,6 +16,7 @@ from ecgedge.cli.main import app
 from ecgedge.config import ClassifyConfig, DataConfig, ModelConfig, PretrainConfig, WindowConfig, config_from_toml
 from ecgedge.errors import ArtefactError, ConfigError
 from ecgedge.models.checkpoint import load_checkpoint
+import ecgedge.fit_loop as fit_loop
 import ecgedge.train as train
 from ecgedge.train import classify
 
@@ -141,13 +142,13 @@ def _history_without_timing(path) -> list[dict]:
 @pytest.mark.parametrize("kind", ["pretrain", "classify"])
 def test_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(kind, synth, tmp_path, monkeypatch):
     cfg, fit = _tiny_run(kind, synth, tmp_path / "whole")
-    real_step, steps = train.train_step, []
+    real_step, steps = fit_loop.train_step, []
 
     def counted(*args, **kwargs):
         steps.append(1)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_step", counted)
+    monkeypatch.setattr(fit_loop, "train_step", counted)
     fit(cfg, progress=False)
     whole = load_checkpoint(tmp_path / "whole" / "last.pt")
     per_epoch = len(steps) // cfg.epochs
@@ -160,14 +161,14 @@ def test_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(kind, synth, t
         return real_step(*args, **kwargs)
 
     steps.clear()
-    monkeypatch.setattr(train, "train_step", ctrl_c_in_epoch_2)
+    monkeypatch.setattr(fit_loop, "train_step", ctrl_c_in_epoch_2)
     cut = replace(cfg, run_dir=str(tmp_path / "cut"))
     first = fit(cut, progress=False)
     stopped = load_checkpoint(tmp_path / "cut" / "last.pt")
     assert first.interrupted and first.metrics["epochs_run"] == 1
     assert (stopped.epoch, stopped.complete) == (1, False)  # the last completed epoch, marked incomplete
 
-    monkeypatch.setattr(train, "train_step", real_step)
+    monkeypatch.setattr(fit_loop, "train_step", real_step)
     resumed = fit(cut, progress=False, resume=True)
     assert not resumed.interrupted and resumed.metrics["epochs_run"] == 3
     last = load_checkpoint(tmp_path / "cut" / "last.pt")

@@ -6,7 +6,7 @@ loaded), cuts the labelled windows, fixes one split and one bootstrap sample per
 repeat), then trains every cell not yet on disk (:func:`run_cell`, each result written
 atomically, so Ctrl-C loses at most the cell in progress) and hands the finished cells to
 :mod:`ecgedge.experiment.report`. A cell trains with the classifier's own recipe and loop
-(:func:`ecgedge.train.classifier_recipe`, :func:`ecgedge.train.train_epochs`) for a fixed number
+(:func:`ecgedge.train.classifier_recipe`, :func:`ecgedge.fit_loop.train_epochs`) for a fixed number
 of epochs, with no validation: the bootstrap leaves no part to select on.
 """
 
@@ -357,7 +357,8 @@ def run_cell(cell: Cell, ctx: _Context) -> dict:
     import torch
 
     from ecgedge.experiment.image2d import EcgImageClassifier
-    from ecgedge.train import classifier_from_init, classifier_recipe, evaluate_classifier, train_epochs
+    from ecgedge.fit_loop import train_epochs
+    from ecgedge.train import classifier_from_init, classifier_recipe, evaluate_classifier
 
     cfg, ws = ctx.cfg, ctx.ws
     seed = cell_seed(cfg.seed, cell.fraction, cell.repeat)

@@ -16,7 +16,7 @@ The paper's table (Jang, Kim & Yoon, Healthc Inform Res 2021) as a resumable gri
    design: the per-repeat difference against ``random`` is reported too).
 5. Every arm trains with the same recipe (``recipe``: a classify TOML or a shipped model such as
    ``cinc2017-rhythm``; :func:`ecgedge.train.classifier_recipe` through
-   :func:`ecgedge.train.train_epochs`, the loop ``ecgedge train`` uses) for the same epochs (raised
+   :func:`ecgedge.fit_loop.train_epochs`, the loop ``ecgedge train`` uses) for the same epochs (raised
    for tiny samples to ``min_steps`` optimizer steps), and the model after the last epoch is
    evaluated on the test records. There is no early stopping: the bootstrap leaves no validation
    part to select on, and selecting on the test part would flatter every arm.
