@@ -130,6 +130,20 @@ static void put_le(ecgb_writer *w, uint64_t v, unsigned n)
         ecgb_writer_byte(w, (uint8_t)(v >> (8 * i)));
 }
 
+/* End a frame being written: its CRC-32, the COBS group in progress (and the 0x00 delimiter when
+ * cobs); ECGB_ERR_BUFFER if it did not fit, else its length in *len. */
+static ecgb_status writer_close(ecgb_writer *w, int cobs, size_t *len)
+{
+    ecgb_writer_crc(w);
+    ecgb_writer_finish(w);
+    if (cobs)
+        ecgb_writer_delimit(w);
+    if (w->overflow)
+        return ECGB_ERR_BUFFER;
+    *len = w->len;
+    return ECGB_OK;
+}
+
 static ecgb_status write_frame(const ecgb_frame *f, const int32_t *samples, uint8_t *out,
                                size_t cap, size_t *len, int cobs)
 {
@@ -183,14 +197,7 @@ static ecgb_status write_frame(const ecgb_frame *f, const int32_t *samples, uint
         }
     for (i = 0; i < count; ++i)
         put_le(&w, (uint32_t)samples[i], b); /* two's complement, truncated to b bytes */
-    ecgb_writer_crc(&w);
-    ecgb_writer_finish(&w);
-    if (cobs)
-        ecgb_writer_delimit(&w);
-    if (w.overflow)
-        return ECGB_ERR_BUFFER;
-    *len = w.len;
-    return ECGB_OK;
+    return writer_close(&w, cobs, len);
 }
 
 ecgb_status ecgb_pack(const ecgb_frame *frame, const int32_t *samples, uint8_t *out, size_t cap,
@@ -344,14 +351,7 @@ static ecgb_status write_label(const ecgb_label *l, uint8_t *out, size_t cap, si
         ecgb_writer_byte(&w, i < n ? (uint8_t)l->label_text[i] : 0u);
     for (i = 0; i < l->n_classes; ++i)
         ecgb_writer_byte(&w, (uint8_t)l->scores[i]);
-    ecgb_writer_crc(&w);
-    ecgb_writer_finish(&w);
-    if (cobs)
-        ecgb_writer_delimit(&w);
-    if (w.overflow)
-        return ECGB_ERR_BUFFER;
-    *len = w.len;
-    return ECGB_OK;
+    return writer_close(&w, cobs, len);
 }
 
 ecgb_status ecgb_pack_label(const ecgb_label *label, uint8_t *out, size_t cap, size_t *len)
