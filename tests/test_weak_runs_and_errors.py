@@ -27,7 +27,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import ecgedge.train
+import ecgedge.fit_loop
 from ecgedge.bridge.sources import StdinSource
 from ecgedge.cli.main import app
 from ecgedge.cli.stream import stream_cmd
@@ -81,7 +81,7 @@ def interrupted(synth, unfinished_cae, tmp_path_factory):
     """``train classify -q`` from the unfinished CAE (allowed), stopped in epoch 1: (CLI result, run folder)."""
     run_dir = tmp_path_factory.mktemp("interrupted") / "run"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ecgedge.train, "train_epochs", stop_in_epoch_1)
+        mp.setattr(ecgedge.fit_loop, "train_epochs", stop_in_epoch_1)
         res = CliRunner().invoke(app, ["train", "classify", "--data", str(synth / "data"), "--cache-dir", str(synth / "cache"),
                                        "--init", str(unfinished_cae), "--allow-incomplete-init", "--epochs", "3",
                                        "--run-dir", str(run_dir), "-q"])
@@ -246,7 +246,7 @@ def test_full_disk_while_writing_a_checkpoint(synth, monkeypatch, tmp_path):
     def one_quick_epoch(*_args, **_kwargs):
         yield {"epoch": 1, "train_loss": 1.0, "windows_per_s": 1.0}
 
-    monkeypatch.setattr(ecgedge.train, "train_epochs", one_quick_epoch)
+    monkeypatch.setattr(ecgedge.fit_loop, "train_epochs", one_quick_epoch)
     monkeypatch.setattr(checkpoint.torch, "save", enospc)
     run_dir = tmp_path / "run"
     res = CliRunner().invoke(app, ["train", "classify", "--data", str(synth / "data"), "--cache-dir", str(synth / "cache"),
