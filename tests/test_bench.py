@@ -236,7 +236,19 @@ def test_rtf_step_drives_the_real_stream_monitor(tiny_export):
     # reports that window unreliable instead of classifying it.
     assert len(runner.shapes) < untimed + 6
     assert runner.shapes[-6:] == [(1, len(LEADS), SAMPLES)] * 6  # batch 1, the model's input shape
-    assert 0 < res["monitor_cpu_ns"] < res["step_cpu_ns"]  # the push is part of the hop; inference comes on top
+    assert 0 < res["infer_cpu_ns"] < res["step_cpu_ns"]  # the model is part of the hop; the monitor comes on top
+    assert res["beds"] == 1
+
+
+def test_ward_rtf_runs_every_bed_through_one_hub(tiny_export):
+    """The per-core figure: N beds, each hop every bed's window, inference in calls of at most 8 windows."""
+    m = load_manifest(tiny_export)
+    with runner_from_export(tiny_export, Precision.fp32, Backend.ort_cpu, threads=1) as ort:
+        runner = _CountingRunner(ort)
+        res = stream_cpu(runner, m, source_fs_hz=500.0, hop_s=1.0, seed=0, warmup=1, steps=3, max_seconds=60.0, beds=10)
+    assert res["beds"] == 10 and res["hops"] == 3 and res["windows"] == 30  # every bed classified every timed hop
+    assert runner.shapes[-6:] == [(8, len(LEADS), SAMPLES), (2, len(LEADS), SAMPLES)] * 3  # CPU: calls of <= 8
+    assert 0 < res["infer_cpu_ns"] < res["step_cpu_ns"]
 
 
 def test_int8_peak_gemm_is_exact_and_counts_two_ops_per_multiply_add():

@@ -42,7 +42,8 @@ class BenchConfig:
     loop of a configuration (latency; real-time factor) so batch 64 on a slow backend cannot run
     for minutes. ``source_fs_hz`` (Hz) and ``hop_s`` (s) describe the stream of the real-time
     factor: a synthetic sinus-rhythm ECG at ``source_fs_hz`` fed to the stream monitor one hop at
-    a time. ``checkpoint`` overrides the manifest's ``source.checkpoint`` for the PyTorch baseline.
+    a time; ``rtf_beds`` beds in one hub give the real-time factor per core (1: only the single bed's).
+    ``checkpoint`` overrides the manifest's ``source.checkpoint`` for the PyTorch baseline.
     ``machine_peak`` measures the machine's single-core FP32 and INT8 peaks (:mod:`ecgedge.bench.machine`).
     ``steady_malloc`` fixes glibc's malloc thresholds in every worker (see :mod:`ecgedge.bench`).
     """
@@ -56,6 +57,7 @@ class BenchConfig:
     repeats: int = 200
     max_seconds: float = 10.0
     rtf_steps: int = 100
+    rtf_beds: int = 64
     source_fs_hz: float = 500.0
     hop_s: float = 1.0
     baseline: bool = True
@@ -74,8 +76,8 @@ class BenchConfig:
             raise ConfigError("bench needs at least one backend, batch size and thread count")
         if min(self.batches) < 1 or min(self.threads) < 1:
             raise ConfigError(f"batch sizes and thread counts must be >= 1, got batches {self.batches}, threads {self.threads}")
-        if self.warmup < 0 or self.repeats < 1 or self.rtf_steps < 1 or self.max_seconds <= 0:
-            raise ConfigError("warmup >= 0, repeats >= 1, rtf_steps >= 1 and max_seconds > 0 are required")
+        if self.warmup < 0 or self.repeats < 1 or self.rtf_steps < 1 or self.rtf_beds < 1 or self.max_seconds <= 0:
+            raise ConfigError("warmup >= 0, repeats >= 1, rtf_steps >= 1, rtf_beds >= 1 and max_seconds > 0 are required")
         if self.source_fs_hz <= 0 or self.hop_s <= 0:
             raise ConfigError(f"source rate and hop must be positive, got {self.source_fs_hz} Hz, {self.hop_s} s")
 

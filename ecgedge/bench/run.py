@@ -77,6 +77,7 @@ def run_case(case: BenchCase, cfg: BenchConfig, manifest: Manifest, checkpoint: 
     payload = {"task": "case", "export": str(manifest.folder), "backend": case.backend.value, "precision": case.precision.value,
                "batch": case.batch, "threads": case.threads, "warmup": cfg.warmup, "repeats": cfg.repeats,
                "max_seconds": cfg.max_seconds, "rtf_steps": cfg.rtf_steps if case.batch == 1 else 0,
+               "rtf_beds": cfg.rtf_beds,
                "source_fs_hz": cfg.source_fs_hz, "hop_s": cfg.hop_s, "seed": cfg.seed,
                "include_rejected": cfg.include_rejected, "checkpoint": str(checkpoint) if checkpoint else None}
     # Generous: torch's import and a TensorRT engine's deserialisation come on top of the two timed loops.
@@ -103,10 +104,19 @@ def run_case(case: BenchCase, cfg: BenchConfig, manifest: Manifest, checkpoint: 
         step_s = stream["step_cpu_ns"] / 1e9
         row.rtf = real_time_factor(cfg.hop_s, step_s)
         row.rtf_step_cpu_ms = step_s * 1e3
-        row.rtf_monitor_cpu_ms = stream["monitor_cpu_ns"] / 1e6
+        row.rtf_monitor_cpu_ms = (stream["step_cpu_ns"] - stream["infer_cpu_ns"]) / 1e6
         row.rtf_hops, row.rtf_windows = stream["hops"], stream["windows"]
         if row.rtf_windows < row.rtf_hops:
             notes.append(f"RTF: only {row.rtf_windows} of {row.rtf_hops} hops classified a window (the monitor judged the rest unreliable)")
+    ward = result.get("ward")
+    if ward:
+        beds, step_s = ward["beds"], ward["step_cpu_ns"] / 1e9
+        row.ward_beds, row.ward_rtf = beds, real_time_factor(cfg.hop_s * beds, step_s)
+        row.ward_step_cpu_ms = step_s * 1e3
+        row.ward_monitor_cpu_ms = (ward["step_cpu_ns"] - ward["infer_cpu_ns"]) / 1e6 / beds
+        row.ward_infer_cpu_ms = ward["infer_cpu_ns"] / 1e6 / beds
+        if ward["windows"] < ward["hops"] * beds:
+            notes.append(f"ward RTF: {ward['windows']} of {ward['hops'] * beds} bed-hops classified a window")
     row.note = "; ".join(notes)
     return row
 

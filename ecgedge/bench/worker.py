@@ -10,7 +10,8 @@ What a worker measures, in order (the method is in :mod:`ecgedge.bench`):
    with minor page faults per call;
 3. at batch 1, the real-time factor: the real stream monitor (:class:`~ecgedge.stream.hub.StreamHub`
    over one :class:`~ecgedge.stream.monitor.BedMonitor`, as ``ecgedge stream`` runs it) fed hop after
-   hop of a synthetic sinus-rhythm ECG, CPU time (``process_time``) per hop;
+   hop of a synthetic sinus-rhythm ECG, CPU time (``process_time``) per hop; then the same for a
+   ward of ``rtf_beds`` beds in one hub (the real-time factor per core);
 4. the process's peak resident memory, and whether torch was imported.
 
 ONNX Runtime and TensorRT workers block ``import torch`` first, so their memory is that of the
@@ -146,36 +147,56 @@ def synthetic_stream(leads: tuple[str, ...], fs_hz: float, seed: int, seconds: f
     return synthesize_ecg(STREAM_RHYTHM, seed=seed, duration_s=seconds, fs=fs_hz, leads=names)[0].astype(np.float64)
 
 
+class _TimedRunner:
+    """A runner whose ``infer`` adds its CPU time (ns) to ``cpu_ns``: the inference share of a stream hop."""
+
+    def __init__(self, runner):
+        self.runner, self.cpu_ns = runner, 0
+
+    def infer(self, x):
+        t = time.process_time_ns()
+        try:
+            return self.runner.infer(x)
+        finally:
+            self.cpu_ns += time.process_time_ns() - t
+
+
 def stream_cpu(runner, manifest: Manifest, *, source_fs_hz: float, hop_s: float, seed: int, warmup: int, steps: int,
-               max_seconds: float) -> dict:
-    """CPU cost of one bed's stream hop on the path ``ecgedge stream`` runs, with ``runner`` as its model.
+               max_seconds: float, beds: int = 1) -> dict:
+    """CPU cost of a stream hop of ``beds`` beds on the path ``ecgedge stream`` runs, with ``runner`` as its model.
 
-    A :class:`~ecgedge.stream.hub.StreamHub` (batch 1) with one
-    :class:`~ecgedge.stream.monitor.BedMonitor` is fed ``hop_s`` seconds of samples at a time at
-    ``source_fs_hz`` (a looped synthetic sinus rhythm, seeded, in mV) and flushed after each: the push
-    runs the quality checks, the ring buffers, the causal preprocessing and the z-score; the flush
-    runs the model, the softmax and the hysteresis. The stream is first run past the monitor's
-    start-up (one window plus the filters' settling time) and ``warmup`` more hops, untimed; then
-    up to ``steps`` hops are timed (fewer if ``max_seconds`` of wall time run out).
+    A :class:`~ecgedge.stream.hub.StreamHub` with ``beds`` :class:`~ecgedge.stream.monitor.BedMonitor`
+    is fed ``hop_s`` seconds of samples per bed at a time at ``source_fs_hz`` (a looped synthetic
+    sinus rhythm, seeded, in mV; each bed at its own phase of it) and flushed after each hop: the
+    pushes run the ring buffers; the flush runs the quality checks, the causal preprocessing and the
+    z-score of every bed in one vectorised pass, the model (batch 1 for one bed; calls of at most
+    :func:`~ecgedge.stream.hub.default_max_batch` windows for many), the softmax and the hysteresis.
+    The stream is first run past the monitor's start-up (one window plus the filters' settling time)
+    and ``warmup`` more hops, untimed; then up to ``steps`` hops are timed (fewer if ``max_seconds``
+    of wall time run out).
 
-    Returns ``step_cpu_ns`` and ``monitor_cpu_ns`` (means over the timed hops: a sustained stream pays
-    every hop, the slow ones included), ``hops`` timed and ``windows`` classified in them.
+    Returns, as means over the timed hops (a sustained stream pays every hop, the slow ones
+    included): ``step_cpu_ns`` (one hop of all beds) and ``infer_cpu_ns`` (its inference calls), with
+    ``hops`` timed, ``beds`` and ``windows`` classified in them.
     """
+    from ecgedge.stream.hub import StreamHub, default_max_batch
     from ecgedge.stream.monitor import ModelSpec, StreamSettings
-    from ecgedge.stream.hub import StreamHub
 
     model = ModelSpec.from_manifest(manifest)
-    hub = StreamHub(runner, model, StreamSettings(hop_s=hop_s), max_batch=1)
-    bed = "bench"
-    hub.open(bed, fs_in=source_fs_hz, lead_names=model.leads)
+    timed = _TimedRunner(runner)
+    hub = StreamHub(timed, model, StreamSettings(hop_s=hop_s), max_batch=1 if beds == 1 else default_max_batch(runner))
+    for bed in range(beds):
+        hub.open(bed, fs_in=source_fs_hz, lead_names=model.leads)
     flush = getattr(hub, "flush_items", hub.flush)
     signal = synthetic_stream(model.leads, source_fs_hz, seed)
     hop, n = int(round(hop_s * source_fs_hz)), signal.shape[1]
+    phase = max(1, n // max(beds, 1))  # bed b plays the record from b * phase samples on
     sent = 0
 
     def push() -> None:
         nonlocal sent
-        hub.push(bed, signal[:, (sent + np.arange(hop)) % n], sent)
+        for bed in range(beds):
+            hub.push(bed, signal[:, (sent + bed * phase + np.arange(hop)) % n], sent)
         sent += hop
 
     start_up = math.ceil((model.window_samples / model.preprocess.fs_hz + model.preprocess.settle_s) / hop_s) + 1
@@ -183,20 +204,19 @@ def stream_cpu(runner, manifest: Manifest, *, source_fs_hz: float, hop_s: float,
         push()
         flush()
     step_ns: list[int] = []
-    monitor_ns: list[int] = []
+    infer_ns: list[int] = []
     windows = 0
     deadline = time.perf_counter() + max_seconds
     while len(step_ns) < steps and (not step_ns or time.perf_counter() < deadline):
+        timed.cpu_ns = 0
         c0 = time.process_time_ns()
         push()
-        c1 = time.process_time_ns()
         items = flush()
-        c2 = time.process_time_ns()
-        step_ns.append(c2 - c0)
-        monitor_ns.append(c1 - c0)
+        step_ns.append(time.process_time_ns() - c0)
+        infer_ns.append(timed.cpu_ns)
         windows += sum(1 for rec in map(_as_record, items) if rec.get("type") == "window" and rec.get("quality") == "ok")
-    return {"step_cpu_ns": float(np.mean(step_ns)), "monitor_cpu_ns": float(np.mean(monitor_ns)), "hops": len(step_ns),
-            "windows": windows}
+    return {"step_cpu_ns": float(np.mean(step_ns)), "infer_cpu_ns": float(np.mean(infer_ns)), "hops": len(step_ns),
+            "beds": beds, "windows": windows}
 
 
 def measure(p: dict) -> dict:
@@ -224,12 +244,17 @@ def measure(p: dict) -> dict:
            "first_infer_ms": (t3 - t2) / 1e6, "cold_start_ms": (t3 - t0) / 1e6,
            "model_file": model_file.name, "model_bytes": model_file.stat().st_size}
     if p["rtf_steps"]:
-        out["stream"] = stream_cpu(runner, manifest, source_fs_hz=p["source_fs_hz"], hop_s=p["hop_s"], seed=p["seed"],
-                                   warmup=p["warmup"], steps=p["rtf_steps"], max_seconds=p["max_seconds"])
+        stream = {"source_fs_hz": p["source_fs_hz"], "hop_s": p["hop_s"], "seed": p["seed"], "warmup": p["warmup"],
+                  "max_seconds": p["max_seconds"]}
+        out["stream"] = stream_cpu(runner, manifest, steps=p["rtf_steps"], **stream)
+        # The memory figures are those of a one-bed stream process (the bedside case), taken before the ward.
+        out["peak_rss_bytes"] = peak_rss_bytes()
+        if p.get("rtf_beds", 1) > 1:  # a ward: many beds in one hub, preprocessed together, batched inference
+            out["ward"] = stream_cpu(runner, manifest, steps=max(10, p["rtf_steps"] // 4), beds=p["rtf_beds"], **stream)
     out["provider"] = ", ".join(getattr(runner, "active_providers", None) or [p["backend"]])  # TensorRT runners name none
     runner.deactivate()
     out["rss_loaded_bytes"] = rss_loaded
-    out["peak_rss_bytes"] = peak_rss_bytes()
+    out.setdefault("peak_rss_bytes", peak_rss_bytes())
     out["torch_imported"] = "torch" in sys.modules
     return out
 

@@ -26,6 +26,7 @@ def bench_cmd(
     repeats: int = typer.Option(D.repeats, min=1, help="Timed calls per configuration (fewer if --max-seconds runs out first)."),
     max_seconds: float = typer.Option(D.max_seconds, min=0.01, help="Bound on each timed loop of a configuration, in seconds."),
     rtf_steps: int = typer.Option(D.rtf_steps, min=1, help="Timed 1-s hops of the stream monitor (BedMonitor + model) for the real-time factor of batch-1 rows."),
+    rtf_beds: int = typer.Option(D.rtf_beds, min=1, help="Beds in one StreamHub for the real-time factor per core (RTF/core column); 1 skips it."),
     source_fs: float = typer.Option(D.source_fs_hz, min=1.0, help="Sampling rate of the synthetic ECG fed to the stream monitor for the RTF, in Hz."),
     checkpoint: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                               help="Checkpoint of the PyTorch baseline (default: the manifest's source.checkpoint)."),
@@ -43,7 +44,7 @@ def bench_cmd(
     cfg = BenchConfig(
         export=str(export), backends=cast("tuple[BenchBackend, ...]", backend), precisions=cast("tuple[Precision, ...]", precision or ()),
         batches=parse_ints(batch, "--batch"), threads=parse_ints(threads, "--threads"), warmup=warmup, repeats=repeats,
-        max_seconds=max_seconds, rtf_steps=rtf_steps, source_fs_hz=source_fs, checkpoint=str(checkpoint) if checkpoint else None,
+        max_seconds=max_seconds, rtf_steps=rtf_steps, rtf_beds=rtf_beds, source_fs_hz=source_fs, checkpoint=str(checkpoint) if checkpoint else None,
         baseline=baseline, include_rejected=include_rejected, steady_malloc=steady_malloc,
     )
     report = main_bench(cfg, log=(lambda _msg: None) if quiet else (lambda msg: typer.echo(msg, err=True)))

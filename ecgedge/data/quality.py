@@ -157,16 +157,36 @@ class RunningSignalChecks:
         """
         x = np.asarray(block, dtype=np.float64)
         assert x.ndim == 2 and x.shape[0] == self.n_leads and x.shape[1] > 0, x.shape
+        self._store(_block_stats(x), start, x.shape[1])
+
+    @staticmethod
+    def add_many(checks: "Sequence[RunningSignalChecks]", blocks: Sequence[np.ndarray], starts: Sequence[int]) -> None:
+        """``[c.add(b, s) for c, b, s in zip(checks, blocks, starts)]`` with the statistics of all blocks of
+        one shape taken in one pass (rows are independent: each row's figures are those ``add`` gives).
+        A stream may add several blocks, in order."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, b in enumerate(blocks):
+            groups.setdefault(np.shape(b), []).append(i)
+        stats: list[tuple | None] = [None] * len(blocks)
+        for shape, members in groups.items():
+            rows = shape[0]
+            parts = [np.asarray(blocks[i], dtype=np.float64) for i in members]
+            x = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            lo, hi, n_lo, n_hi, m2 = _block_stats(x)
+            for j, i in enumerate(members):
+                r = slice(j * rows, (j + 1) * rows)
+                stats[i] = (lo[r], hi[r], n_lo[r], n_hi[r], m2[r])
+        for c, st, start, b in zip(checks, stats, starts, blocks):
+            assert st is not None and b.shape[0] == c.n_leads and b.shape[1] > 0, np.shape(b)
+            c._store(st, start, b.shape[1])
+
+    def _store(self, stats: tuple, start: int, n: int) -> None:
         assert self.end is None or start == self.end, (start, self.end)
-        lo, hi = x.min(axis=1), x.max(axis=1)
-        n_lo, n_hi = (x == lo[:, None]).sum(axis=1), (x == hi[:, None]).sum(axis=1)
-        with np.errstate(invalid="ignore"):  # inf - inf in a block with both: its minimum already says so
-            d = x - x.mean(axis=1, keepdims=True)
-            m2 = np.einsum("ij,ij->i", d, d)
         at = [self.blocks % self.capacity, self.blocks % self.capacity + self.capacity]
-        self._lo[at], self._hi[at], self._n_lo[at], self._n_hi[at], self._m2[at], self._start[at] = lo, hi, n_lo, n_hi, m2, start
+        self._lo[at], self._hi[at], self._n_lo[at], self._n_hi[at], self._m2[at] = stats
+        self._start[at] = start
         self.blocks += 1
-        self.end = start + x.shape[1]
+        self.end = start + n
 
     def clearly_clean(self, start: int, end: int) -> bool:
         """True when samples ``[start, end)`` certainly pass :func:`signal_problems`; False when unsure."""
@@ -190,6 +210,16 @@ class RunningSignalChecks:
         if np.any(at_rail / n >= self.saturation_fraction):
             return False
         return not np.any(np.maximum(np.abs(lo), np.abs(hi)) > self.max_abs_mv)
+
+
+def _block_stats(x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per row of ``x`` (mV): minimum, maximum, how many samples sit at each, sum of squared deviations."""
+    lo, hi = x.min(axis=1), x.max(axis=1)
+    n_lo, n_hi = (x == lo[:, None]).sum(axis=1), (x == hi[:, None]).sum(axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf in a block with both: its minimum already says so
+        d = x - x.mean(axis=1, keepdims=True)
+        m2 = np.einsum("ij,ij->i", d, d)
+    return lo, hi, n_lo, n_hi, m2
 
 
 def nonfinite_problems(signal_mv: np.ndarray, fs: float, lead_names: Sequence[str]) -> list[str]:

@@ -64,7 +64,9 @@ class WindowVerdict:
     leads: tuple[str, ...] = ()
     label: str | None = None
     probs: dict[str, float] = field(default_factory=dict)
-    window: np.ndarray | None = None  # normalised model input, while waiting for inference
+    # The model input while waiting for inference: z-scored (a BedMonitor alone) or, from a hub's
+    # deferring monitors, the window in mV, which the hub z-scores in its inference batch.
+    window: np.ndarray | None = None
     concealed: int = 0
     concealed_new: int = 0
 

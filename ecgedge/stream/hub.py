@@ -1,7 +1,11 @@
 """Many beds, one model: :class:`StreamHub` keeps a :class:`~ecgedge.stream.monitor.BedMonitor` per
-stream id, queues what they yield in arrival order and classifies every ready window of every bed in
-batched inference calls (at most :func:`default_max_batch` windows a call), then lets each monitor
-apply its hysteresis. numpy + ``ecgedge.runtime`` runners; never torch.
+stream id, queues what they yield in arrival order, and at each :meth:`~StreamHub.flush` preprocesses
+every bed whose window is due in one vectorised pass (resampling and band-pass as the rows of one
+array for the beds that share a rate, the signal checks' statistics likewise:
+:func:`~ecgedge.stream.monitor.cut_pending`), z-scores and classifies the windows in batched calls
+(at most :func:`default_max_batch` windows a call), then lets each monitor apply its hysteresis. The
+records are those, in the order, that each monitor cutting its own windows would give, bit for bit.
+numpy + ``ecgedge.runtime`` runners; never torch.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from typing import Hashable, Iterable
 
 import numpy as np
 
+from ecgedge.data.preprocess import normalise_windows
 from ecgedge.evaluate.metrics import softmax
 from ecgedge.stream.events import Event, WindowVerdict
-from ecgedge.stream.monitor import BedMonitor, ModelSpec, StreamSettings
+from ecgedge.stream.monitor import BedMonitor, ModelSpec, PendingWindows, StreamSettings, cut_pending
 
 #: Windows per inference call on a CPU backend. Measured (issue 15, 12-lead INT8 on ONNX Runtime, one
 #: thread): 0.361 / 0.347 / 0.432 ms per window at batch 1 / 8 / 64, and 64 windows as 8 calls of 8
@@ -55,14 +60,15 @@ class StreamHub:
         self.settings = settings
         self.max_batch = max_batch if max_batch is not None else default_max_batch(runner)
         self.monitors: dict[Hashable, BedMonitor] = {}
-        self._pending: list[tuple[BedMonitor | None, Event]] = []
+        self._pending: list[tuple[BedMonitor | None, Event | PendingWindows]] = []
 
     def open(self, stream_id: Hashable, *, fs_in: float, lead_names: Iterable[str], start_reason: str = "starting up") -> BedMonitor:
         """Start (or start over) the monitor of one bed; raises :class:`ShapeMismatch` for a lead set the model cannot use."""
         monitor = BedMonitor(stream_id, fs_in=fs_in, lead_names=lead_names, model=self.model, settings=self.settings,
-                             start_reason=start_reason)
+                             start_reason=start_reason, defer=True)
         old = self.monitors.get(stream_id)
-        if old is not None:  # a format change: the bed's time without a classified window (and its alert) go on
+        if old is not None:
+            old.settle()  # its due windows are cut before it goes  # a format change: the bed's time without a classified window (and its alert) go on
             monitor.dark_s, monitor.inoperable = old.dark_s, old.inoperable
         self.monitors[stream_id] = monitor
         return monitor
@@ -93,11 +99,22 @@ class StreamHub:
         """:meth:`flush`, but typed: the events themselves (:mod:`ecgedge.stream.events`), for callers that count them."""
         if not self._pending:
             return []
-        batch, self._pending = self._pending, []
+        queued, self._pending = self._pending, []
+        cut_pending(item for _, item in queued if isinstance(item, PendingWindows))
+        batch: list[tuple[BedMonitor | None, Event]] = []
+        for monitor, item in queued:
+            if isinstance(item, PendingWindows):
+                assert item.items is not None  # cut above, or by the monitor itself since
+                batch += [(monitor, e) for e in item.items]
+            else:
+                batch.append((monitor, item))
         todo = [(v, v.window) for _, v in batch if isinstance(v, WindowVerdict) and v.window is not None]
         for a in range(0, len(todo), self.max_batch):
             chunk = todo[a:a + self.max_batch]
-            logits = self.runner.infer(np.stack([w for _, w in chunk]))
+            # The monitors' windows are in mV (views of their rings or copies): z-scored in place in
+            # the batch, the same bits as each monitor z-scoring its own.
+            x = np.stack([w for _, w in chunk])
+            logits = self.runner.infer(normalise_windows(x, self.model.preprocess, out=x)[0])
             for (v, _), p in zip(chunk, softmax(logits.astype(np.float64))):
                 v.label = self.labels[int(p.argmax())]
                 v.probs = {c: float(x) for c, x in zip(self.labels, p)}

@@ -190,11 +190,21 @@ class BedMonitor:
         settings: hop, hysteresis, gap concealment and the inoperable alert.
         start_reason: reason given by the windows before the first classifiable one ("starting up";
             "format change" when the monitor replaces one whose stream changed rate or leads).
+        defer: leave the filtering and the cutting of each window to :func:`cut_pending` (how
+            :class:`~ecgedge.stream.hub.StreamHub` preprocesses all its beds in one vectorised pass per
+            hop): where a window becomes due, ``push`` returns a :class:`PendingWindows` in its place,
+            which ``cut_pending`` fills with the verdicts (and alerts) ``push`` would have returned
+            there, the same ones, except that a verdict's ``window`` is the model-rate window in mV
+            (float32), which the hub z-scores (:func:`normalise_windows`) with the others of its
+            inference call. Default False: ``push`` cuts every window itself, z-scored.
     """
 
     def __init__(self, stream_id: Hashable, *, fs_in: float, lead_names: Iterable[str], model: ModelSpec,
-                 settings: StreamSettings = StreamSettings(), start_reason: str = "starting up"):
+                 settings: StreamSettings = StreamSettings(), start_reason: str = "starting up",
+                 defer: bool = False):
         self.stream_id = stream_id
+        self.defer = defer
+        self._due: PendingWindows | None = None  # windows due but not cut yet (defer)
         self.fs_in = float(fs_in)
         self.model = model
         self.cfg = model.preprocess
@@ -284,7 +294,8 @@ class BedMonitor:
 
     @property
     def pending_samples(self) -> int:
-        """Samples received that no verdict accounts for yet: less than a hop (plus the resampler's lag)."""
+        """Samples received that no verdict accounts for yet: less than a hop (plus the resampler's lag),
+        and with ``defer`` the windows due that :func:`cut_pending` has not cut yet."""
         return self._next - self.last_end - self._concealed_in(self.last_end, self._next) if self._open else 0
 
     def _concealed_in(self, start: int, end: int) -> int:
@@ -327,6 +338,7 @@ class BedMonitor:
         """
         if self.next_sample is None:
             return []
+        self.settle()
         pending = (self.next_sample - self.last_end) / self.fs_in if self._open else 0.0
         return self._raise_if_dark(self.dark_s + pending + silent_s, self.next_sample / self.fs_in, self.next_sample, "no data")
 
@@ -334,6 +346,7 @@ class BedMonitor:
 
     def restart(self, reason: str = "restart") -> list[Event]:
         """End the current segment (device restart, format change); the next push starts a new one at its index."""
+        self.settle()
         return self._end_segment(reason)
 
     def push(self, samples_mv: np.ndarray, first_sample: int, lead_off: Iterable[int] = (), *,
@@ -368,6 +381,8 @@ class BedMonitor:
             if lead in self.lead_index:
                 off[self.lead_index.index(lead)] = True
         bad_flags = int(device_flags) & (CALIBRATION_FLAG | SATURATED_FLAG)
+        if self._due is not None and (not self._open or first_sample != self._next):
+            self.settle()  # a gap or a new segment: the due windows come first
         if not self._open:
             self._start_segment(first_sample, self._next_cause)
         elif first_sample > self._next:
@@ -420,22 +435,52 @@ class BedMonitor:
             # chunk-invariant, so this equals filtering every frame, at a fraction of the calls.
             # (Before the next window's end has arrived, no window can be cut.)
             if self.next_sample >= self._in_sample(self.next_end):
-                self._filter_received()
-                items += self._cut_windows()
+                self.settle()  # (with ``defer``) the window due before this one is cut first, in order
+                if self.defer:
+                    # What has arrived by now bounds the windows cut here, as it would bound them in
+                    # _cut_windows: the source samples, and the outputs the resampler will have made of them.
+                    self._due = PendingWindows(self, self._next, self.pre.resampler.outputs_after(self._next - self.segment_start))
+                    items.append(self._due)  # type: ignore[arg-type]  # a place held for events
+                else:
+                    self._filter_received()
+                    items += self._cut_windows()
         return items
+
+    def settle(self) -> None:
+        """Cut the windows due now, alone (``defer``); their events fill the :class:`PendingWindows` that held their place."""
+        if self._due is not None:
+            self._filter_received()
+            self._cut_due(copy=True)  # the rings move on before the hub reads the window
+
+    def _take_unfiltered(self) -> np.ndarray:
+        x = self._unfiltered[0] if len(self._unfiltered) == 1 else np.concatenate(self._unfiltered, axis=1)
+        self._unfiltered.clear()
+        return x
 
     def _filter_received(self) -> None:
         if self._unfiltered:
-            x = self._unfiltered[0] if len(self._unfiltered) == 1 else np.concatenate(self._unfiltered, axis=1)
-            self._unfiltered.clear()
-            self.out.write(self.pre.push(x))
+            self.out.write(self.pre.push(self._take_unfiltered()))
 
-    def _cut_windows(self) -> list[Event]:
+    def _cut_due(self, copy: bool) -> list[WindowVerdict]:
+        """Fill the pending place with the windows due there, in mV (copies, or views of the ring that
+        hold until the next push); return the verdicts among them."""
+        due, self._due = self._due, None
+        assert due is not None
+        due.items = self._cut_windows(due.limit_in, due.limit_out, window="copy" if copy else "view")
+        return [v for v in due.items if isinstance(v, WindowVerdict)]
+
+    def _cut_windows(self, limit_in: int | None = None, limit_out: int | None = None, *, window: str = "normalised") -> list[Event]:
+        """Cut every window whose samples have arrived (up to source sample ``limit_in`` and model-rate
+        sample ``limit_out``, when given). ``window``: what a verdict carries, the z-scored window, or
+        the window in mV (float32) as a ``"copy"`` or a ``"view"`` of the ring, for a caller that
+        z-scores many at once."""
         items: list[Event] = []
+        limit_in = self._next if limit_in is None else limit_in
+        limit_out = self.out.total if limit_out is None else min(limit_out, self.out.total)
         while True:
             end_out = self.next_end
             end_in = self._in_sample(end_out)
-            if self.out.total < end_out or self._next < end_in:
+            if limit_out < end_out or limit_in < end_in:
                 return items
             self._check_to(end_in - self.segment_start)
             if end_out < self.first_full:  # not a full, settled window since the segment started
@@ -446,23 +491,40 @@ class BedMonitor:
                 items += self._final(WindowVerdict(self.stream_id, end_in / self.fs_in, start_in, end_in, self.last_end,
                                                    reliable=False, reason=reason))
             else:
-                items += self._final(self._verdict(end_out, end_in))
+                items += self._final(self._verdict(end_out, end_in, window))
             self.last_end = end_in
             self.next_end += self.hop_out
 
     def _check_to(self, end: int) -> None:
         """Add the raw samples up to segment offset ``end`` to the signal checks, once each, in blocks
         that end at window ends and window starts, so every window is a run of whole blocks."""
+        for a, b in self._check_spans(end):
+            self.checks.add(self.raw.last(b - a, b), a)
+
+    def _check_spans(self, end: int) -> list[tuple[int, int]]:
+        """The blocks ``[a, b)`` (segment offsets) that bring the signal checks up to ``end``; the caller adds them."""
+        spans = []
         while self._checked < end:
             start = self._in_offset(self._start_k * self.hop_out - self.window)
             if start <= self._checked:
                 self._start_k += 1
                 continue
             stop = min(start, end)
-            self.checks.add(self.raw.last(stop - self._checked, stop), self._checked)
+            spans.append((self._checked, stop))
             self._checked = stop
+        return spans
 
-    def _verdict(self, end_out: int, end_in: int) -> WindowVerdict:
+    def _due_blocks(self) -> list[tuple[np.ndarray, int]]:
+        """(samples, segment offset) of the check blocks the due windows need, bookkeeping moved on:
+        what :meth:`_cut_windows` would add, for :func:`cut_pending` to add for many beds at once."""
+        assert self._due is not None
+        limit_in, limit_out = self._due.limit_in, min(self._due.limit_out, self.out.total)
+        end_out, end = self.next_end, None
+        while end_out <= limit_out and self._in_sample(end_out) <= limit_in:
+            end, end_out = self._in_sample(end_out) - self.segment_start, end_out + self.hop_out
+        return [] if end is None else [(self.raw.last(b - a, b), a) for a, b in self._check_spans(end)]
+
+    def _verdict(self, end_out: int, end_in: int, window: str = "normalised") -> WindowVerdict:
         start_in = self._in_sample(end_out - self.window)
         v = WindowVerdict(self.stream_id, end_in / self.fs_in, start_in, end_in, self.last_end, reliable=True)
         n, end = end_in - start_in, end_in - self.segment_start
@@ -484,8 +546,10 @@ class BedMonitor:
             # Each lead's samples contiguous in memory, as in the offline windows training saw: numpy's
             # float32 sums group their terms by memory layout, so this window equals the offline one bit
             # for bit (the fancy-indexed copy this replaces was lead-minor: ~1e-6 off, 3x slower to z-score).
-            w, _ = normalise_windows(self.out.last(self.window, end_out)[None], self.cfg)
-            v.window = w[0]
+            # normalise_windows z-scores every window alone, so many stacked give these same bits.
+            w = self.out.last(self.window, end_out)
+            v.window = (normalise_windows(w[None], self.cfg)[0][0] if window == "normalised"
+                        else np.array(w) if window == "copy" else w)
         return v
 
     # ---- events -------------------------------------------------------------------------------
@@ -511,3 +575,44 @@ class BedMonitor:
                                        v.probs.get(v.label, 0.0)))
             self.current = v.label
         return events
+
+
+@dataclass(eq=False)
+class PendingWindows:
+    """The place, in a deferring monitor's output, of windows that became due in a ``push``: the
+    events :func:`cut_pending` (or the monitor's next ``push``, ``restart`` or ``silence``) cuts
+    there. ``limit_in`` / ``limit_out``: the source and model-rate samples that had arrived then."""
+
+    monitor: BedMonitor
+    limit_in: int
+    limit_out: int
+    items: list[Event] | None = None  # None until cut
+
+    @property
+    def cut(self) -> bool:
+        return self.items is not None
+
+
+def cut_pending(pending: Iterable[PendingWindows]) -> list[WindowVerdict]:
+    """Cut the windows of many deferring monitors at once: one vectorised preprocessing pass for
+    every bed that shares a rate and a chunk length (:meth:`StreamingPreprocessor.push_many`), and
+    the signal checks' statistics of all their new samples in one pass
+    (:meth:`RunningSignalChecks.add_many`). Fills each :class:`PendingWindows` (already cut ones are
+    skipped) with the events its monitor would have returned on its own; returns the verdicts. A
+    verdict whose signal passed its checks carries its window in mV (float32, a view of the
+    monitor's ring: read it, or copy it, before the monitor's next push): ``normalise_windows`` of
+    it is, bit for bit, the model input the monitor alone would have given.
+    """
+    due = [p.monitor for p in pending if not p.cut and p.monitor._due is p]
+    with_samples = [m for m in due if m._unfiltered]
+    outputs = StreamingPreprocessor.push_many([m.pre for m in with_samples], [m._take_unfiltered() for m in with_samples])
+    for m, y in zip(with_samples, outputs):
+        m.out.write(y)
+    checks, blocks, starts = [], [], []
+    for m in due:
+        for block, start in m._due_blocks():
+            checks.append(m.checks)
+            blocks.append(block)
+            starts.append(start)
+    RunningSignalChecks.add_many(checks, blocks, starts)
+    return [v for m in due for v in m._cut_due(copy=False)]
