@@ -1,16 +1,17 @@
 """The preprocessing chain: one stream hop (what a bedside device does every second before
-inference), a whole record offline (what window building does per record), and the per-batch
-normalisation of training."""
+inference), one hop of a 64-bed ward (vectorised, as the hub runs it, and bed by bed), a whole
+record offline (what window building does per record), and the per-batch normalisation of training."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
 
 from ecgedge.bench import synthetic_stream
-from ecgedge.data.preprocess import normalise_windows, preprocess_signal
-from ecgedge.stream.monitor import BedMonitor, ModelSpec
+from ecgedge.data.preprocess import StreamingPreprocessor, normalise_windows, preprocess_signal
+from ecgedge.stream.monitor import BedMonitor, ModelSpec, Ring
 
 SOURCE_FS_HZ = 500.0  # the Chapman/ecg-arrhythmia recording rate
 RECORD_S = 10.0
@@ -58,3 +59,51 @@ def test_normalise_training_batch(benchmark, manifest, info, windows):
     benchmark.extra_info.update(info, batch=32)
     out, _ = benchmark(normalise_windows, x, cfg)
     assert out.shape == x.shape
+
+
+WARD_BEDS = 64
+
+
+@pytest.mark.parametrize("mode", ["vectorised", "bed-by-bed"])
+def test_ward_preprocessing(benchmark, manifest, info, mode, capsys):
+    """One 1-s hop of preprocessing for 64 beds (12 leads at 500 Hz): causal resample + band-pass of
+    every bed's new second, then the z-score of every bed's newest window in calls of 8 (the hub's
+    inference batch). ``vectorised`` is what :class:`~ecgedge.stream.hub.StreamHub` runs
+    (:meth:`StreamingPreprocessor.push_many`: the beds as rows of one array); ``bed-by-bed`` the same
+    work one bed at a time, the way a monitor alone does it: the ratio of the two is the gain.
+    ``extra_info["ms_per_bed_second"]`` is the figure issue 15 sets at <= 0.1 ms."""
+    cfg, leads = manifest.preprocess_config(), len(manifest.leads)
+    signal = synthetic_stream(manifest.leads, SOURCE_FS_HZ, seed=0)
+    hop, n = int(SOURCE_FS_HZ), signal.shape[1]
+    pres = [StreamingPreprocessor(cfg, SOURCE_FS_HZ, leads) for _ in range(WARD_BEDS)]
+    # Each bed's model-rate ring, as in its BedMonitor: the newest window is z-scored every hop.
+    rings = [Ring(leads, manifest.window_samples + 2 * int(cfg.fs_hz) + 4, dtype=np.float32) for _ in range(WARD_BEDS)]
+    sent = 0
+
+    def hop_of_ward() -> np.ndarray:
+        nonlocal sent
+        chunks = [signal[:, (sent + 397 * b + np.arange(hop)) % n] for b in range(WARD_BEDS)]
+        sent += hop
+        ys = (StreamingPreprocessor.push_many(pres, chunks) if mode == "vectorised"
+              else [p.push(x) for p, x in zip(pres, chunks)])
+        for ring, y in zip(rings, ys):
+            ring.write(y)
+        windows = [ring.last(manifest.window_samples) for ring in rings]
+        if mode == "vectorised":
+            z = []
+            for a in range(0, WARD_BEDS, 8):
+                x = np.stack(windows[a:a + 8])
+                z.append(normalise_windows(x, cfg, out=x)[0])
+        else:
+            z = [normalise_windows(w[None], cfg)[0] for w in windows]
+        return np.concatenate(z)
+
+    for _ in range(3):
+        hop_of_ward()
+    benchmark.group = "preprocessing: 64 beds, one 1-s hop"
+    z = benchmark(hop_of_ward)
+    per_bed_ms = benchmark.stats.stats.median / WARD_BEDS * 1e3
+    benchmark.extra_info.update(info, beds=WARD_BEDS, mode=mode, ms_per_bed_second=per_bed_ms)
+    assert z.shape == (WARD_BEDS, leads, manifest.window_samples) and np.isfinite(z).all()
+    with capsys.disabled():
+        print(f"\npreprocessing, {WARD_BEDS} beds, {mode}: {per_bed_ms:.3f} ms per bed-second (resample + band-pass + z-score)")

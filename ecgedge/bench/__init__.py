@@ -63,6 +63,10 @@ Method (the README repeats it):
   timed hops classified a window (a window the monitor judges unreliable runs no model). With 1
   thread it is the one-core figure; with more it charges every thread's CPU time, spinning
   included. On a GPU it is the host's CPU cost (launches, copies, synchronisation).
+  **RTF/core** is the same for a ward: ``rtf_beds`` (64) beds in one hub, each bed at its own phase
+  of the record, every hop one push per bed and one flush, which preprocesses all beds in one
+  vectorised pass and classifies their windows in calls of at most 8 (CPU): beds x hop seconds / CPU
+  seconds of the hop. The JSON row splits a bed-hop into inference and the rest.
 - **Contention**: the parent reads the machine's busy CPU time (``/proc/stat``) around each worker
   and subtracts the worker's own; a row where other processes used more than a quarter of a core
   meanwhile says so ("machine busy ... rerun") instead of passing off a disturbed number.
