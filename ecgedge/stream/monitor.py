@@ -604,6 +604,9 @@ def cut_pending(pending: Iterable[PendingWindows]) -> list[WindowVerdict]:
     it is, bit for bit, the model input the monitor alone would have given.
     """
     due = [p.monitor for p in pending if not p.cut and p.monitor._due is p]
+    if len(due) == 1:  # one bed: its own filter and checks calls, without the grouping
+        due[0]._filter_received()
+        return due[0]._cut_due(copy=False)
     with_samples = [m for m in due if m._unfiltered]
     outputs = StreamingPreprocessor.push_many([m.pre for m in with_samples], [m._take_unfiltered() for m in with_samples])
     for m, y in zip(with_samples, outputs):
