@@ -252,6 +252,56 @@ def test_encode_decode_round_trip(frame):
     assert unpack_frame(pack_frame(frame)) == frame
 
 
+_FIELDS = ("stream_id", "seq", "first_sample", "fs_hz", "lead_ids", "gain_uv", "baseline", "sample_format", "lead_off",
+           "device_flags", "version", "gains_uv", "baselines")
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(frames())
+def test_decoded_frames_are_the_frames_the_validating_constructor_makes(frame):
+    """unpack_frame builds frames without validating again: field by field what ``Frame(...)`` makes of them."""
+    decoded = unpack_frame(pack_frame(frame))
+    assert isinstance(decoded, Frame)
+    rebuilt = Frame(stream_id=decoded.stream_id, seq=decoded.seq, first_sample=decoded.first_sample, fs_hz=decoded.fs_hz,
+                    lead_ids=decoded.lead_ids, samples=decoded.samples, sample_format=decoded.sample_format,
+                    lead_off=decoded.lead_off, device_flags=decoded.device_flags, version=decoded.version,
+                    gains_uv=decoded.gains_uv, baselines=decoded.baselines)
+    for expected in (frame, rebuilt):
+        assert decoded == expected
+        for name in _FIELDS:
+            got, want = getattr(decoded, name), getattr(expected, name)
+            assert (type(got), got) == (type(want), want), name
+        assert [type(g) for g in decoded.gains_uv + decoded.baselines] == [type(g) for g in expected.gains_uv + expected.baselines]
+        s, t = decoded.samples, expected.samples
+        assert (s.dtype, s.shape, s.flags.writeable) == (t.dtype, t.shape, False)
+        assert np.array_equal(s, t) and np.array_equal(decoded.samples_mv(), expected.samples_mv())
+    layout = lambda a: (a.flags.c_contiguous, a.flags.f_contiguous)  # noqa: E731
+    assert layout(decoded.samples) == layout(rebuilt.samples)  # the memory layout decoded frames always had
+
+
+def _with_header(frame: Frame, offset: int, fmt: str, value: int) -> bytes:
+    """The frame's bytes with one header field replaced and the CRC made good again."""
+    body = bytearray(pack_frame(frame)[:-4])
+    struct.pack_into(fmt, body, offset, value)
+    return bytes(body) + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize("offset, fmt, value, detail", [
+    (16, "<I", 0, "sampling rate 0 mHz, gain bits ok"),
+    (32, "<H", 0x0004, "lead-off mask 0x0004 names leads beyond 2"),
+])
+def test_a_lead_table_seen_before_does_not_change_the_checks(offset, fmt, value, detail):
+    """A bad header behind a lead table already decoded (and kept) is reported as it is behind a new one."""
+    # Leads and a gain no other test uses: the first decode meets a lead table not seen before.
+    unseen = Frame(stream_id=0, seq=0, first_sample=0, fs_hz=360.0, lead_ids=("V7", "V9"), samples=np.ones((2, 4), int),
+                   gain_uv=3.0517578125)
+    bad = _with_header(unseen, offset, fmt, value)
+    first = unpack_frame(bad)
+    assert unpack_frame(pack_frame(unseen)) == unseen  # the table is now known
+    again = unpack_frame(bad)
+    assert first == again == DecodeError(DecodeErrorKind.BAD_FIELD, detail)
+
+
 def test_cobs_reference_examples():
     # Cheshire & Baker's examples (as listed on Wikipedia), also in the C tests.
     assert cobs_encode(b"") == b"\x01"
