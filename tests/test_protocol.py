@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecgedge.bridge.cobs import cobs_encode, encode_frame
-from ecgedge.bridge.decoder import FrameDecoder
+from ecgedge.bridge.decoder import FrameDecoder, _unstuffed
 from ecgedge.bridge.frame import (
     LEAD_NAMES,
     MAX_FRAME_BYTES,
@@ -312,6 +312,57 @@ def test_cobs_reference_examples():
     assert cobs_encode(run) == b"\xff" + run
     assert cobs_encode(run + b"\xff") == b"\xff" + run + b"\x02\xff"
     assert cobs_encode(bytes(range(2, 256)) + b"\x00") == b"\xff" + bytes(range(2, 256)) + b"\x01\x01"
+
+
+def _reference_unstuffed(segment: bytes) -> bytes | str:
+    """Textbook COBS decoding, group by group: the bytes, or why the segment is not canonical COBS."""
+    out, p, code, prev = bytearray(), 0, 0, 0
+    while p < len(segment):
+        if p and code != 0xFF:
+            out.append(0)
+        prev, code = code, segment[p]
+        if p + code > len(segment):
+            return f"COBS group cut short by {p + code - len(segment)} bytes"
+        out += segment[p + 1:p + code]
+        p += code
+    if code == 1 and prev == 0xFF:
+        return "empty COBS group after a full one (non-canonical)"
+    return bytes(out)
+
+
+@st.composite
+def cobs_segments(draw) -> bytes:
+    """Segments between two delimiters: canonical COBS of bytes with long runs without 0x00 (full 0xFF
+    groups), then maybe cut, changed or given an empty group; or any bytes without 0x00."""
+    if draw(st.booleans()):
+        return draw(st.binary(min_size=1, max_size=1100)).replace(b"\0", b"\x01")
+    runs = draw(st.lists(st.tuples(st.integers(0, 600), st.integers(1, 255)), min_size=1, max_size=6))
+    if draw(st.booleans()):  # the last run fills whole full groups
+        runs[-1] = (254 * draw(st.integers(1, 2)), runs[-1][1])
+    segment = bytearray(cobs_encode(b"\0".join(bytes([fill]) * n for n, fill in runs)))
+    for op, where, value in draw(st.lists(_MUTATION, max_size=3)):
+        pos = where % len(segment)
+        if op == "flip":
+            segment[pos] = value or 1
+        elif op == "drop" and len(segment) > 1:
+            del segment[pos]
+        elif op == "insert":
+            segment.insert(pos, value or 1)
+    if draw(st.booleans()):
+        segment.append(1)  # after a final full group this is the non-canonical empty group
+    return bytes(segment)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(cobs_segments(), st.binary(max_size=3).map(lambda b: b.replace(b"\0", b"\x02")))
+def test_cobs_decoding_equals_the_textbook_decoder(segment, before):
+    """The code-chain walk of the whole-frame path decodes (or refuses) every segment as the textbook does."""
+    got = _unstuffed(before + segment + b"\0", len(before), len(before) + len(segment))
+    want = _reference_unstuffed(segment)
+    if isinstance(want, str):
+        assert got == DecodeError(DecodeErrorKind.BAD_COBS, want)
+    else:
+        assert bytes(got) == want and cobs_encode(want) == segment  # what decodes is canonical: one wire form
 
 
 # ---- resynchronisation ------------------------------------------------------------------------
