@@ -11,7 +11,7 @@ version 2 carries one per lead, so leads calibrated differently (MIT-BIH recorde
 own scale.
 
 - :class:`Frame` holds one decoded packet: header fields and raw ADC samples ``(n_leads, n)``;
-  :meth:`Frame.samples_mv` converts them to mV.
+  :meth:`Frame.samples_mv` converts them to mV (:func:`mv_from_adc`).
 - :func:`pack_frame` gives its bytes without COBS; :func:`unpack_frame` validates such bytes and
   returns a :class:`Frame` or a :class:`DecodeError` (never raises), checking in the order
   PROTOCOL.md gives so that C and Python report the same :class:`DecodeErrorKind`.
@@ -274,9 +274,7 @@ class Frame:
     def samples_mv(self) -> np.ndarray:
         """Samples in mV, ``(n_leads, n)`` float64: ``(raw - baseline) * gain_uv / 1000``, each lead
         with its own gain and baseline (the same for every lead in version 1)."""
-        base = np.array(self.baselines, np.float64)[:, None]
-        scale = np.array(self.gains_uv, np.float64)[:, None] / 1000.0
-        return (self.samples.astype(np.float64) - base) * scale
+        return mv_from_adc(self.samples, self.gains_uv, self.baselines)
 
     def _header_key(self) -> tuple:
         return (self.version, self.stream_id, self.seq, self.first_sample, self.fs_hz, self.lead_ids,
@@ -294,6 +292,15 @@ class Frame:
         return (f"Frame(v{self.version}, stream {self.stream_id}, seq {self.seq}, samples [{self.first_sample}, "
                 f"{self.end_sample}) of {','.join(self.lead_ids)} at {self.fs_hz:g} Hz, "
                 f"{self.sample_format.value}, {gain} uV/LSB)")
+
+
+def mv_from_adc(samples: np.ndarray, gains_uv: tuple[float, ...], baselines: tuple[int, ...]) -> np.ndarray:
+    """``(n_leads, n)`` raw ADC integers -> mV, float64: ``(raw - baseline) * gain / 1000`` per lead, with
+    ``gains_uv`` in µV per ADC unit and ``baselines`` in ADC units, one per lead (:meth:`Frame.samples_mv`;
+    the frames of one stream with the same calibration may be joined first: the same values)."""
+    base = np.array(baselines, np.float64)[:, None]
+    scale = np.array(gains_uv, np.float64)[:, None] / 1000.0
+    return (samples.astype(np.float64) - base) * scale
 
 
 def _per_lead(bad, one_name: str, one, many_name: str, many, n_leads: int, default) -> tuple:
@@ -325,9 +332,11 @@ def _lead_table_bytes(n_leads: int, version: int) -> int:
 def frame_size(n_leads: int, samples_per_lead: int, sample_format: SampleFormat = SampleFormat.INT16,
                version: int = PROTOCOL_VERSION) -> int:
     """Decoded size in bytes (header to CRC) of a frame with these dimensions."""
-    fmt = SampleFormat(sample_format)
-    return (HEADER_FIXED_BYTES + _lead_table_bytes(n_leads, version) + n_leads * samples_per_lead * fmt.nbytes
-            + CRC_BYTES)
+    return _frame_bytes(n_leads, samples_per_lead, SampleFormat(sample_format).nbytes, version)
+
+
+def _frame_bytes(n_leads: int, samples_per_lead: int, sample_bytes: int, version: int) -> int:
+    return HEADER_FIXED_BYTES + _lead_table_bytes(n_leads, version) + n_leads * samples_per_lead * sample_bytes + CRC_BYTES
 
 
 def max_samples_per_lead(n_leads: int, sample_format: SampleFormat = SampleFormat.INT16,
@@ -391,7 +400,7 @@ def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | DecodeError:
      fmt_code, n_leads, device_flags, lead_off) = _HEADER.unpack_from(data)
     fmt = _FORMAT_BY_CODE.get(fmt_code)
     known = version in PROTOCOL_VERSIONS
-    expected = (frame_size(n_leads, n_per_lead, fmt, version)
+    expected = (_frame_bytes(n_leads, n_per_lead, fmt.nbytes, version)
                 if known and fmt is not None and 1 <= n_leads <= MAX_LEADS and n_per_lead >= 1 else 0)
     if zlib.crc32(data[:-CRC_BYTES]) != struct.unpack_from("<I", data, n - CRC_BYTES)[0]:
         if magic == MAGIC and known and expected and expected != n:

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Sequence
 import numpy as np
 
 from ecgedge.bridge.decoder import FrameDecoder
-from ecgedge.bridge.frame import DecodeError, DeviceFlag, Frame, LabelFlag, LabelFrame
+from ecgedge.bridge.frame import DecodeError, DeviceFlag, Frame, LabelFlag, LabelFrame, mv_from_adc
 from ecgedge.bridge.sequence import FormatChange, Gap, OutOfOrder, Repeat, Restart, SequenceTracker
 from ecgedge.bridge.sources import ByteSource, LinkEvent
 from ecgedge.config import Backend, Precision
@@ -104,9 +104,11 @@ BATCH_DELAY_S = 0.1
 
 @dataclass
 class _Run:
-    """Contiguous frames of one stream with the same lead-off and device flags, pushed as one chunk.
+    """Contiguous frames of one stream with the same lead-off, device flags and calibration, pushed as one chunk.
 
-    ``max_samples``: the samples per lead (source rate) past which it is pushed at once (:data:`RUN_MAX_S`).
+    ``gains_uv`` (µV per ADC unit) and ``baselines`` (ADC units): each lead's calibration; ``parts``: the
+    frames' raw samples, converted to mV once, at the push. ``max_samples``: the samples per lead (source
+    rate) past which it is pushed at once (:data:`RUN_MAX_S`).
     """
 
     first_sample: int
@@ -114,8 +116,10 @@ class _Run:
     lead_off: int
     flags: int
     frames_lost: int | None
+    gains_uv: tuple[float, ...]
+    baselines: tuple[int, ...]
     max_samples: int
-    parts: list = field(default_factory=list)
+    parts: list[np.ndarray] = field(default_factory=list)
 
 
 class StreamSession:
@@ -246,11 +250,12 @@ class StreamSession:
         flags = frame.device_flags & (CALIBRATION_FLAG | SATURATED_FLAG)
         run = self._runs.get(sid)
         if not (run and run.next_sample == frame.first_sample and run.lead_off == frame.lead_off
-                and run.flags == flags and frames_lost is None):
+                and run.flags == flags and frames_lost is None and run.gains_uv == frame.gains_uv
+                and run.baselines == frame.baselines):
             self._push_run(sid)
             run = self._runs[sid] = _Run(frame.first_sample, frame.first_sample, frame.lead_off, flags, frames_lost,
-                                         int(RUN_MAX_S * frame.fs_hz))
-        run.parts.append(frame.samples_mv())
+                                         frame.gains_uv, frame.baselines, int(RUN_MAX_S * frame.fs_hz))
+        run.parts.append(frame.samples)
         run.next_sample = frame.end_sample
         if run.next_sample - run.first_sample > run.max_samples or len(run.parts) >= RUN_MAX_FRAMES:
             self._push_run(sid)
@@ -281,7 +286,8 @@ class StreamSession:
         run = self._runs.pop(sid, None)
         if run is None:
             return
-        samples = run.parts[0] if len(run.parts) == 1 else np.concatenate(run.parts, axis=1)
+        raw = run.parts[0] if len(run.parts) == 1 else np.concatenate(run.parts, axis=1)
+        samples = mv_from_adc(raw, run.gains_uv, run.baselines)
         lead_off = [i for i in range(samples.shape[0]) if run.lead_off >> i & 1]
         self.hub.push(sid, samples, run.first_sample, lead_off, device_flags=run.flags, frames_lost=run.frames_lost)
 
