@@ -17,6 +17,7 @@ real architecture's untrained INT8 export where torch is installed to build it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 import socket
 import typing
@@ -32,7 +33,8 @@ import typer
 from typer.testing import CliRunner
 
 from ecgedge.bridge.decoder import FrameDecoder
-from ecgedge.bridge.frame import Frame
+from ecgedge.bridge.cobs import cobs_encode, encode_frame
+from ecgedge.bridge.frame import DeviceFlag, Frame, LabelFrame, pack_label_frame
 from ecgedge.bridge.sources import (
     LinkEvent,
     SerialSource,
@@ -247,6 +249,96 @@ def test_several_beds_in_one_process_batched(export, runner):
         strip = lambda rs: [r for r in rs if r["type"] != "summary"]  # noqa: E731
         assert [r for r in strip(records) if r.get("stream") == sid] == strip(alone)
         check_run(records, mv(np.round(beds[sid].astype(np.float64) * 1000)), runner, stream=sid)
+
+
+def _eventful_stream() -> list[bytes]:
+    """One bed's reads (a frame, a label frame or bad bytes each): short and long gaps, lead-off, a
+    calibration pulse, undecodable bytes, a repeated frame, device labels, a gain change, a reboot."""
+    adu = np.round(synthesize_ecg("SR", seed=21, duration_s=40.0)[0] * 1000).astype(np.int64)
+    reads, sent = [], []
+    for k in range(adu.shape[1] // SPF):
+        first = k * SPF if k < 760 else (k - 760) * SPF  # frame 760: the device reboots
+        if k in (475, 560, 561) or 600 <= k < 612:  # lost: one frame (concealed), two, then 0.24 s
+            continue
+        frame = Frame(stream_id=0, seq=k if k < 760 else k - 760, first_sample=first, fs_hz=FS,
+                      lead_ids=STANDARD_12_LEADS, samples=adu[:, k * SPF:(k + 1) * SPF], gain_uv=1.0 if k < 650 else 2.0,
+                      lead_off=0b100 if 520 <= k < 542 else 0,
+                      device_flags=int(DeviceFlag.CALIBRATION) if 465 <= k < 471 else 0)
+        reads.append(encode_frame(frame))
+        sent.append(reads[-1])
+        if k in (549, 711):  # after the frame that completes a window
+            reads.append(b"\x05\x01\x02\x00")  # bad COBS
+            reads.append(sent[-3][:200] + b"\0")  # a frame cut short
+        if k == 574:
+            reads.append(sent[-2])  # a repeat
+        if k % 50 == 24 or k == 990:  # the device's own verdicts
+            label = LabelFrame(0, k // 25, max(0, frame.end_sample - 4_096), frame.end_sample, FS,
+                               1, "AF", (3, -2), 0.5, 0)
+            reads.append(cobs_encode(pack_label_frame(label)) + b"\0")
+    return reads
+
+
+def test_samples_wait_in_runs_and_records_are_those_of_pushing_every_frame(export, runner):
+    """With ``flush=False`` each bed's contiguous frames wait in one run and reach its monitor as one chunk
+    (at the flush, or when it holds more than a second): every record is the same, in the same order, as
+    when every frame goes to the monitor at once (``flush=True`` per read), whatever the reads and flushes."""
+    settings = StreamSettings(conceal_max_s=0.1, hysteresis=1)
+    reads = _eventful_stream()
+    per_frame = session_for(runner, export, settings)
+    want = [r for read in reads for r in per_frame.feed(read)] + [per_frame.summary()]
+    kinds = {r["type"] for r in want}
+    assert {"gap", "dropped_frame", "restart", "format_change", "decode_error", "device_label"} <= kinds
+    assert {w["reason"].split(":")[0] for w in of(want, "window") if w["quality"] != "ok"} >= {
+        "gap", "lead-off", "device", "restart", "starting up"}
+    assert any(g["concealed"] for g in of(want, "gap")) and any(w.get("host_label") for w in of(want, "device_label"))
+
+    for flush_every in (1, 37, 400, len(reads)):
+        session = session_for(runner, export, settings)
+        got = []
+        for i, read in enumerate(reads, 1):
+            assert session.feed(read, flush=False) == []
+            if i % flush_every == 0:
+                got += session.flush()
+        got += session.flush()
+        assert got + [session.summary()] == want, flush_every
+    one_read = session_for(runner, export, settings)
+    assert one_read.feed(b"".join(reads)) + [one_read.summary()] == want
+
+
+def test_beds_fed_together_keep_their_own_records_in_order(export, runner):
+    """Two beds' reads interleaved, flushed now and then: each bed's records, and the decode errors among
+    all records, are those of pushing every frame at once."""
+    other = python_frames(synthesize_ecg("AFIB", seed=23, duration_s=30.0)[0].astype(np.float64), FS, STANDARD_12_LEADS,
+                          stream_id=1)
+    reads = [r for pair in itertools.zip_longest(_eventful_stream(), other, fillvalue=b"") for r in pair]
+    per_frame = session_for(runner, export)
+    want = [r for read in reads for r in per_frame.feed(read)]
+    session, got = session_for(runner, export), []
+    for i, read in enumerate(reads, 1):
+        session.feed(read, flush=False)
+        if i % 53 == 0:
+            got += session.flush()
+    got += session.flush()
+    bed = lambda rs, sid: [r for r in rs if r.get("stream") == sid]  # noqa: E731
+    assert len(bed(want, 1)) > 20 and bed(got, 0) == bed(want, 0) and bed(got, 1) == bed(want, 1)
+    assert [bed(got[:i], 0) for i, r in enumerate(got) if r["type"] == "decode_error"] == [
+        bed(want[:i], 0) for i, r in enumerate(want) if r["type"] == "decode_error"]
+    assert session.summary() == per_frame.summary()
+
+
+def test_a_bed_holds_at_most_a_second_of_samples_between_flushes(export, runner):
+    x = synthesize_ecg("SR", seed=22, duration_s=3.0)[0].astype(np.float64)
+    session = session_for(runner, export)
+    frames = python_frames(x, FS, STANDARD_12_LEADS)  # 20 samples each
+    session.feed(b"".join(frames[:60]), flush=False)
+    monitor = session.hub.monitors[0]
+    # Runs of 26 frames (520 samples, more than 500: a second) went on; the last 8 frames wait.
+    assert monitor.next_sample == 1_040 and session.pending >= 1
+    session.feed(b"", flush=False)
+    assert session.pending >= 1  # a read without frames sends nothing on: the samples still wait
+    records = session.flush()
+    assert monitor.next_sample == 1_200 and session.pending == 0
+    assert session.summary()["streams"][0]["pending"] + sum(w["new"][1] - w["new"][0] for w in of(records, "window")) == 1_200
 
 
 def test_device_restart_and_format_change(export, runner):

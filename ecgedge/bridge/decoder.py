@@ -17,23 +17,41 @@ _Event = TypeVar("_Event", Frame, LabelFrame, DecodeError, Frame | LabelFrame | 
 _IDLE, _IN_FRAME, _DISCARD = range(3)
 
 
+def _unstuffed(data: bytes, start: int, end: int) -> bytearray | DecodeError:
+    """The bytes the complete COBS segment ``data[start:end]`` (no 0x00 in it) stands for, or why not
+    (a :class:`DecodeError` without offset): the same results and error texts as :class:`FrameDecoder`'s
+    byte state machine.
+
+    Decoded, a segment is itself less its first code byte, every later code byte turned into the 0x00
+    it stands for, except one after a full group (code 0xFF: 254 bytes, no 0x00), which is dropped.
+    So only the chain of code bytes is walked (one step per 0x00 of the frame; int16 samples hold many).
+    """
+    buf = bytearray(data[start:end])
+    n = end - start
+    p = code = 0
+    after_full: list[int] = []  # code bytes that follow a full group
+    while p < n:
+        code = buf[p]
+        buf[p] = 0
+        p += code
+        if code == 0xFF:
+            after_full.append(p)
+    if p > n:
+        return DecodeError(DecodeErrorKind.BAD_COBS, f"COBS group cut short by {p - n} bytes")
+    if code == 1 and after_full and after_full[-1] == n - 1:
+        return DecodeError(DecodeErrorKind.BAD_COBS, "empty COBS group after a full one (non-canonical)")
+    for q in reversed(after_full):
+        if q < n:
+            del buf[q]
+    del buf[0]
+    return buf
+
+
 def _frame_from_cobs(data: bytes, start: int, end: int, offset: int) -> Frame | LabelFrame | DecodeError:
-    """Decode the complete COBS segment ``data[start:end]`` (delimiter at ``end``) group by group:
-    the same results and error texts as :class:`FrameDecoder`'s byte state machine, at slice speed."""
-    out = bytearray()
-    p, code, prev = start, 0, 0
-    while p < end:
-        if p != start and code != 0xFF:
-            out.append(0)
-        prev, code = code, data[p]
-        stop = p + code
-        if stop > end:
-            return DecodeError(DecodeErrorKind.BAD_COBS, f"COBS group cut short by {stop - end} bytes", offset)
-        out += data[p + 1:stop]
-        p = stop
-    if code == 1 and prev == 0xFF:
-        return DecodeError(DecodeErrorKind.BAD_COBS, "empty COBS group after a full one (non-canonical)", offset)
-    result = unpack_frame(out)
+    """Decode the complete COBS segment ``data[start:end]`` (delimiter at ``end``): the same results and
+    error texts as :class:`FrameDecoder`'s byte state machine, at slice speed."""
+    body = _unstuffed(data, start, end)
+    result = body if isinstance(body, DecodeError) else unpack_frame(body)
     return DecodeError(result.kind, result.detail, offset) if isinstance(result, DecodeError) else result
 
 

@@ -11,7 +11,7 @@ version 2 carries one per lead, so leads calibrated differently (MIT-BIH recorde
 own scale.
 
 - :class:`Frame` holds one decoded packet: header fields and raw ADC samples ``(n_leads, n)``;
-  :meth:`Frame.samples_mv` converts them to mV.
+  :meth:`Frame.samples_mv` converts them to mV (:func:`mv_from_adc`).
 - :func:`pack_frame` gives its bytes without COBS; :func:`unpack_frame` validates such bytes and
   returns a :class:`Frame` or a :class:`DecodeError` (never raises), checking in the order
   PROTOCOL.md gives so that C and Python report the same :class:`DecodeErrorKind`.
@@ -228,6 +228,23 @@ class Frame:
         for name in ("stream_id", "seq", "first_sample", "lead_off", "device_flags", "version"):
             set_(self, name, int(getattr(self, name)))
 
+    @classmethod
+    def _from_wire(cls, table: _LeadTable, samples: np.ndarray, *, stream_id: int, seq: int, first_sample: int,
+                   fs_mhz: int, sample_format: SampleFormat, lead_off: int, device_flags: int, version: int) -> Frame:
+        """A frame from fields :func:`unpack_frame` has validated, without checking or copying them again.
+
+        ``samples`` is a read-only ``(n_leads, n)`` int32 array the frame keeps; ``table`` the validated
+        lead table. The result equals (``==``, and field by field) ``Frame(...)`` of the same fields.
+        """
+        frame = object.__new__(cls)
+        # Frozen: what __post_init__ would store, set past the frozen __setattr__ in one step.
+        frame.__dict__.update(
+            stream_id=stream_id, seq=seq, first_sample=first_sample, fs_hz=fs_mhz / 1000, lead_ids=table.lead_ids,
+            samples=samples, gain_uv=table.gain_uv, baseline=table.baseline, sample_format=sample_format,
+            lead_off=lead_off, device_flags=device_flags, version=version, gains_uv=table.gains_uv,
+            baselines=table.baselines)
+        return frame
+
     @property
     def n_leads(self) -> int:
         return self.samples.shape[0]
@@ -257,9 +274,7 @@ class Frame:
     def samples_mv(self) -> np.ndarray:
         """Samples in mV, ``(n_leads, n)`` float64: ``(raw - baseline) * gain_uv / 1000``, each lead
         with its own gain and baseline (the same for every lead in version 1)."""
-        base = np.array(self.baselines, np.float64)[:, None]
-        scale = np.array(self.gains_uv, np.float64)[:, None] / 1000.0
-        return (self.samples.astype(np.float64) - base) * scale
+        return mv_from_adc(self.samples, self.gains_uv, self.baselines)
 
     def _header_key(self) -> tuple:
         return (self.version, self.stream_id, self.seq, self.first_sample, self.fs_hz, self.lead_ids,
@@ -277,6 +292,15 @@ class Frame:
         return (f"Frame(v{self.version}, stream {self.stream_id}, seq {self.seq}, samples [{self.first_sample}, "
                 f"{self.end_sample}) of {','.join(self.lead_ids)} at {self.fs_hz:g} Hz, "
                 f"{self.sample_format.value}, {gain} uV/LSB)")
+
+
+def mv_from_adc(samples: np.ndarray, gains_uv: tuple[float, ...], baselines: tuple[int, ...]) -> np.ndarray:
+    """``(n_leads, n)`` raw ADC integers -> mV, float64: ``(raw - baseline) * gain / 1000`` per lead, with
+    ``gains_uv`` in µV per ADC unit and ``baselines`` in ADC units, one per lead (:meth:`Frame.samples_mv`;
+    the frames of one stream with the same calibration may be joined first: the same values)."""
+    base = np.array(baselines, np.float64)[:, None]
+    scale = np.array(gains_uv, np.float64)[:, None] / 1000.0
+    return (samples.astype(np.float64) - base) * scale
 
 
 def _per_lead(bad, one_name: str, one, many_name: str, many, n_leads: int, default) -> tuple:
@@ -308,9 +332,11 @@ def _lead_table_bytes(n_leads: int, version: int) -> int:
 def frame_size(n_leads: int, samples_per_lead: int, sample_format: SampleFormat = SampleFormat.INT16,
                version: int = PROTOCOL_VERSION) -> int:
     """Decoded size in bytes (header to CRC) of a frame with these dimensions."""
-    fmt = SampleFormat(sample_format)
-    return (HEADER_FIXED_BYTES + _lead_table_bytes(n_leads, version) + n_leads * samples_per_lead * fmt.nbytes
-            + CRC_BYTES)
+    return _frame_bytes(n_leads, samples_per_lead, SampleFormat(sample_format).nbytes, version)
+
+
+def _frame_bytes(n_leads: int, samples_per_lead: int, sample_bytes: int, version: int) -> int:
+    return HEADER_FIXED_BYTES + _lead_table_bytes(n_leads, version) + n_leads * samples_per_lead * sample_bytes + CRC_BYTES
 
 
 def max_samples_per_lead(n_leads: int, sample_format: SampleFormat = SampleFormat.INT16,
@@ -374,7 +400,7 @@ def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | DecodeError:
      fmt_code, n_leads, device_flags, lead_off) = _HEADER.unpack_from(data)
     fmt = _FORMAT_BY_CODE.get(fmt_code)
     known = version in PROTOCOL_VERSIONS
-    expected = (frame_size(n_leads, n_per_lead, fmt, version)
+    expected = (_frame_bytes(n_leads, n_per_lead, fmt.nbytes, version)
                 if known and fmt is not None and 1 <= n_leads <= MAX_LEADS and n_per_lead >= 1 else 0)
     if zlib.crc32(data[:-CRC_BYTES]) != struct.unpack_from("<I", data, n - CRC_BYTES)[0]:
         if magic == MAGIC and known and expected and expected != n:
@@ -393,6 +419,56 @@ def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | DecodeError:
                       f"sample format {fmt_code}, {n_leads} leads, {n_per_lead} samples per lead")
     if expected != n:
         return _error(DecodeErrorKind.BAD_LENGTH, f"{n} bytes but the header implies {expected}")
+    table_end = HEADER_FIXED_BYTES + _lead_table_bytes(n_leads, version)
+    # Version, bytes 20..27 (v1 gain and baseline; v2 reserved) and the lead table: all the checks below read.
+    key = data[2:3] + data[20:28] + data[HEADER_FIXED_BYTES:table_end]
+    table = _LEAD_TABLES.get(key)
+    if table is None:
+        checked = _lead_table_from(data, version, n_leads, gain_bits, baseline, fs_mhz)
+        if isinstance(checked, DecodeError):
+            return checked
+        if len(_LEAD_TABLES) >= _LEAD_TABLES_MAX:
+            _LEAD_TABLES.clear()
+        table = _LEAD_TABLES[key] = checked
+    if fs_mhz == 0:
+        return _error(DecodeErrorKind.BAD_FIELD, f"sampling rate {fs_mhz} mHz, gain bits ok")
+    if lead_off >> n_leads:
+        return _error(DecodeErrorKind.BAD_FIELD, f"lead-off mask {lead_off:#06x} names leads beyond {n_leads}")
+    payload = np.frombuffer(data, np.uint8, n_leads * n_per_lead * fmt.nbytes, table_end)
+    if fmt is SampleFormat.INT16:
+        values = payload.view("<i2").astype(np.int32)
+    else:
+        b = payload.reshape(-1, 3).astype(np.int32)
+        values = ((b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16) ^ 0x800000) - 0x800000
+    values.flags.writeable = False
+    # (n_leads, n) over the interleaved samples: the Fortran-ordered layout Frame(...) keeps of it
+    return Frame._from_wire(table, values.reshape(n_per_lead, n_leads).T, stream_id=stream_id, seq=seq,
+                            first_sample=first_sample, fs_mhz=fs_mhz, sample_format=fmt, lead_off=lead_off,
+                            device_flags=device_flags, version=version)
+
+
+@dataclass(frozen=True)
+class _LeadTable:
+    """A frame's validated lead table: lead names, each lead's gain (µV per ADC unit, float32 values)
+    and baseline (ADC units), and the gain / baseline every lead shares (None when they differ)."""
+
+    lead_ids: tuple[str, ...]
+    gains_uv: tuple[float, ...]
+    baselines: tuple[int, ...]
+    gain_uv: float | None
+    baseline: int | None
+
+
+# Lead tables already validated, by their wire bytes (see unpack_frame): a device repeats its table in
+# every frame, so each is checked and converted once. Cleared when full: each new table adds one entry.
+_LEAD_TABLES: dict[bytes, _LeadTable] = {}
+_LEAD_TABLES_MAX = 1024
+
+
+def _lead_table_from(data: bytes, version: int, n_leads: int, gain_bits: int, baseline: int,
+                     fs_mhz: int) -> _LeadTable | DecodeError:
+    """The lead table of a frame whose length has been checked (:func:`unpack_frame`), or why not; the
+    sampling rate is checked here too, in the order PROTOCOL.md gives."""
     codes = data[HEADER_FIXED_BYTES:HEADER_FIXED_BYTES + n_leads]
     if version == 2:
         cal = [_LEAD_CAL.unpack_from(data, HEADER_FIXED_BYTES + n_leads + LEAD_CAL_BYTES * i) for i in range(n_leads)]
@@ -407,21 +483,10 @@ def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | DecodeError:
                       f"{', '.join(f'{b:#010x}' for b in bad_gains) or 'ok'}")
     if max(codes) >= len(LEAD_NAMES):
         return _error(DecodeErrorKind.BAD_FIELD, f"lead code {max(codes)} is reserved")
-    if lead_off >> n_leads:
-        return _error(DecodeErrorKind.BAD_FIELD, f"lead-off mask {lead_off:#06x} names leads beyond {n_leads}")
-    payload = np.frombuffer(data, np.uint8, n_leads * n_per_lead * fmt.nbytes,
-                            HEADER_FIXED_BYTES + _lead_table_bytes(n_leads, version))
-    if fmt is SampleFormat.INT16:
-        values = payload.view("<i2").astype(np.int32)
-    else:
-        b = payload.reshape(-1, 3).astype(np.int32)
-        values = ((b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16) ^ 0x800000) - 0x800000
-    return Frame(
-        stream_id=stream_id, seq=seq, first_sample=first_sample, fs_hz=fs_mhz / 1000,
-        lead_ids=tuple(LEAD_NAMES[c] for c in codes), samples=values.reshape(n_per_lead, n_leads).T,
-        gains_uv=tuple(_f32_from_bits(bits) for bits, _ in cal), baselines=tuple(b for _, b in cal),
-        sample_format=fmt, lead_off=lead_off, device_flags=device_flags, version=version,
-    )
+    gains = tuple(_f32_from_bits(bits) for bits, _ in cal)
+    bases = tuple(b for _, b in cal)
+    return _LeadTable(tuple(LEAD_NAMES[c] for c in codes), gains, bases,
+                      gains[0] if len(set(gains)) == 1 else None, bases[0] if len(set(bases)) == 1 else None)
 
 
 # ---- label frames (PROTOCOL.md section 2b) ------------------------------------------------------

@@ -82,11 +82,14 @@ class Tracked:
     events: tuple[StreamEvent, ...] = ()
 
 
-# What a FormatChange names, and the frame attribute compared: gains and baselines per lead (v1
-# repeats its one value), reported as "gain_uv" / "baseline" whatever the protocol version.
-_LAYOUT = (("fs_hz", "fs_hz"), ("lead_ids", "lead_ids"), ("sample_format", "sample_format"),
-           ("gain_uv", "gains_uv"), ("baseline", "baselines"))
-_LAYOUT_FIELDS = tuple(name for name, _ in _LAYOUT)
+# What a FormatChange names, one per value of _layout: gains and baselines per lead (v1 repeats its
+# one value), reported as "gain_uv" / "baseline" whatever the protocol version.
+_LAYOUT_FIELDS = ("fs_hz", "lead_ids", "sample_format", "gain_uv", "baseline")
+
+
+def _layout(frame: Frame) -> tuple:
+    """What a consumer must re-initialise for when it changes (named by :data:`_LAYOUT_FIELDS`)."""
+    return frame.fs_hz, frame.lead_ids, frame.sample_format, frame.gains_uv, frame.baselines
 
 
 def _identity(frame: Frame) -> tuple[int, int, int, int]:
@@ -133,7 +136,7 @@ class SequenceTracker:
     def push(self, frame: Frame) -> Tracked:
         """Account for one decoded frame; returns it (or None if dropped) with what was noticed."""
         state = self._streams.get(frame.stream_id)
-        layout = tuple(getattr(frame, attr) for _, attr in _LAYOUT)
+        layout = _layout(frame)
         if state is None:
             self._streams[frame.stream_id] = self._fresh(frame, layout)
             return self._deliver(frame, [])

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Sequence
 import numpy as np
 
 from ecgedge.bridge.decoder import FrameDecoder
-from ecgedge.bridge.frame import DecodeError, DeviceFlag, Frame, LabelFlag, LabelFrame
+from ecgedge.bridge.frame import DecodeError, DeviceFlag, Frame, LabelFlag, LabelFrame, mv_from_adc
 from ecgedge.bridge.sequence import FormatChange, Gap, OutOfOrder, Repeat, Restart, SequenceTracker
 from ecgedge.bridge.sources import ByteSource, LinkEvent
 from ecgedge.config import Backend, Precision
@@ -91,6 +91,12 @@ if TYPE_CHECKING:
 
 # A bed that sends nothing for this long (wall time) gets one ``no_data`` record.
 STALL_S = 2.0
+# An open run (a bed's contiguous frames not yet pushed to its monitor) is pushed once it holds more
+# than this many seconds of samples or this many frames, so a bed holds a bounded amount between
+# flushes: a second of 12 leads at 500 Hz is 48 KiB. A monitor takes a chunk of any length (its rings
+# hold a window and two hops, and it cuts windows hop by hop), so the bound is about memory only.
+RUN_MAX_S = 1.0
+RUN_MAX_FRAMES = 64
 # Longest wait of a window for others to share its inference call: a hop is a second, so a tenth of
 # it costs the bedside nothing and lets one core batch the beds whose windows fall in that time.
 BATCH_DELAY_S = 0.1
@@ -98,14 +104,22 @@ BATCH_DELAY_S = 0.1
 
 @dataclass
 class _Run:
-    """Contiguous frames of one stream with the same lead-off and device flags, pushed as one chunk."""
+    """Contiguous frames of one stream with the same lead-off, device flags and calibration, pushed as one chunk.
+
+    ``gains_uv`` (µV per ADC unit) and ``baselines`` (ADC units): each lead's calibration; ``parts``: the
+    frames' raw samples, converted to mV once, at the push. ``max_samples``: the samples per lead (source
+    rate) past which it is pushed at once (:data:`RUN_MAX_S`).
+    """
 
     first_sample: int
     next_sample: int
     lead_off: int
     flags: int
     frames_lost: int | None
-    parts: list = field(default_factory=list)
+    gains_uv: tuple[float, ...]
+    baselines: tuple[int, ...]
+    max_samples: int
+    parts: list[np.ndarray] = field(default_factory=list)
 
 
 class StreamSession:
@@ -141,15 +155,17 @@ class StreamSession:
     def feed(self, data: bytes, now: float | None = None, *, flush: bool = True) -> list[dict]:
         """Bytes in any chunking -> the records they complete, in order.
 
-        With ``flush=False`` the windows wait in the hub (and nothing is returned) so that the
-        windows of several reads, and of several beds, go to the model in one batch: call
-        :meth:`flush` within the latency you accept.
+        With ``flush=False`` nothing is returned: each bed's contiguous samples wait (at most
+        :data:`RUN_MAX_S` of them) and go to its monitor in one chunk, and the windows they complete
+        wait in the hub, so that the windows of several reads, and of several beds, go to the model
+        in one batch: call :meth:`flush` within the latency you accept. A bed's records come out in
+        the same order whatever the reads and flushes, and so do decode errors and link changes
+        among all records; records of different beds between two of those come out bed by bed.
         """
         self._now = time.monotonic() if now is None else now
         for event in self.decoder.feed(data):
             if isinstance(event, DecodeError):
-                for sid in list(self._runs):  # what was decoded before the error comes out before it
-                    self._push_run(sid)
+                self._push_runs()  # what was decoded before the error comes out before it
                 self.hub.note(UndecodedBytes(event.kind, event.detail, event.offset))
             elif isinstance(event, LabelFrame):
                 self._push_run(event.stream_id)  # the samples before it go first
@@ -158,21 +174,23 @@ class StreamSession:
                                           bool(event.flags & LabelFlag.LEAD_OFF)))
             else:
                 self._frame(event)
-        for sid in list(self._runs):
-            self._push_run(sid)
         return self.flush() if flush else []
 
     def flush(self) -> list[dict]:
-        """Classify the windows waiting in the hub (one batch); their records and events, in order."""
+        """Push the samples waiting for their monitors, classify the windows waiting in the hub (one
+        batch); their records and events, in order."""
+        self._push_runs()
         return self._account(self.hub.flush_items())
 
     @property
     def pending(self) -> int:
-        """Records waiting for :meth:`flush`."""
-        return self.hub.pending
+        """Records waiting for :meth:`flush`, plus one per bed whose samples wait to go to its monitor
+        (they may complete windows): 0 when a flush has nothing to do."""
+        return self.hub.pending + len(self._runs)
 
     def link(self, event: LinkEvent, source: str = "") -> list[dict]:
         """Record a link change (the samples it costs show up as a gap when data resumes); flushes."""
+        self._push_runs()  # the samples that came before it
         self.hub.note(LinkChange(event.state, event.detail, source))
         return self.flush()
 
@@ -188,6 +206,7 @@ class StreamSession:
                 out.append(NoData(sid, c.next_sample / c.fs_hz, c.next_sample, now - last))
             monitor = self.hub.monitors.get(sid)
             if monitor is not None and sid in self._stalled:
+                self._push_run(sid)  # the monitor counts the stream time of every sample received
                 out += monitor.silence(now - last)
         return self._account(out)
 
@@ -231,11 +250,15 @@ class StreamSession:
         flags = frame.device_flags & (CALIBRATION_FLAG | SATURATED_FLAG)
         run = self._runs.get(sid)
         if not (run and run.next_sample == frame.first_sample and run.lead_off == frame.lead_off
-                and run.flags == flags and frames_lost is None):
+                and run.flags == flags and frames_lost is None and run.gains_uv == frame.gains_uv
+                and run.baselines == frame.baselines):
             self._push_run(sid)
-            run = self._runs[sid] = _Run(frame.first_sample, frame.first_sample, frame.lead_off, flags, frames_lost)
-        run.parts.append(frame.samples_mv())
+            run = self._runs[sid] = _Run(frame.first_sample, frame.first_sample, frame.lead_off, flags, frames_lost,
+                                         frame.gains_uv, frame.baselines, int(RUN_MAX_S * frame.fs_hz))
+        run.parts.append(frame.samples)
         run.next_sample = frame.end_sample
+        if run.next_sample - run.first_sample > run.max_samples or len(run.parts) >= RUN_MAX_FRAMES:
+            self._push_run(sid)
 
     def _open(self, frame: Frame, *, new: bool) -> None:
         """Start a bed's monitor from its frame's sampling rate and leads (and its counts, if ``new``)."""
@@ -253,11 +276,18 @@ class StreamSession:
             c.refused = str(exc)
             self.hub.note(StreamRefused(sid, str(exc)))
 
+    def _push_runs(self) -> None:
+        """Every bed's waiting samples to its monitor, beds in the order their runs began."""
+        for sid in list(self._runs):
+            self._push_run(sid)
+
     def _push_run(self, sid: Hashable) -> None:
+        """The bed's waiting samples (if any) to its monitor, as one chunk."""
         run = self._runs.pop(sid, None)
         if run is None:
             return
-        samples = run.parts[0] if len(run.parts) == 1 else np.concatenate(run.parts, axis=1)
+        raw = run.parts[0] if len(run.parts) == 1 else np.concatenate(run.parts, axis=1)
+        samples = mv_from_adc(raw, run.gains_uv, run.baselines)
         lead_off = [i for i in range(samples.shape[0]) if run.lead_off >> i & 1]
         self.hub.push(sid, samples, run.first_sample, lead_off, device_flags=run.flags, frames_lost=run.frames_lost)
 
@@ -340,6 +370,7 @@ class StreamSession:
                       tee_error: str = "") -> SessionSummary:
         """The final event: bytes, frames, decode errors by kind, link drops, a snapshot of each bed's counts;
         ``source``, ``ended``, ``elapsed_s`` (wall seconds) and ``tee_error`` when run from a source."""
+        self._push_runs()  # each monitor's pending samples count every sample received
         stats = self.decoder.stats
         errors = {k: v for k, v in stats.items() if k not in ("bytes", "frames") and v}
         streams = []
