@@ -18,7 +18,8 @@ def test_train_step(benchmark, manifest, threads, info, windows):
     torch = pytest.importorskip("torch", reason="training needs torch (pip install 'ecgedge[train]')")
     from ecgedge.bench import checkpoint_path
     from ecgedge.config import ClassifyConfig, ModelConfig
-    from ecgedge.train import classifier_from_init, classifier_recipe, train_step
+    from ecgedge.fit_loop import train_step
+    from ecgedge.train import classifier_from_init, classifier_recipe
 
     ckpt, _ = checkpoint_path(manifest)
     if ckpt is not None:
