@@ -67,8 +67,8 @@ class StreamHub:
         monitor = BedMonitor(stream_id, fs_in=fs_in, lead_names=lead_names, model=self.model, settings=self.settings,
                              start_reason=start_reason, defer=True)
         old = self.monitors.get(stream_id)
-        if old is not None:
-            old.settle()  # its due windows are cut before it goes  # a format change: the bed's time without a classified window (and its alert) go on
+        if old is not None:  # a format change: the bed's time without a classified window (and its alert) go on
+            old.settle()  # its due windows are cut before it goes
             monitor.dark_s, monitor.inoperable = old.dark_s, old.inoperable
         self.monitors[stream_id] = monitor
         return monitor
@@ -113,8 +113,8 @@ class StreamHub:
             chunk = todo[a:a + self.max_batch]
             # The monitors' windows are in mV (views of their rings or copies): z-scored in place in
             # the batch, the same bits as each monitor z-scoring its own.
-            x = np.stack([w for _, w in chunk])
-            logits = self.runner.infer(normalise_windows(x, self.model.preprocess, out=x)[0])
+            inputs = np.stack([w for _, w in chunk])
+            logits = self.runner.infer(normalise_windows(inputs, self.model.preprocess, out=inputs)[0])
             for (v, _), p in zip(chunk, softmax(logits.astype(np.float64))):
                 v.label = self.labels[int(p.argmax())]
                 v.probs = {c: float(x) for c, x in zip(self.labels, p)}

@@ -367,7 +367,9 @@ class BedMonitor:
         Returns:
             :class:`SampleGap`, :class:`WindowVerdict` and :class:`SignalAlert` in stream order. Verdicts ready for
             inference carry their normalised ``window``; :class:`StreamHub` fills ``label``/``probs``
-            and then calls :meth:`resolve` for the events that depend on them.
+            and then calls :meth:`resolve` for the events that depend on them. With ``defer``, a
+            :class:`PendingWindows` stands where windows became due, until :func:`cut_pending` (or
+            this monitor's next discontinuous ``push``, ``restart`` or ``silence``) cuts them.
         """
         x = np.asarray(samples_mv, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != len(self.lead_names):
