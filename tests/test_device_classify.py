@@ -3,7 +3,8 @@
 - the C preprocessing (``ecgedge/export/mcu_c/ecgedge_device.c``) against ``ecgedge/data/preprocess.py``
   on vectors generated here from the Python implementation, through the built shared object (ctypes);
 - the label frame (PROTOCOL.md 2b) against ``firmware_bridge/test_vectors/labels.json`` (the C side
-  checks the same file in ``firmware_bridge/tests``);
+  checks the same file in ``firmware_bridge/tests``), and the C parser (``ecgb_parse_label``, built
+  here as a shared object) against the Python one on randomly damaged label frames;
 - the real compiled ecgsim, run with ``--classify`` over a pipe into a real :class:`StreamSession`,
   on a generated signal and on CinC-2017 record A00004 (skipped where ../shared/data lacks it).
 
@@ -17,10 +18,13 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from ecgedge.bridge.cobs import cobs_encode
 from ecgedge.bridge.decoder import FrameDecoder
@@ -147,6 +151,66 @@ def test_label_frame_fields_are_checked():
                        (bad_flags, DecodeErrorKind.BAD_FIELD)):
         res = unpack_frame(with_crc(body))
         assert isinstance(res, DecodeError) and res.kind is kind, res
+
+
+class _CLabel(ctypes.Structure):  # ecgb_label (firmware_bridge/include/ecgbridge.h)
+    _fields_ = [("stream_id", ctypes.c_uint8), ("seq", ctypes.c_uint16), ("n_classes", ctypes.c_uint8),
+                ("label", ctypes.c_uint8), ("first_sample", ctypes.c_uint64), ("end_sample", ctypes.c_uint64),
+                ("fs_mhz", ctypes.c_uint32), ("scale", ctypes.c_float), ("zero_point", ctypes.c_int8),
+                ("flags", ctypes.c_uint8), ("label_text", ctypes.c_char * 8), ("scores", ctypes.c_int8 * 32)]
+
+
+@pytest.fixture(scope="module")
+def c_bridge(tmp_path_factory):
+    """firmware_bridge's C library as a shared object (built here from its sources), for ctypes."""
+    if host_compiler_or_reason():
+        pytest.skip(host_compiler_or_reason())
+    from ecgedge.runtime.base import host_compiler
+
+    src = REPO / "firmware_bridge"
+    so = tmp_path_factory.mktemp("cbridge") / "libecgbridge.so"
+    subprocess.run([host_compiler(), "-std=c99", "-O2", "-fPIC", "-shared", "-I", str(src / "include"),
+                    *(str(src / "src" / f) for f in ("crc32.c", "cobs.c", "frame.c", "decoder.c")), "-o", str(so)],
+                   check=True, capture_output=True)
+    lib = ctypes.CDLL(str(so))
+    lib.ecgb_parse_label.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(_CLabel)]
+    lib.ecgb_status_name.restype = ctypes.c_char_p
+    return lib
+
+
+def _c_label(lib, frame: bytes) -> tuple[str, _CLabel]:
+    out = _CLabel()
+    status = lib.ecgb_parse_label(frame, len(frame), ctypes.byref(out))
+    return lib.ecgb_status_name(status).decode(), out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(3, 49), st.integers(0, 255)), max_size=3),
+       trim=st.sampled_from([0] * 6 + [-2, -1, 1, 2]), reseal=st.sampled_from([True] * 4 + [False]),
+       text=st.binary(max_size=8) | st.text(max_size=3).map(lambda t: t.encode()[:8]))
+def test_c_and_python_label_parsers_agree(c_bridge, edits, trim, reseal, text):
+    """ecgb_parse_label (C) and unpack_frame (Python) give the same verdict on any label frame:
+    fields changed at random (past the magic and version), text of random bytes (UTF-8 or not, NULs
+    anywhere), a length one or two bytes off, the CRC re-sealed or not; and the same fields when valid."""
+    body = bytearray.fromhex(json.loads(LABELS_JSON.read_text())["vectors"][0]["frame"])
+    body[34:42] = text.ljust(8, b"\0")
+    for at, value in edits:
+        if at < len(body) - 4:
+            body[at] = value
+    body = body[:len(body) + trim] if trim < 0 else body + bytes(trim)
+    if reseal:
+        body[-4:] = zlib.crc32(bytes(body[:-4])).to_bytes(4, "little")
+    frame = bytes(body)
+    status, got = _c_label(c_bridge, frame)
+    py = unpack_frame(frame)
+    event(status)  # hypothesis --hypothesis-show-statistics: every verdict comes up
+    assert status == ("ok" if isinstance(py, LabelFrame) else py.kind.value), (frame.hex(), py)
+    if isinstance(py, LabelFrame):
+        assert (got.stream_id, got.seq, got.label, got.first_sample, got.end_sample) == (
+            py.stream_id, py.seq, py.label, py.first_sample, py.end_sample)
+        assert got.fs_mhz / 1000 == py.fs_hz and got.scale == py.scale and got.zero_point == py.zero_point
+        assert got.flags == py.flags and tuple(got.scores[:got.n_classes]) == py.scores
+        assert bytes(got.label_text).rstrip(b"\0").decode() == py.label_text
 
 
 def _env(cache: Path) -> dict:

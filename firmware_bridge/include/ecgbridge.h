@@ -174,8 +174,9 @@ ecgb_status ecgb_encode(const ecgb_frame *frame, const int32_t *samples, uint8_t
 
 /*
  * A label frame (PROTOCOL.md section 2b): the device's own rhythm verdict on one window of a stream.
- * Its version byte is ECGB_VERSION_LABEL, so a receiver without label support (this library's
- * decoder included) reports it as ECGB_ERR_UNKNOWN_VERSION and never reads it as samples.
+ * Its version byte is ECGB_VERSION_LABEL, so a receiver without label support reports it as
+ * ECGB_ERR_UNKNOWN_VERSION and never reads it as samples. This library's decoder does too (its
+ * statistics stay those of every receiver); ecgb_decoder_label then reads the frame as a label.
  */
 #define ECGB_VERSION_LABEL 0x4Cu /* 'L' */
 #define ECGB_LABEL_TEXT 8u
@@ -198,6 +199,16 @@ typedef struct {
     int8_t scores[ECGB_LABEL_MAX_CLASSES]; /* int8 logits, n_classes of them */
 } ecgb_label;
 
+/*
+ * Validate one decoded (un-COBSed) label frame and fill *label: checks 1..5 of PROTOCOL.md section 4,
+ * then section 2b's (ECGB_ERR_BAD_FIELD for a class count outside 1..32, a label that is not a
+ * class, an empty window, fs 0, a scale that is not finite and > 0, reserved flag bits, a label text
+ * that is not UTF-8 or has a NUL before its padding; ECGB_ERR_BAD_LENGTH for a length other than
+ * 46 + n_classes). ECGB_ERR_UNKNOWN_VERSION: intact, but not a label frame. The same verdicts as
+ * the Python receiver (ecgedge.bridge.frame.unpack_frame).
+ */
+ecgb_status ecgb_parse_label(const uint8_t *buf, size_t len, ecgb_label *label);
+
 /* A label frame without COBS (42 + n_classes + 4 bytes); ECGB_OK, ECGB_ERR_BAD_FIELD or ECGB_ERR_BUFFER. */
 ecgb_status ecgb_pack_label(const ecgb_label *label, uint8_t *out, size_t cap, size_t *len);
 /* As ecgb_pack_label, then COBS-encoded and delimited: the bytes to send. */
@@ -215,6 +226,11 @@ void ecgb_decoder_init(ecgb_decoder *dec);
  * decoder until the next call), or an ECGB_ERR_* for the frame that just ended or overflowed.
  * After any result the decoder is ready for the next byte: it never needs a reset. */
 ecgb_status ecgb_decoder_push(ecgb_decoder *dec, uint8_t byte, ecgb_frame *frame);
+
+/* Right after ecgb_decoder_push / ecgb_decoder_feed returned ECGB_ERR_UNKNOWN_VERSION (the decoder
+ * counts a label frame as one, as a receiver without label support must): read the frame that just
+ * ended as a label frame (ecgb_parse_label). ECGB_PENDING when no frame has just ended. */
+ecgb_status ecgb_decoder_label(const ecgb_decoder *dec, ecgb_label *label);
 
 /* Feed a chunk: consumes bytes up to and including the first one that completes a frame or an
  * error, stores how many in *used, and returns as ecgb_decoder_push does (ECGB_PENDING when the

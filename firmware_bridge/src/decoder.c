@@ -98,3 +98,11 @@ ecgb_status ecgb_decoder_feed(ecgb_decoder *dec, const uint8_t *data, size_t len
     *used = len;
     return ECGB_PENDING;
 }
+
+ecgb_status ecgb_decoder_label(const ecgb_decoder *dec, ecgb_label *label)
+{
+    /* The bytes of the frame that just ended stay in buf until the next frame's first byte. */
+    if (dec->state != IDLE || dec->len == 0)
+        return ECGB_PENDING;
+    return ecgb_parse_label(dec->buf, dec->len, label);
+}

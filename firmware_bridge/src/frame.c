@@ -363,3 +363,92 @@ ecgb_status ecgb_encode_label(const ecgb_label *label, uint8_t *out, size_t cap,
 {
     return write_label(label, out, cap, len, 1);
 }
+
+/* UTF-8 as Python's strict decoder accepts it (RFC 3629): no overlong forms, no surrogates,
+ * nothing above U+10FFFF. */
+static int utf8_ok(const uint8_t *s, size_t n)
+{
+    size_t i = 0, j, k;
+    uint32_t cp, least;
+
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80u) {
+            ++i;
+            continue;
+        }
+        if (c >= 0xC2u && c <= 0xDFu) {
+            k = 1;
+            cp = c & 0x1Fu;
+            least = 0x80u;
+        } else if ((c & 0xF0u) == 0xE0u) {
+            k = 2;
+            cp = c & 0x0Fu;
+            least = 0x800u;
+        } else if (c >= 0xF0u && c <= 0xF4u) {
+            k = 3;
+            cp = c & 0x07u;
+            least = 0x10000u;
+        } else {
+            return 0;
+        }
+        if (i + k >= n)
+            return 0; /* cut short */
+        for (j = 1; j <= k; ++j) {
+            if ((s[i + j] & 0xC0u) != 0x80u)
+                return 0;
+            cp = (cp << 6) | (s[i + j] & 0x3Fu);
+        }
+        if (cp < least || cp > 0x10FFFFu || (cp >= 0xD800u && cp <= 0xDFFFu))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+ecgb_status ecgb_parse_label(const uint8_t *buf, size_t len, ecgb_label *l)
+{
+    uint32_t scale_bits;
+    size_t text = ECGB_LABEL_TEXT, i;
+    const uint8_t *t = buf + 34;
+
+    /* Checks 1..5 of PROTOCOL.md section 4, in its order, then section 2b's. */
+    if (len < ECGB_MIN_FRAME)
+        return ECGB_ERR_BAD_LENGTH;
+    if (len > ECGB_MAX_FRAME)
+        return ECGB_ERR_OVERSIZE;
+    if (ecgb_crc32(buf, len - ECGB_CRC_SIZE) != get_le(buf + len - ECGB_CRC_SIZE, 4))
+        return ECGB_ERR_BAD_CRC;
+    if (buf[0] != ECGB_MAGIC0 || buf[1] != ECGB_MAGIC1)
+        return ECGB_ERR_BAD_MAGIC;
+    if (buf[2] != ECGB_VERSION_LABEL)
+        return ECGB_ERR_UNKNOWN_VERSION; /* not a label frame (a sample frame is ecgb_parse's) */
+    if (len < ECGB_LABEL_HEADER + 1u + ECGB_CRC_SIZE)
+        return ECGB_ERR_BAD_LENGTH;
+    if (buf[6] < 1u || buf[6] > ECGB_LABEL_MAX_CLASSES)
+        return ECGB_ERR_BAD_FIELD;
+    if (len != ECGB_LABEL_HEADER + buf[6] + ECGB_CRC_SIZE)
+        return ECGB_ERR_BAD_LENGTH;
+    memset(l, 0, sizeof *l);
+    l->stream_id = buf[3];
+    l->seq = (uint16_t)get_le(buf + 4, 2);
+    l->n_classes = buf[6];
+    l->label = buf[7];
+    l->first_sample = (uint64_t)get_le(buf + 8, 4) | ((uint64_t)get_le(buf + 12, 4) << 32);
+    l->end_sample = (uint64_t)get_le(buf + 16, 4) | ((uint64_t)get_le(buf + 20, 4) << 32);
+    l->fs_mhz = get_le(buf + 24, 4);
+    scale_bits = get_le(buf + 28, 4);
+    l->scale = float_from_bits(scale_bits);
+    l->zero_point = (int8_t)to_signed(buf[32], 1);
+    l->flags = buf[33];
+    memcpy(l->label_text, t, ECGB_LABEL_TEXT);
+    for (i = 0; i < l->n_classes; ++i)
+        l->scores[i] = (int8_t)to_signed(buf[ECGB_LABEL_HEADER + i], 1);
+    while (text > 0 && t[text - 1] == 0)
+        --text; /* NUL padding */
+    if (l->label >= l->n_classes || l->end_sample <= l->first_sample || l->fs_mhz == 0 ||
+        !gain_bits_ok(scale_bits) || (l->flags & ~ECGB_LABEL_FLAG_LEAD_OFF) != 0 ||
+        memchr(t, 0, text) != NULL || !utf8_ok(t, text))
+        return ECGB_ERR_BAD_FIELD;
+    return ECGB_OK;
+}

@@ -522,10 +522,10 @@ static void test_vector_file_decodes_as_stated(void)
 
 static void test_label_frame_vector(void)
 {
-    /* test_vectors/labels.json (PROTOCOL.md 2b): the encoder writes its "wire" bytes from its fields,
-     * and this decoder, which has no label frames, reports them as unknown_version (never samples). */
+    /* test_vectors/labels.json (PROTOCOL.md 2b): the encoder writes its "wire" bytes from its fields;
+     * the decoder reports them as unknown_version (never samples), and ecgb_decoder_label reads them. */
     static uint8_t want[256], got[ECGB_MAX_WIRE];
-    ecgb_label l;
+    ecgb_label l, back;
     ecgb_decoder dec;
     ecgb_frame f;
     size_t file_len = 0, want_len = 0, len = 0, i;
@@ -560,6 +560,7 @@ static void test_label_frame_vector(void)
     CHECK(ecgb_encode_label(&l, got, sizeof got, &len) == ECGB_OK);
     CHECK(len == want_len && memcmp(got, want, len) == 0);
     ecgb_decoder_init(&dec);
+    CHECK(ecgb_decoder_label(&dec, &back) == ECGB_PENDING); /* no frame has ended yet */
     for (i = 0; i < len; ++i) {
         ecgb_status st = ecgb_decoder_push(&dec, got[i], &f);
         if (st == ECGB_OK)
@@ -567,9 +568,16 @@ static void test_label_frame_vector(void)
         else if (st != ECGB_PENDING) {
             CHECK(st == ECGB_ERR_UNKNOWN_VERSION);
             errors++;
+            /* ... and read as a label frame, it gives back every field the encoder was given. */
+            CHECK(ecgb_decoder_label(&dec, &back) == ECGB_OK);
+            CHECK(back.stream_id == 0 && back.seq == 4 && back.n_classes == 4 && back.label == 1);
+            CHECK(back.first_sample == 1742 && back.end_sample == 4200 && back.fs_mhz == 300000);
+            CHECK(memcmp(&back.scale, &scale_bits, sizeof scale_bits) == 0 && back.zero_point == 26 && back.flags == 0);
+            CHECK(memcmp(back.label_text, "A\0\0\0\0\0\0\0", ECGB_LABEL_TEXT) == 0);
+            CHECK(back.scores[0] == 7 && back.scores[1] == 46 && back.scores[2] == 29 && back.scores[3] == -43);
         }
     }
-    CHECK(frames == 0 && errors == 1);
+    CHECK(frames == 0 && errors == 1 && dec.stats.unknown_version == 1);
     l.label = 4; /* not a class */
     CHECK(ecgb_encode_label(&l, got, sizeof got, &len) == ECGB_ERR_BAD_FIELD);
     l.label = 1;
@@ -577,6 +585,86 @@ static void test_label_frame_vector(void)
     CHECK(ecgb_encode_label(&l, got, sizeof got, &len) == ECGB_ERR_BAD_FIELD);
     l.end_sample = 4200;
     CHECK(ecgb_pack_label(&l, got, 10, &len) == ECGB_ERR_BUFFER);
+}
+
+/* Pack `l`, let `mutate` change the raw bytes (length in *n), re-seal the CRC, parse. */
+static ecgb_status label_after(const ecgb_label *l, void (*mutate)(uint8_t *buf, size_t *n), ecgb_label *out)
+{
+    uint8_t buf[128];
+    size_t n = 0;
+    uint32_t crc;
+    if (ecgb_pack_label(l, buf, sizeof buf, &n) != ECGB_OK)
+        return ECGB_ERR_BUFFER;
+    mutate(buf, &n);
+    crc = ecgb_crc32(buf, n - ECGB_CRC_SIZE);
+    buf[n - 4] = (uint8_t)crc;
+    buf[n - 3] = (uint8_t)(crc >> 8);
+    buf[n - 2] = (uint8_t)(crc >> 16);
+    buf[n - 1] = (uint8_t)(crc >> 24);
+    return ecgb_parse_label(buf, n, out);
+}
+
+static void keep(uint8_t *b, size_t *n) { (void)b; (void)n; }
+static void no_classes(uint8_t *b, size_t *n) { (void)n; b[6] = 0; }
+static void too_many_classes(uint8_t *b, size_t *n) { (void)n; b[6] = 33; }
+static void label_not_a_class(uint8_t *b, size_t *n) { (void)n; b[7] = 3; }
+static void empty_window(uint8_t *b, size_t *n) { (void)n; memcpy(b + 16, b + 8, 8); }
+static void zero_rate(uint8_t *b, size_t *n) { (void)n; memset(b + 24, 0, 4); }
+static void infinite_scale(uint8_t *b, size_t *n) { (void)n; b[28] = 0; b[29] = 0; b[30] = 0x80; b[31] = 0x7F; }
+static void reserved_flag(uint8_t *b, size_t *n) { (void)n; b[33] = 0x02; }
+static void nul_inside_text(uint8_t *b, size_t *n) { (void)n; b[34] = 'A'; b[35] = 0; b[36] = 'B'; }
+static void overlong_utf8(uint8_t *b, size_t *n) { (void)n; b[34] = 0xC0; b[35] = 0x80; }
+static void surrogate_utf8(uint8_t *b, size_t *n) { (void)n; b[34] = 0xED; b[35] = 0xA0; b[36] = 0x80; }
+static void cut_utf8(uint8_t *b, size_t *n) { (void)n; memset(b + 34, 0, 8); b[34] = 'x'; b[35] = 0xE2; b[36] = 0x82; }
+static void two_byte_utf8(uint8_t *b, size_t *n) { (void)n; memset(b + 34, 0, 8); b[34] = 0xC3; b[35] = 0xA9; }
+static void eight_byte_text(uint8_t *b, size_t *n) { (void)n; memcpy(b + 34, "SVTACHY1", 8); }
+static void one_byte_short(uint8_t *b, size_t *n) { (void)b; --*n; }
+static void a_sample_frame(uint8_t *b, size_t *n) { (void)n; b[2] = ECGB_VERSION_1; }
+
+static void test_label_frame_parse_checks(void)
+{
+    /* PROTOCOL.md 2b's checks, each on an otherwise valid frame whose CRC is re-sealed. (Against
+     * Python's unpack_frame on randomly damaged frames: tests/test_device_classify.py.) A frame
+     * whose version byte is not 0x4C is not a label frame here: unknown_version. */
+    ecgb_label l, back;
+    uint8_t raw[128];
+    size_t n = 0;
+    memset(&l, 0, sizeof l);
+    l.seq = 9;
+    l.n_classes = 3;
+    l.label = 2;
+    l.first_sample = 10;
+    l.end_sample = 4106;
+    l.fs_mhz = 500000;
+    l.scale = 0.125f;
+    l.zero_point = -3;
+    l.flags = ECGB_LABEL_FLAG_LEAD_OFF;
+    memcpy(l.label_text, "AFIB", 4);
+    l.scores[0] = -128;
+    l.scores[1] = 0;
+    l.scores[2] = 127;
+    CHECK(label_after(&l, keep, &back) == ECGB_OK);
+    CHECK(back.seq == 9 && back.label == 2 && back.end_sample == 4106 && back.scale == 0.125f && back.zero_point == -3);
+    CHECK(back.flags == ECGB_LABEL_FLAG_LEAD_OFF && memcmp(back.label_text, "AFIB\0\0\0\0", 8) == 0);
+    CHECK(back.scores[0] == -128 && back.scores[1] == 0 && back.scores[2] == 127);
+    CHECK(label_after(&l, two_byte_utf8, &back) == ECGB_OK && (uint8_t)back.label_text[0] == 0xC3);
+    CHECK(label_after(&l, eight_byte_text, &back) == ECGB_OK && memcmp(back.label_text, "SVTACHY1", 8) == 0);
+    CHECK(label_after(&l, no_classes, &back) == ECGB_ERR_BAD_FIELD);
+    CHECK(label_after(&l, too_many_classes, &back) == ECGB_ERR_BAD_FIELD);
+    CHECK(label_after(&l, label_not_a_class, &back) == ECGB_ERR_BAD_FIELD);
+    CHECK(label_after(&l, empty_window, &back) == ECGB_ERR_BAD_FIELD);
+    CHECK(label_after(&l, zero_rate, &back) == ECGB_ERR_BAD_FIELD);
+    CHECK(label_after(&l, infinite_scale, &back) == ECGB_ERR_BAD_FIELD);
+    CHECK(label_after(&l, reserved_flag, &back) == ECGB_ERR_BAD_FIELD);
+    CHECK(label_after(&l, nul_inside_text, &back) == ECGB_ERR_BAD_FIELD);
+    CHECK(label_after(&l, overlong_utf8, &back) == ECGB_ERR_BAD_FIELD);
+    CHECK(label_after(&l, surrogate_utf8, &back) == ECGB_ERR_BAD_FIELD);
+    CHECK(label_after(&l, cut_utf8, &back) == ECGB_ERR_BAD_FIELD);
+    CHECK(label_after(&l, one_byte_short, &back) == ECGB_ERR_BAD_LENGTH);
+    CHECK(label_after(&l, a_sample_frame, &back) == ECGB_ERR_UNKNOWN_VERSION);
+    CHECK(ecgb_pack_label(&l, raw, sizeof raw, &n) == ECGB_OK);
+    raw[40] ^= 1u; /* a flipped bit, CRC not re-sealed */
+    CHECK(ecgb_parse_label(raw, n, &back) == ECGB_ERR_BAD_CRC);
 }
 
 static void test_decoder_is_small(void)
@@ -606,6 +694,7 @@ int main(int argc, char **argv)
         T(test_vector_file_matches_generator),
         T(test_vector_file_decodes_as_stated),
         T(test_label_frame_vector),
+        T(test_label_frame_parse_checks),
         T(test_decoder_is_small),
 #undef T
     };
