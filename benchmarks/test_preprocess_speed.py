@@ -11,7 +11,8 @@ import pytest
 
 from ecgedge.bench import synthetic_stream
 from ecgedge.data.preprocess import StreamingPreprocessor, normalise_windows, preprocess_signal
-from ecgedge.stream.monitor import BedMonitor, ModelSpec, Ring
+from ecgedge.stream.monitor import BedMonitor, ModelSpec
+from ecgedge.stream.ring import Ring
 
 SOURCE_FS_HZ = 500.0  # the Chapman/ecg-arrhythmia recording rate
 RECORD_S = 10.0

@@ -8,7 +8,7 @@ Cases (``benchmarks/README.md``, *Stream scoring*):
   times real time, and the AF statistics.
 - ``soak 24 h via device``: the same recording through ``ecgsim`` (C, as fast as it can, 0.1 % of
   frames dropped at random, the link dropped for 2 s of signal every hour) and the wire decoder into
-  the stream session (:func:`~ecgedge.stream.session.stream_from_export`). The emit callback keeps no
+  the stream session (:func:`~ecgedge.stream.run.stream_from_export`). The emit callback keeps no
   records: it counts the samples the windows and gaps account for and samples the resident memory
   at every hour of signal. ``extra_info``: samples accounted vs. the record's length (the summary's
   own accounting too) and the memory slope in MB per hour of signal (least squares over hours 2-24).
@@ -55,7 +55,7 @@ def test_score_24h(benchmark, day_record, tmp_path):
 
 def test_soak_24h_via_device(benchmark, day_record):
     from ecgedge.stream.monitor import CONCEAL_MAX_S, StreamSettings
-    from ecgedge.stream.session import StreamConfig, stream_from_export
+    from ecgedge.stream.run import StreamConfig, stream_from_export
 
     n = int(round(HOURS * 3600 * FS))
     hour = int(3600 * FS)

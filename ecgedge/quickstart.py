@@ -139,7 +139,7 @@ def _stream(export: Path, record: str | None, jsonl: Path, log) -> tuple[object,
 def _stream_one(export: Path, record: str, sink, log) -> dict:
     import json
 
-    from ecgedge.stream.session import StreamConfig, stream_from_export
+    from ecgedge.stream.run import StreamConfig, stream_from_export
 
     def emit(rec: dict) -> None:
         sink.write(json.dumps(rec, separators=(",", ":")) + "\n")

@@ -2,7 +2,7 @@
 
 - :meth:`StreamingPreprocessor.push_many` equals ``push`` per stream for any mix of rates, lead
   counts and chunk lengths (equal ones are stacked, the others are groups of their own);
-- :func:`~ecgedge.stream.monitor.cut_pending` over deferring monitors gives the events, in the order,
+- :func:`~ecgedge.stream.ward.cut_pending` over deferring monitors gives the events, in the order,
   and (z-scored as the hub does) the model inputs of monitors that cut their own windows, through gaps (concealed or not),
   lead-off, restarts, device flags, NaNs and pushes of any size, with the batch cut at random
   points (as a hub flushing at any time would);
@@ -20,7 +20,8 @@ from ecgedge.config import STANDARD_12_LEADS, PreprocessConfig
 from ecgedge.data.preprocess import StreamingPreprocessor, normalise_windows
 from ecgedge.data.synthetic import synthesize_ecg
 from ecgedge.stream.events import WindowVerdict
-from ecgedge.stream.monitor import BedMonitor, ModelSpec, PendingWindows, StreamSettings, cut_pending
+from ecgedge.stream.monitor import BedMonitor, ModelSpec, PendingWindows, StreamSettings
+from ecgedge.stream.ward import cut_pending
 
 CFG = PreprocessConfig()
 SPEC = ModelSpec(STANDARD_12_LEADS, ("A", "B"), CFG, 2048)

@@ -181,7 +181,7 @@ def test_the_layers_above_manifest():
 REFERENCE_ONLY = {"ecgedge.bench.torch_runner"}
 
 
-@pytest.mark.parametrize("start", ["ecgedge.manifest", "ecgedge.runtime", "ecgedge.bridge", "ecgedge.stream.session", "ecgedge.stream.monitor"])
+@pytest.mark.parametrize("start", ["ecgedge.manifest", "ecgedge.runtime", "ecgedge.bridge", "ecgedge.stream.session", "ecgedge.stream.run", "ecgedge.stream.monitor", "ecgedge.stream.ward"])
 def test_the_edge_path_imports_no_torch_at_any_level(start):
     """Statically, lazy imports included (tests/test_runtime.py runs the same path with torch blocked)."""
     graph = module_graph()

@@ -53,7 +53,8 @@ from ecgedge.runtime import Backend, Precision, runner_from_export
 from ecgedge.stream import events, session
 from ecgedge.stream.monitor import ModelSpec, StreamSettings
 from ecgedge.stream.hub import StreamHub
-from ecgedge.stream.session import StreamSession, stream_precision
+from ecgedge.stream.run import stream_precision
+from ecgedge.stream.session import StreamSession
 from ecgedge.stream.show import PngEvents, TerminalView
 from helpers import FS, SPF, CountingRunner, check_run, cli, ecgsim_announces, feed, linear_export, looped, mv, of, python_frames
 

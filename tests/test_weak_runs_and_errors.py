@@ -348,7 +348,8 @@ def test_summary_ended_says_the_stream_failed(linear):
     from ecgedge.runtime import runner_from_export
     from ecgedge.stream.monitor import ModelSpec, StreamSettings
     from ecgedge.stream.hub import StreamHub
-    from ecgedge.stream.session import StreamSession, run_session
+    from ecgedge.stream.run import run_session
+    from ecgedge.stream.session import StreamSession
     from ecgedge.bridge.sources import ByteSource
 
     class Failing(ByteSource):

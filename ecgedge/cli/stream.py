@@ -63,7 +63,7 @@ def stream_cmd(
     A --tee copy that cannot be written (a full disk) is reported once and dropped; classification
     goes on. Exits 2 when every stream was refused (leads or rate the model cannot use).
     """
-    from ecgedge.stream.session import StreamConfig, refused_all, stream_from_export
+    from ecgedge.stream.run import StreamConfig, refused_all, stream_from_export
 
     try:
         sim_args = tuple(shlex.split(sim))

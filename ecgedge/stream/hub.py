@@ -2,7 +2,7 @@
 stream id, queues what they yield in arrival order, and at each :meth:`~StreamHub.flush` preprocesses
 every bed whose window is due in one vectorised pass (resampling and band-pass as the rows of one
 array for the beds that share a rate, the signal checks' statistics likewise:
-:func:`~ecgedge.stream.monitor.cut_pending`), z-scores and classifies the windows in batched calls
+:func:`~ecgedge.stream.ward.cut_pending`), z-scores and classifies the windows in batched calls
 (at most :func:`default_max_batch` windows a call), then lets each monitor apply its hysteresis. The
 records are those, in the order, that each monitor cutting its own windows would give, bit for bit.
 numpy + ``ecgedge.runtime`` runners; never torch.
@@ -17,7 +17,8 @@ import numpy as np
 from ecgedge.data.preprocess import normalise_windows
 from ecgedge.evaluate.metrics import softmax
 from ecgedge.stream.events import Event, WindowVerdict
-from ecgedge.stream.monitor import BedMonitor, ModelSpec, PendingWindows, StreamSettings, cut_pending
+from ecgedge.stream.monitor import BedMonitor, ModelSpec, PendingWindows, StreamSettings
+from ecgedge.stream.ward import cut_pending
 
 #: Windows per inference call on a CPU backend. Measured (issue 15, 12-lead INT8 on ONNX Runtime, one
 #: thread): 0.361 / 0.347 / 0.432 ms per window at batch 1 / 8 / 64, and 64 windows as 8 calls of 8

@@ -59,6 +59,7 @@ from ecgedge.data.preprocess import StreamingPreprocessor, normalise_windows, re
 from ecgedge.data.quality import RunningSignalChecks, rate_problem, signal_problems
 from ecgedge.errors import ConfigError, MissingLeads, ShapeMismatch
 from ecgedge.stream.events import AlertState, Event, QualityChange, RhythmChange, SampleGap, SignalAlert, WindowVerdict
+from ecgedge.stream.ring import Ring
 
 # Device flag bits that make a window unreliable (PROTOCOL.md, device_flags).
 CALIBRATION_FLAG, SATURATED_FLAG = int(DeviceFlag.CALIBRATION), int(DeviceFlag.SATURATED)
@@ -75,50 +76,6 @@ CONCEAL_MAX_S = 0.1
 INOPERABLE_AFTER_S = 30.0
 # CinC-2017's "noisy" class: no rhythm, the signal is unreadable (StreamSettings.noise_labels).
 NOISE_LABELS: tuple[str, ...] = ("~",)
-
-
-class Ring:
-    """Fixed-size (leads, capacity) ring buffer that also counts every sample ever written."""
-
-    def __init__(self, n_leads: int, capacity: int, dtype=np.float64):
-        self.buf = np.zeros((n_leads, capacity), dtype=dtype)
-        self.capacity = capacity
-        self.total = 0
-
-    def write(self, x: np.ndarray) -> None:
-        n = x.shape[-1]
-        if n > self.capacity:
-            x, self.total = x[:, -self.capacity:], self.total + n - self.capacity
-            n = self.capacity
-        pos = self.total % self.capacity
-        first = min(n, self.capacity - pos)
-        self.buf[:, pos:pos + first] = x[:, :first]
-        if first < n:
-            self.buf[:, :n - first] = x[:, first:]
-        self.total += n
-
-    def fill(self, column: np.ndarray | np.generic, n: int) -> None:
-        """Write ``n`` samples that all equal ``column`` (one value per row)."""
-        col = np.asarray(column).reshape(-1, 1)
-        k = min(n, self.capacity)
-        pos = (self.total + n - k) % self.capacity
-        first = min(k, self.capacity - pos)
-        self.buf[:, pos:pos + first] = col
-        if first < k:
-            self.buf[:, :k - first] = col
-        self.total += n
-
-    def last(self, n: int, end: int | None = None) -> np.ndarray:
-        """The ``n`` samples ending at absolute index ``end`` (default: the newest): a view of the
-        buffer when they do not wrap around it (read it before the next write), else a copy."""
-        end = self.total if end is None else end
-        if n > self.capacity or end > self.total or end - n < self.total - self.capacity:
-            raise IndexError(f"samples [{end - n}, {end}) are not in the ring "
-                             f"(it holds [{max(0, self.total - self.capacity)}, {self.total}))")
-        a, b = (end - n) % self.capacity, end % self.capacity
-        if a < b or n == 0:
-            return self.buf[:, a:a + n]
-        return np.concatenate([self.buf[:, a:], self.buf[:, :b]], axis=1)
 
 
 @dataclass(frozen=True)
@@ -190,9 +147,9 @@ class BedMonitor:
         settings: hop, hysteresis, gap concealment and the inoperable alert.
         start_reason: reason given by the windows before the first classifiable one ("starting up";
             "format change" when the monitor replaces one whose stream changed rate or leads).
-        defer: leave the filtering and the cutting of each window to :func:`cut_pending` (how
+        defer: leave the filtering and the cutting of each window to :func:`~ecgedge.stream.ward.cut_pending` (how
             :class:`~ecgedge.stream.hub.StreamHub` preprocesses all its beds in one vectorised pass per
-            hop): where a window becomes due, ``push`` returns a :class:`PendingWindows` in its place,
+            hop): where a window becomes due, ``push`` returns a :class:`~ecgedge.stream.ward.PendingWindows` in its place,
             which ``cut_pending`` fills with the verdicts (and alerts) ``push`` would have returned
             there, the same ones, except that a verdict's ``window`` is the model-rate window in mV
             (float32), which the hub z-scores (:func:`normalise_windows`) with the others of its
@@ -295,7 +252,7 @@ class BedMonitor:
     @property
     def pending_samples(self) -> int:
         """Samples received that no verdict accounts for yet: less than a hop (plus the resampler's lag),
-        and with ``defer`` the windows due that :func:`cut_pending` has not cut yet."""
+        and with ``defer`` the windows due that :func:`~ecgedge.stream.ward.cut_pending` has not cut yet."""
         return self._next - self.last_end - self._concealed_in(self.last_end, self._next) if self._open else 0
 
     def _concealed_in(self, start: int, end: int) -> int:
@@ -368,7 +325,7 @@ class BedMonitor:
             :class:`SampleGap`, :class:`WindowVerdict` and :class:`SignalAlert` in stream order. Verdicts ready for
             inference carry their normalised ``window``; :class:`StreamHub` fills ``label``/``probs``
             and then calls :meth:`resolve` for the events that depend on them. With ``defer``, a
-            :class:`PendingWindows` stands where windows became due, until :func:`cut_pending` (or
+            :class:`~ecgedge.stream.ward.PendingWindows` stands where windows became due, until :func:`~ecgedge.stream.ward.cut_pending` (or
             this monitor's next discontinuous ``push``, ``restart`` or ``silence``) cuts them.
         """
         x = np.asarray(samples_mv, dtype=np.float64)
@@ -449,7 +406,7 @@ class BedMonitor:
         return items
 
     def settle(self) -> None:
-        """Cut the windows due now, alone (``defer``); their events fill the :class:`PendingWindows` that held their place."""
+        """Cut the windows due now, alone (``defer``); their events fill the :class:`~ecgedge.stream.ward.PendingWindows` that held their place."""
         if self._due is not None:
             self._filter_received()
             self._cut_due(copy=True)  # the rings move on before the hub reads the window
@@ -518,7 +475,7 @@ class BedMonitor:
 
     def _due_blocks(self) -> list[tuple[np.ndarray, int]]:
         """(samples, segment offset) of the check blocks the due windows need, bookkeeping moved on:
-        what :meth:`_cut_windows` would add, for :func:`cut_pending` to add for many beds at once."""
+        what :meth:`_cut_windows` would add, for :func:`~ecgedge.stream.ward.cut_pending` to add for many beds at once."""
         assert self._due is not None
         limit_in, limit_out = self._due.limit_in, min(self._due.limit_out, self.out.total)
         end_out, end = self.next_end, None
@@ -582,7 +539,7 @@ class BedMonitor:
 @dataclass(eq=False)
 class PendingWindows:
     """The place, in a deferring monitor's output, of windows that became due in a ``push``: the
-    events :func:`cut_pending` (or the monitor's next ``push``, ``restart`` or ``silence``) cuts
+    events :func:`~ecgedge.stream.ward.cut_pending` (or the monitor's next ``push``, ``restart`` or ``silence``) cuts
     there. ``limit_in`` / ``limit_out``: the source and model-rate samples that had arrived then."""
 
     monitor: BedMonitor
@@ -593,31 +550,3 @@ class PendingWindows:
     @property
     def cut(self) -> bool:
         return self.items is not None
-
-
-def cut_pending(pending: Iterable[PendingWindows]) -> list[WindowVerdict]:
-    """Cut the windows of many deferring monitors at once: one vectorised preprocessing pass for
-    every bed that shares a rate and a chunk length (:meth:`StreamingPreprocessor.push_many`), and
-    the signal checks' statistics of all their new samples in one pass
-    (:meth:`RunningSignalChecks.add_many`). Fills each :class:`PendingWindows` (already cut ones are
-    skipped) with the events its monitor would have returned on its own; returns the verdicts. A
-    verdict whose signal passed its checks carries its window in mV (float32, a view of the
-    monitor's ring: read it, or copy it, before the monitor's next push): ``normalise_windows`` of
-    it is, bit for bit, the model input the monitor alone would have given.
-    """
-    due = [p.monitor for p in pending if not p.cut and p.monitor._due is p]
-    if len(due) == 1:  # one bed: its own filter and checks calls, without the grouping
-        due[0]._filter_received()
-        return due[0]._cut_due(copy=False)
-    with_samples = [m for m in due if m._unfiltered]
-    outputs = StreamingPreprocessor.push_many([m.pre for m in with_samples], [m._take_unfiltered() for m in with_samples])
-    for m, y in zip(with_samples, outputs):
-        m.out.write(y)
-    checks, blocks, starts = [], [], []
-    for m in due:
-        for block, start in m._due_blocks():
-            checks.append(m.checks)
-            blocks.append(block)
-            starts.append(start)
-    RunningSignalChecks.add_many(checks, blocks, starts)
-    return [v for m in due for v in m._cut_due(copy=False)]

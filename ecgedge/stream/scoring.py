@@ -4,7 +4,7 @@ Each record is played, faster than real time, through the path a bedside monitor
 :class:`~ecgedge.stream.hub.StreamHub` and :class:`~ecgedge.stream.monitor.BedMonitor`
 (preprocessing, quality checks, the model, hysteresis), fed one minute of samples at a time. With
 ``via_device`` it goes through the simulated device (``ecgsim``, C) and the wire decoder as well
-(:func:`~ecgedge.stream.session.stream_from_export`), exactly as ``ecgedge stream --source wfdb:``.
+(:func:`~ecgedge.stream.run.stream_from_export`), exactly as ``ecgedge stream --source wfdb:``.
 Both produce the same JSON records ``ecgedge stream`` prints; everything below reads only those.
 
 The samples come from wfdb (the one WFDB reader): the model's leads, in mV. A single-lead model
@@ -220,7 +220,7 @@ def play_via_device(cfg: StreamEvalConfig, spec, settings, hea: Path, export: Pa
     """The record through ``ecgsim`` (as fast as it can) and the wire decoder into ``ecgedge stream``'s session."""
     import wfdb
 
-    from ecgedge.stream.session import StreamConfig, stream_from_export
+    from ecgedge.stream.run import StreamConfig, stream_from_export
 
     rec = wfdb.rdrecord(str(hea.with_suffix("")), physical=False)
     rows, names = _model_leads(rec, spec, cfg.lead)
