@@ -520,6 +520,26 @@ static void test_vector_file_decodes_as_stated(void)
     free(file);
 }
 
+/* The worked example of PROTOCOL.md 2b (test_vectors/labels.json): the fifth label of A00004. */
+static ecgb_label vector_label(void)
+{
+    static const int8_t scores[4] = {7, 46, 29, -43};
+    uint32_t scale_bits = 0x3d69e1aeu;
+    ecgb_label l;
+    memset(&l, 0, sizeof l);
+    l.seq = 4;
+    l.n_classes = 4;
+    l.label = 1;
+    l.first_sample = 1742;
+    l.end_sample = 4200;
+    l.fs_mhz = 300000;
+    memcpy(&l.scale, &scale_bits, sizeof l.scale);
+    l.zero_point = 26;
+    l.label_text[0] = 'A';
+    memcpy(l.scores, scores, sizeof scores);
+    return l;
+}
+
 static void test_label_frame_vector(void)
 {
     /* test_vectors/labels.json (PROTOCOL.md 2b): the encoder writes its "wire" bytes from its fields;
@@ -542,21 +562,7 @@ static void test_label_frame_vector(void)
         for (p += 9; *p != '"' && sscanf(p, "%2x", &byte) == 1 && want_len < sizeof want; p += 2)
             want[want_len++] = (uint8_t)byte;
     free(file);
-    memset(&l, 0, sizeof l);
-    l.stream_id = 0;
-    l.seq = 4;
-    l.n_classes = 4;
-    l.label = 1;
-    l.first_sample = 1742;
-    l.end_sample = 4200;
-    l.fs_mhz = 300000;
-    memcpy(&l.scale, &scale_bits, sizeof l.scale);
-    l.zero_point = 26;
-    l.label_text[0] = 'A';
-    l.scores[0] = 7;
-    l.scores[1] = 46;
-    l.scores[2] = 29;
-    l.scores[3] = -43;
+    l = vector_label();
     CHECK(ecgb_encode_label(&l, got, sizeof got, &len) == ECGB_OK);
     CHECK(len == want_len && memcmp(got, want, len) == 0);
     ecgb_decoder_init(&dec);
@@ -607,7 +613,7 @@ static ecgb_status label_after(const ecgb_label *l, void (*mutate)(uint8_t *buf,
 static void keep(uint8_t *b, size_t *n) { (void)b; (void)n; }
 static void no_classes(uint8_t *b, size_t *n) { (void)n; b[6] = 0; }
 static void too_many_classes(uint8_t *b, size_t *n) { (void)n; b[6] = 33; }
-static void label_not_a_class(uint8_t *b, size_t *n) { (void)n; b[7] = 3; }
+static void label_not_a_class(uint8_t *b, size_t *n) { (void)n; b[7] = 4; } /* of 4 classes */
 static void empty_window(uint8_t *b, size_t *n) { (void)n; memcpy(b + 16, b + 8, 8); }
 static void zero_rate(uint8_t *b, size_t *n) { (void)n; memset(b + 24, 0, 4); }
 static void infinite_scale(uint8_t *b, size_t *n) { (void)n; b[28] = 0; b[29] = 0; b[30] = 0x80; b[31] = 0x7F; }
@@ -629,24 +635,16 @@ static void test_label_frame_parse_checks(void)
     ecgb_label l, back;
     uint8_t raw[128];
     size_t n = 0;
-    memset(&l, 0, sizeof l);
-    l.seq = 9;
-    l.n_classes = 3;
-    l.label = 2;
-    l.first_sample = 10;
-    l.end_sample = 4106;
-    l.fs_mhz = 500000;
-    l.scale = 0.125f;
+    l = vector_label(); /* with the lead-off flag, a longer text and the int8 extremes */
     l.zero_point = -3;
     l.flags = ECGB_LABEL_FLAG_LEAD_OFF;
     memcpy(l.label_text, "AFIB", 4);
     l.scores[0] = -128;
-    l.scores[1] = 0;
-    l.scores[2] = 127;
+    l.scores[3] = 127;
     CHECK(label_after(&l, keep, &back) == ECGB_OK);
-    CHECK(back.seq == 9 && back.label == 2 && back.end_sample == 4106 && back.scale == 0.125f && back.zero_point == -3);
+    CHECK(back.seq == 4 && back.label == 1 && back.end_sample == 4200 && back.scale == l.scale && back.zero_point == -3);
     CHECK(back.flags == ECGB_LABEL_FLAG_LEAD_OFF && memcmp(back.label_text, "AFIB\0\0\0\0", 8) == 0);
-    CHECK(back.scores[0] == -128 && back.scores[1] == 0 && back.scores[2] == 127);
+    CHECK(back.scores[0] == -128 && back.scores[1] == 46 && back.scores[3] == 127);
     CHECK(label_after(&l, two_byte_utf8, &back) == ECGB_OK && (uint8_t)back.label_text[0] == 0xC3);
     CHECK(label_after(&l, eight_byte_text, &back) == ECGB_OK && memcmp(back.label_text, "SVTACHY1", 8) == 0);
     CHECK(label_after(&l, no_classes, &back) == ECGB_ERR_BAD_FIELD);
