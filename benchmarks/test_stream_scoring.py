@@ -2,7 +2,7 @@
 
 Cases (``benchmarks/README.md``, *Stream scoring*):
 
-- ``score 24 h``: :func:`~ecgedge.stream.scoring.evaluate_stream` on one generated 24-hour
+- ``score 24 h``: :func:`~ecgedge.evaluate.stream.evaluate_stream` on one generated 24-hour
   single-lead (lead I, 250 Hz) paroxysmal-AF recording with the shipped ``cinc2017-rhythm`` INT8 export,
   the direct path (``StreamHub``/``BedMonitor``), one thread, one round. ``extra_info``: CPU seconds,
   times real time, and the AF statistics.
@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from ecgedge.data.paroxysmal import ParoxysmalConfig, synthesize_paroxysmal, write_paroxysmal_record
-from ecgedge.stream.scoring import StreamEvalConfig, evaluate_stream
+from ecgedge.evaluate.stream import StreamEvalConfig, evaluate_stream
 from ecgedge.shipped import resolve_source
 
 HOURS = float(os.environ.get("ECGEDGE_BENCH_SCORE_HOURS", "24"))

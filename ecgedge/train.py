@@ -43,7 +43,8 @@ from ecgedge.data.windows import WindowSet, build_windows
 from ecgedge.distributed import (SINGLE, DistContext, all_sum, barrier, built_once, distributed_context,
                                  rank_part, torch_device)
 from ecgedge.errors import ArtefactError, BackendUnavailable, ConfigError, DataNotFound
-from ecgedge.evaluate.metrics import bootstrap_intervals, classification_report, record_decisions, softmax
+from ecgedge.evaluate.metrics import bootstrap_intervals, classification_report, record_decisions
+from ecgedge.runtime.softmax import softmax
 from ecgedge.fit_loop import Best, Recipe, Scored, batches, fit
 from ecgedge.evaluate.plots import plot_confusion, plot_curves, plot_reconstruction
 from ecgedge.models.autoencoder import ConvAutoencoder

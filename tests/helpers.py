@@ -21,7 +21,7 @@ from ecgedge.bridge.cobs import encode_frame
 from ecgedge.bridge.frame import Frame
 from ecgedge.config import STANDARD_12_LEADS, PreprocessConfig
 from ecgedge.data.preprocess import normalise_windows, preprocess_params, preprocess_signal
-from ecgedge.evaluate.metrics import softmax
+from ecgedge.runtime.softmax import softmax
 from ecgedge.manifest import FORMAT, Manifest
 from ecgedge.stream.session import StreamSession
 
@@ -83,7 +83,7 @@ def linear_export(folder: Path, *, leads=STANDARD_12_LEADS, samples: int = WINDO
 
 def offline_probs(runner, x: np.ndarray, fs: float, ends_in: list[int], cfg=CFG) -> np.ndarray:
     """Probabilities of the offline windows ending at source samples ``ends_in`` of ``x`` (index 0 = x's start)."""
-    from ecgedge.evaluate.metrics import softmax
+    from ecgedge.runtime.softmax import softmax
 
     pre = preprocess_signal(x, fs, cfg)
     ends = [round(e * cfg.fs_hz / fs) for e in ends_in]

@@ -176,6 +176,14 @@ def test_the_layers_above_manifest():
         assert "ecgedge.cli" not in reachable(units, upper), f"{upper} reaches the CLI"
 
 
+def test_the_edge_path_sits_below_the_scoring_room():
+    """Everything that scores (records, streams, the gate, the PyTorch reference) lives in
+    ``ecgedge.evaluate``; the edge path (bridge, runtime, stream) sits below it and never reaches it."""
+    units = unit_graph()
+    for edge in ("ecgedge.bridge", "ecgedge.runtime", "ecgedge.stream"):
+        assert "ecgedge.evaluate" not in reachable(units, edge), f"{edge} reaches ecgedge.evaluate"
+
+
 # The PyTorch FP32 eager reference runner (bench's baseline, torch inside its methods): no deployment
 # backend, so it lives in ecgedge.bench, and no edge path may reach it.
 REFERENCE_ONLY = {"ecgedge.bench.torch_runner"}

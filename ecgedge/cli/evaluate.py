@@ -117,7 +117,7 @@ def evaluate_stream_cmd(
     wire too) and score it as EC57 does: AF episode and duration Se/+P, alarm delay, false AF alarms per
     hour, coverage. Writes report.json, report.md, events and timeline PNGs (and sweep.png)."""
     from ecgedge.errors import ConfigError
-    from ecgedge.stream.scoring import StreamEvalConfig, evaluate_stream, find_annotated_records, parse_sweep
+    from ecgedge.evaluate.stream import StreamEvalConfig, evaluate_stream, find_annotated_records, parse_sweep
 
     hops, hysts = parse_sweep(sweep)
     try:

@@ -1,6 +1,6 @@
 """AF episode and duration statistics of a rhythm monitor, as ANSI/AAMI EC57 scores them (WFDB ``epicmp``).
 
-Pure numpy on sample intervals; no model, no stream. :mod:`ecgedge.stream.scoring` feeds it
+Pure numpy on sample intervals; no model, no stream. :mod:`ecgedge.evaluate.stream` feeds it
 the reference AF episodes of a record (from its ``.atr`` rhythm annotations) and the monitor's AF
 episodes (from its ``rhythm_change`` events), and it returns what a monitor is judged by.
 

@@ -71,12 +71,6 @@ def classification_report(y_true, y_pred, class_names) -> ClassificationReport:
     return ClassificationReport(tuple(class_names), cm, f1, cm.sum(1))
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def record_decisions(window_probs: np.ndarray, window_labels: np.ndarray, window_record: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Record-level truth and probabilities from window-level ones: a record's truth is the majority
     label of its windows, its probabilities the mean of its windows' (predict with ``argmax(1)``).

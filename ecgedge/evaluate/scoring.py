@@ -45,7 +45,8 @@ from ecgedge.data.provenance import TrainingRecords, data_record_hashes, trainin
 from ecgedge.data.records import find_records, read_record, select_leads
 from ecgedge.data.windows import LoadSummary, build_windows
 from ecgedge.errors import BadRecord, ConfigError, ShapeMismatch
-from ecgedge.evaluate.metrics import bootstrap_intervals, classification_report, record_decisions, softmax
+from ecgedge.evaluate.metrics import bootstrap_intervals, classification_report, record_decisions
+from ecgedge.runtime.softmax import softmax
 from ecgedge.evaluate.plots import plot_confusion
 from ecgedge.hashing import file_sha256
 from ecgedge.runtime.base import Backend, Precision

@@ -15,7 +15,7 @@ from typing import Hashable, Iterable
 import numpy as np
 
 from ecgedge.data.preprocess import normalise_windows
-from ecgedge.evaluate.metrics import softmax
+from ecgedge.runtime.softmax import softmax
 from ecgedge.stream.events import Event, WindowVerdict
 from ecgedge.stream.monitor import BedMonitor, ModelSpec, PendingWindows, StreamSettings
 from ecgedge.stream.ward import cut_pending

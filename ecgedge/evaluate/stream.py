@@ -1,5 +1,8 @@
 """``ecgedge evaluate stream``: play annotated long recordings through the bedside stream and score it.
 
+Scoring lives in :mod:`ecgedge.evaluate`; the stream it plays (:mod:`ecgedge.stream`) sits below and never
+imports it.
+
 Each record is played, faster than real time, through the path a bedside monitor runs:
 :class:`~ecgedge.stream.hub.StreamHub` and :class:`~ecgedge.stream.monitor.BedMonitor`
 (preprocessing, quality checks, the model, hysteresis), fed one minute of samples at a time. With
@@ -7,10 +10,11 @@ Each record is played, faster than real time, through the path a bedside monitor
 (:func:`~ecgedge.stream.run.stream_from_export`), exactly as ``ecgedge stream --source wfdb:``.
 Both produce the same JSON records ``ecgedge stream`` prints; everything below reads only those.
 
-The samples come from wfdb (the one WFDB reader): the model's leads, in mV. A single-lead model
-takes the record's ``lead`` when one is named (``--lead MLII`` plays MIT-BIH's MLII as the model's
-lead), else the lead of its name. For ``via_device`` those leads are written as a temporary format-16
-record with their own ADC gain, which the device plays.
+The samples come from the records' reader (:func:`ecgedge.data.read_record`: wfdb, ECG leads in
+mV): the model's leads. A single-lead model takes the record's ``lead`` when one is named (``--lead
+MLII`` plays MIT-BIH's MLII as the model's lead), else the lead of its name. For ``via_device`` those
+leads, as wfdb reads their ADC integers, are written as a temporary format-16 record with their own
+ADC gain, which the device plays.
 
 The reference is the record's ``.atr`` (:func:`~ecgedge.data.annotations.read_rhythm_reference`). A
 **class map** takes each reference rhythm code to one of the model's classes; it is explicit,
@@ -41,7 +45,8 @@ from tqdm import tqdm
 
 from ecgedge.config import Backend, Precision
 from ecgedge.data.annotations import RhythmReference, read_rhythm_reference
-from ecgedge.data.leads import lead_indices, mv_per_unit
+from ecgedge.data.leads import canonical_lead_name, lead_indices
+from ecgedge.data.records import read_record
 from ecgedge.errors import ConfigError, DataNotFound, ShapeMismatch
 from ecgedge.evaluate.episodes import EpisodeScore, Interval, markdown_table, score_episodes, summarise
 
@@ -158,43 +163,36 @@ class PlayedRecord:
     signal_s: float
 
 
-def _model_leads(rec, spec, lead: str | None) -> tuple[list[int], list[str]]:
-    names = [str(n) for n in rec.sig_name]
+def _model_leads(names: Sequence[str], record_id: str, spec, lead: str | None) -> tuple[list[int], list[str]]:
+    """Rows of the model's leads among a record's lead ``names``, and the names the stream gives them."""
+    names = [str(n) for n in names]
     if lead is not None:
         if len(spec.leads) != 1:
             raise ConfigError(f"--lead picks one lead for a single-lead model; this model takes {', '.join(spec.leads)}")
         if lead not in names:
-            raise ShapeMismatch(f"{rec.record_name}: no lead {lead!r} (it has {', '.join(names)})")
+            raise ShapeMismatch(f"{record_id}: no lead {lead!r} (it has {', '.join(names)})")
         return [names.index(lead)], [spec.leads[0]]
     try:
         rows = lead_indices(names, spec.leads)
     except ShapeMismatch as exc:
-        raise ShapeMismatch(f"{rec.record_name}: {exc}; a single-lead model can play another lead with --lead NAME") from None
+        raise ShapeMismatch(f"{record_id}: {exc}; a single-lead model can play another lead with --lead NAME") from None
     return rows, [spec.leads[i] for i in range(len(rows))]
 
 
-def _read_leads(hea: Path, spec, lead: str | None):
-    """(record, rows, names, mV (leads, n) float64) of the model's leads of ``hea``, read by wfdb."""
-    import wfdb
-
-    rec = wfdb.rdrecord(str(hea.with_suffix("")))
-    rows, names = _model_leads(rec, spec, lead)
-    scale = []
-    for r in rows:
-        mv = mv_per_unit(rec.units[r])
-        if mv is None:
-            raise ShapeMismatch(f"{hea}: lead {rec.sig_name[r]} is in {rec.units[r]!r}, not a voltage")
-        scale.append(mv)
-    x = rec.p_signal[:, rows].T * np.asarray(scale)[:, None]
-    return rec, rows, names, x
+def _read_leads(hea: Path, spec, lead: str | None) -> tuple[float, list[str], np.ndarray]:
+    """(fs in Hz, the stream's lead names, (leads, n) mV) of the model's leads of ``hea``, read by
+    :func:`~ecgedge.data.records.read_record` (ECG leads only, canonical names)."""
+    record = read_record(hea)
+    rows, names = _model_leads(record.lead_names, record.record_id, spec,
+                               None if lead is None else canonical_lead_name(lead))
+    return record.fs, names, record.signal[rows].astype(np.float64)
 
 
 def play_direct(runner, spec, settings, hea: Path, *, lead: str | None = None, chunk_s: float = 60.0) -> PlayedRecord:
     """Push the record through a :class:`StreamHub` a chunk at a time; its window records and events."""
     from ecgedge.stream.hub import StreamHub
 
-    rec, _, names, x = _read_leads(hea, spec, lead)
-    fs = float(rec.fs)
+    fs, names, x = _read_leads(hea, spec, lead)
     hub = StreamHub(runner, spec, settings)
     stream = 0
     hub.open(stream, fs_in=fs, lead_names=names)
@@ -223,7 +221,7 @@ def play_via_device(cfg: StreamEvalConfig, spec, settings, hea: Path, export: Pa
     from ecgedge.stream.run import StreamConfig, stream_from_export
 
     rec = wfdb.rdrecord(str(hea.with_suffix("")), physical=False)
-    rows, names = _model_leads(rec, spec, cfg.lead)
+    rows, names = _model_leads(rec.sig_name, rec.record_name, spec, cfg.lead)
     with tempfile.TemporaryDirectory(prefix="ecgedge-device-") as tmp:
         # The device plays what wfdb read (one reader): the model's leads as raw ADC integers, own gains.
         d = rec.d_signal[:, rows].astype(np.int64)

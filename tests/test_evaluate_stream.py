@@ -22,7 +22,7 @@ from ecgedge.cli.main import app
 from ecgedge.data.annotations import read_rhythm_reference
 from ecgedge.data.paroxysmal import ParoxysmalConfig, synthesize_paroxysmal, write_paroxysmal_record, write_paroxysmal_set
 from ecgedge.errors import ConfigError
-from ecgedge.stream.scoring import (
+from ecgedge.evaluate.stream import (
     StreamEvalConfig,
     class_map,
     evaluate_stream,
