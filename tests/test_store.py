@@ -135,7 +135,7 @@ def test_cli_build_info_and_bad_input(synth, tmp_path):
     assert "128 windows" in res.output and "in 4 shard(s) of 40" in res.output
 
     res = r.invoke(app, ["build", str(synth / "data"), "--out", str(out), "-q"])
-    assert res.exit_code == 2 and "not an empty folder" in res.output and "--overwrite" in res.output
+    assert res.exit_code == 2 and "already holds an ecgedge window store" in res.output and "--overwrite" in res.output
 
     res = r.invoke(app, ["build", str(synth / "data"), "--out", str(tmp_path / "v9"), "--lead", "V9", "-q"])
     assert res.exit_code == 2 and "no usable windows" in res.output and "128 skipped" in res.output and "missing lead" in res.output

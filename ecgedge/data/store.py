@@ -33,7 +33,6 @@ import csv
 import io
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
@@ -47,6 +46,7 @@ from ecgedge.data.records import find_label_tables, find_orphan_data_files, find
 from ecgedge.data.windows import LoadSummary, WindowSet, _class_names, _Job, _usable_windows
 from ecgedge.manifest import file_in_folder
 from ecgedge.errors import ArtefactError, ConfigError, DataNotFound, MissingLeads
+from ecgedge.fsio import FolderKind, atomic_write_text, claim_folder, new_staging, publish_folder
 from ecgedge.hashing import file_sha256, value_sha256
 
 FORMAT = "ecgedge.window-store/1"
@@ -155,9 +155,10 @@ def build_store(
     Args:
         data: record paths, optional label table, ``max_records`` (0 = all) and ``workers``
             (reader processes; 0 = up to 4). ``cache_dir`` is not used.
-        out: the store folder. It must not exist or be empty unless ``overwrite``; the store is
-            built beside it and moved into place at the end, so an interrupted build leaves no
-            half store behind.
+        out: the store folder: new, empty, or a window store ecgedge wrote (replaced only with
+            ``overwrite``, and then only the files its marker lists: see :mod:`ecgedge.fsio`); never
+            a folder holding one of ``data.paths``. The store is built beside it and swapped in at
+            the end, so an interrupted build leaves the previous store and no half store behind.
         leads: leads to keep, in this order (``II`` also matches MIT-BIH's ``MLII``; a one-lead
             record serves a one-lead request whatever its lead is called).
         preprocess, window: the preprocessing chain (default 250 Hz, 0.5-40 Hz) and the window
@@ -167,7 +168,7 @@ def build_store(
 
     Raises:
         DataNotFound: no record found, or none usable (the message lists the skip reasons).
-        ConfigError: ``out`` is a non-empty folder and ``overwrite`` is off, or bad sizes.
+        ConfigError: ``out`` is not ecgedge's to write (see above), or bad sizes.
     """
     preprocess = preprocess or PreprocessConfig()
     window = window or WindowConfig()
@@ -177,8 +178,7 @@ def build_store(
     if shard_windows < 1:
         raise ConfigError(f"shard_windows must be >= 1, got {shard_windows}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ConfigError(f"{out} exists and is not an empty folder (pass overwrite / --overwrite to replace it)")
+    claim_folder(out, FolderKind.store, replace=overwrite, inputs=data.paths, legacy=_legacy_store_files)
     refs = find_records(data.paths)
     if data.max_records:
         refs = refs[: data.max_records]
@@ -186,8 +186,7 @@ def build_store(
     jobs = [_Job(r, leads, scheme, preprocess, window, tables) for r in refs]
     workers = data.workers or min(4, len(refs))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    tmp = new_staging(out, FolderKind.store)
     writer = _ShardWriter(tmp, shard_windows, (len(leads), window.samples))
     summary = LoadSummary(found=len(refs), orphans=find_orphan_data_files(data.paths))
     records: list[tuple[str, int, int, str]] = []  # record_id, windows, first window, source
@@ -248,16 +247,28 @@ def build_store(
             "records": {"file": "records.csv", "sha256": file_sha256(tmp / "records.csv")},
             "shards": shards,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; a store is for every reader
-        tmp.rename(out)
+        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
+        # again: something may have been put there while building; then only the store's own files go
+        owned = claim_folder(out, FolderKind.store, replace=overwrite, inputs=data.paths, legacy=_legacy_store_files)
+        publish_folder(tmp, out, FolderKind.store, owned)
     except BaseException:
         writer.abort()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return WindowStore.open(out)
+
+
+def _legacy_store_files(folder: Path) -> list[str] | None:
+    """The files a store written before folder markers holds (those its ``store.json`` lists); ``None``
+    for a folder that is not a store."""
+    try:
+        doc = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return None
+    return [MANIFEST, "index.npy", "records.csv", *(s.get("file", "") for s in doc.get("shards", []) if isinstance(s, dict))]
 
 
 def _index_dtype(id_chars: int) -> np.dtype:
