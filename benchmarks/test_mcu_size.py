@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from ecgedge.export.mcu_qemu import cortex_m4_report, toolchain_or_reason
-from ecgedge.export.pipeline import mcu_library_for_export
+from ecgedge.export.mcu_artefact import mcu_library_for_export
 from ecgedge.hashing import file_sha256
 from ecgedge.manifest import MANIFEST, load_manifest
 from ecgedge.runtime.base import host_compiler_or_reason

@@ -25,10 +25,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ecgedge.config import PARITY_ATOL, Backend, Precision
 from ecgedge.errors import ArtefactError
+from ecgedge.fsio import MARKER, is_private_key
 from ecgedge.hashing import file_sha256
 from ecgedge.signing import signature_path, sign_file, verify_file
 
@@ -157,6 +158,58 @@ class Manifest:
         return path
 
 
+@dataclass(frozen=True)
+class ModelFigures:
+    """What a manifest says of the network itself: its architecture (words), parameters and multiply-adds per window."""
+
+    architecture: str
+    params: int
+    macs_per_window: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"architecture": self.architecture, "params": self.params, "macs_per_window": self.macs_per_window,
+                "flops_per_window": 2 * self.macs_per_window}
+
+
+INPUT_UNITS = "per lead, z-scored window of the band-passed signal in mV (see preprocess)"
+OUTPUT_KIND = "logits; softmax gives class probabilities"
+
+
+def manifest_data(*, name: str, created: str, input_name: str, output_name: str, leads: Sequence[str], labels: Sequence[str],
+                  label_scheme: str | None, fs_hz: float, window_samples: int, model: ModelFigures, preprocess: dict[str, Any],
+                  window: dict[str, Any], source: dict[str, Any], artefacts: dict[str, dict], **sections: Any) -> dict[str, Any]:
+    """The document of a new export's manifest: the one builder every writer uses (``ecgedge export``,
+    bench's untrained export), so every manifest states the same input spec (leads, ``fs_hz``,
+    window, units), output (labels, ``kind``) and label scheme.
+
+    Args:
+        name: the export's name; created: ISO 8601 UTC time.
+        input_name, output_name: the ONNX graph's input and output names.
+        leads, labels: the model's input leads and output classes, in order.
+        label_scheme: the :class:`~ecgedge.config.LabelScheme` value the labels come from (None: not stated).
+        fs_hz, window_samples: the window the model takes (Hz, samples).
+        model: :class:`ModelFigures`; preprocess, window: the preprocessing parameters and window config.
+        source: where the weights came from (checkpoint path and sha256, ...); artefacts: key -> entry.
+        sections: further top-level sections (``gate``, ``versions``, ``untrained`` ...), in the order given.
+    """
+    return {
+        "format": FORMAT,
+        "name": name,
+        "created": created,
+        "input": {"name": input_name, "shape": ["batch", len(leads), window_samples], "dtype": "float32",
+                  "leads": list(leads), "fs_hz": fs_hz, "window_samples": window_samples, "window_s": window_samples / fs_hz,
+                  "units": INPUT_UNITS},
+        "output": {"name": output_name, "shape": ["batch", len(labels)], "labels": list(labels), "kind": OUTPUT_KIND},
+        "model": model.to_dict(),
+        "label_scheme": label_scheme,
+        "preprocess": preprocess,
+        "window": window,
+        "source": source,
+        **{k: v for k, v in sections.items() if k != "artefacts"},
+        "artefacts": artefacts,
+    }
+
+
 def artefact_key(backend: Backend, precision: Precision) -> str:
     """Manifest key of the artefact a backend runs at a precision (engines and the C library are their own artefacts)."""
     backend = Backend(backend)
@@ -239,7 +292,7 @@ def hash_folder(folder: Path) -> dict[str, dict]:
     return {
         p.relative_to(folder).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.relative_to(folder).as_posix() not in (MANIFEST, SIGNATURE) and not p.name.endswith(".tmp")
+        if p.is_file() and p.relative_to(folder).as_posix() not in (MANIFEST, SIGNATURE, MARKER) and not p.name.endswith(".tmp")
     }
 
 
@@ -256,26 +309,28 @@ def sign_manifest(folder: str | Path, private_key) -> Path:
     return sign_file(path, private_key)
 
 
-def verify_signature(folder: str | Path, public_key, data: bytes | None = None) -> None:
-    """Refuse (:class:`ArtefactError`, one line) ``folder`` unless ``manifest.sig`` is a valid
-    signature of ``manifest.json`` (or of ``data``, its bytes already read) by ``public_key`` (a
-    PEM file path or a loaded key)."""
-    verify_file(Path(folder) / MANIFEST, public_key, data)
+def verify_signature(folder: str | Path, public_key=None, data: bytes | None = None) -> bool:
+    """Refuse (:class:`ArtefactError`, one line) ``folder`` whose ``manifest.sig`` exists and is not a
+    valid signature of ``manifest.json`` (or of ``data``, its bytes already read); with
+    ``public_key`` (a PEM file path or a loaded key) also one that is unsigned or signed by another
+    key (:func:`ecgedge.signing.verify_file`). Returns whether the folder is signed."""
+    return verify_file(Path(folder) / MANIFEST, public_key, data)
 
 
 def load_manifest(folder: str | Path, *, verify: bool = True, public_key: str | Path | None = None) -> Manifest:
     """Read ``folder/manifest.json``; with ``verify`` re-hash every file and raise :class:`ArtefactError` on any mismatch.
 
-    With ``public_key`` (an Ed25519 PEM file) the manifest must carry a valid signature by it
-    (:func:`verify_signature`), checked on the very bytes that are then parsed; without it an
-    unsigned or signed folder loads alike.
+    A signature that exists (``manifest.sig``) is checked whenever ``verify`` is on, on the very bytes
+    that are then parsed (:func:`verify_signature`): a signed folder edited afterwards is refused
+    without any key. With ``public_key`` (an Ed25519 PEM file) the manifest must also be signed, by
+    that key.
     """
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
         raise ArtefactError(f"{folder} is not an ecgedge export folder: no {MANIFEST}")
     raw = path.read_bytes()
-    if public_key is not None:
+    if verify or public_key is not None:
         verify_signature(folder, public_key, raw)
     try:
         data = json.loads(raw)
@@ -331,6 +386,8 @@ def verify_files(manifest: Manifest) -> None:
         rel = p.relative_to(manifest.folder).as_posix()
         if p.is_file() and p.suffix in (".onnx", ".engine", ".plan", ".c", ".h") and rel not in listed:
             problems.append(f"{rel}: model file not listed in the manifest")
+        elif p.is_file() and is_private_key(p):
+            problems.append(f"{rel}: a private key inside the export folder (keep signing keys off what is shipped)")
     for key, art in manifest.data.get("artefacts", {}).items():
         try:
             manifest.path(key)

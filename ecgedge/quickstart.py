@@ -49,7 +49,8 @@ class QuickstartResult:
 
 def quickstart(cfg: QuickstartConfig, *, progress: bool = True, log=print) -> QuickstartResult:
     from ecgedge.data.synthetic_records import write_wfdb_dataset
-    from ecgedge.export.pipeline import check_export, main_export
+    from ecgedge.export.check import check_export
+    from ecgedge.export.pipeline import main_export
     from ecgedge.train import classify, pretrain
 
     out = Path(cfg.out)

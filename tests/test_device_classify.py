@@ -31,7 +31,7 @@ from ecgedge.bridge.decoder import FrameDecoder
 from ecgedge.bridge.frame import DecodeError, DecodeErrorKind, LabelFrame, pack_label_frame, unpack_frame
 from ecgedge.data.preprocess import normalise_windows, preprocess_signal, resampling_ratio
 from ecgedge.export.mcu_device import device_classifier
-from ecgedge.export.pipeline import mcu_library_for_export
+from ecgedge.export.mcu_artefact import mcu_library_for_export
 from ecgedge.manifest import load_manifest
 from ecgedge.runtime import Precision, runner_from_export
 from ecgedge.runtime.base import host_compiler_or_reason

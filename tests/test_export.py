@@ -16,7 +16,8 @@ from ecgedge.cli.main import app
 from ecgedge.config import PARITY_ATOL, ExportConfig
 from ecgedge.errors import ArtefactError, ConfigError, GateFailed
 from ecgedge.export.onnx_export import check_onnx
-from ecgedge.export.pipeline import check_export, main_export
+from ecgedge.export.check import check_export
+from ecgedge.export.pipeline import main_export
 from ecgedge.manifest import Manifest, load_manifest
 from ecgedge.runtime import Precision, runner_from_export
 
@@ -130,7 +131,7 @@ def test_check_runs_without_the_train_extra(exported):
                 if name.split(".")[0] in TRAIN:
                     raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
         sys.meta_path.insert(0, Block())
-        from ecgedge.export.pipeline import check_export
+        from ecgedge.export.check import check_export
         res = check_export({str(exported.folder)!r}, log=lambda *_: None)
         assert res.passed and not TRAIN & set(sys.modules), sorted(TRAIN & set(sys.modules))
         print("ok", len(res.reports))

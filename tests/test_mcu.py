@@ -23,7 +23,9 @@ from ecgedge.config import Backend, ExportConfig, Precision, Target
 from ecgedge.errors import ArtefactError, BackendUnavailable, ConfigError
 from ecgedge.export.mcu import MCU_DIR, c_library_from_int8_onnx, kernel_sources, plan_from_int8_onnx
 from ecgedge.export.mcu_qemu import cortex_m4_check, cortex_m4_report, toolchain_or_reason
-from ecgedge.export.pipeline import MCU_KEY, check_export, main_export, mcu_library_for_export
+from ecgedge.export.check import check_export
+from ecgedge.export.mcu_artefact import MCU_KEY, mcu_library_for_export
+from ecgedge.export.pipeline import main_export
 from ecgedge.manifest import artefact_key, load_manifest
 from ecgedge.runtime import runner_from_export
 from ecgedge.runtime.c_runner import HOST_CFLAGS, host_compiler, host_compiler_or_reason

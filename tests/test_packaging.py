@@ -51,10 +51,10 @@ def test_firmware_dir_holds_the_device_sources(args):
 
 def test_every_manifest_records_the_version_and_commit():
     pytest.importorskip("torch", reason="the export pipeline (which writes manifests) needs torch")
-    from ecgedge.export.pipeline import _versions
+    from ecgedge.export.pipeline import software_versions
 
     info = installation.build_info()
-    versions = _versions()
+    versions = software_versions()
     assert (versions["ecgedge"], versions["ecgedge_commit"]) == (info["version"], info["commit"])
 
 

@@ -13,7 +13,8 @@ import json
 import pytest
 
 from ecgedge.config import ClassifyConfig, DataConfig, ExportConfig, LabelScheme, PretrainConfig, WindowConfig
-from ecgedge.export.pipeline import check_export, main_export
+from ecgedge.export.check import check_export
+from ecgedge.export.pipeline import main_export
 from ecgedge.manifest import load_manifest
 from ecgedge.train import classify, pretrain
 

@@ -17,7 +17,8 @@ from ecgedge.data.records import read_record
 from ecgedge.data.synthetic_records import write_wfdb_dataset
 from ecgedge.data.windows import build_windows
 from ecgedge.errors import ArtefactError, BadRecord, ConfigError
-from ecgedge.export.pipeline import check_export, main_export
+from ecgedge.export.check import check_export
+from ecgedge.export.pipeline import main_export
 from ecgedge.export.triton import triton_repository_from_export
 from ecgedge.manifest import load_manifest
 

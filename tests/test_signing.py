@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from ecgedge.cli.main import app
 from ecgedge.config import ExportConfig
 from ecgedge.errors import ArtefactError, ConfigError
-from ecgedge.export.pipeline import check_export, main_export
+from ecgedge.export.check import check_export
+from ecgedge.export.pipeline import main_export
 from ecgedge.hashing import file_sha256
 from ecgedge.manifest import MANIFEST, SIGNATURE, load_manifest, sign_manifest
 from ecgedge.runtime import runner_from_export

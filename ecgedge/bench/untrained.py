@@ -16,12 +16,14 @@ import numpy as np
 
 from ecgedge.errors import ConfigError
 from ecgedge.hashing import file_sha256
-from ecgedge.manifest import ArtefactStatus, Manifest
+from ecgedge.config import LabelScheme
+from ecgedge.manifest import ArtefactStatus, Manifest, ModelFigures, manifest_data
 
 
 def untrained_export(folder: str | Path, *, model=None, leads: tuple[str, ...] | None = None, window_samples: int = 2048,
                      labels: tuple[str, ...] = ("SB", "AFIB", "GSVT", "SR"), int8: bool = True, fp16: bool = False,
-                     seed: int = 0, checkpoint: str | Path | None = None) -> Path:
+                     seed: int = 0, checkpoint: str | Path | None = None,
+                     label_scheme: LabelScheme | str | None = LabelScheme.chapman4) -> Path:
     """An export folder of an *untrained* classifier, to measure speed where no trained run exists.
 
     Latency, memory and cold start do not depend on the weights' values, so benchmark suites and
@@ -31,7 +33,9 @@ def untrained_export(folder: str | Path, *, model=None, leads: tuple[str, ...] |
     from the checkpoint, INT8 QDQ with the x86-64 preset (calibrated on seeded noise), FP16 if
     asked. The manifest says ``"untrained": true`` and every artefact is ``not gated``: the
     classifications mean nothing. The checkpoint (the PyTorch baseline's source) goes beside the
-    folder (default ``FOLDER.pt``), where a training run would keep it. Needs torch.
+    folder (default ``FOLDER.pt``), where a training run would keep it. ``label_scheme`` is the
+    scheme ``labels`` come from (the default labels are chapman4's; None: not stated). The manifest is
+    built by :func:`~ecgedge.manifest.manifest_data`, as every export's. Needs torch.
     """
     import torch
 
@@ -40,7 +44,6 @@ def untrained_export(folder: str | Path, *, model=None, leads: tuple[str, ...] |
     from ecgedge.export.onnx_export import INPUT_NAME, OUTPUT_NAME, onnx_from_checkpoint
     from ecgedge.export.quantize import fp16_onnx_from_onnx, int8_onnx_from_onnx
     from ecgedge.export.targets import PRESETS
-    from ecgedge.manifest import FORMAT
     from ecgedge.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from ecgedge.models.classifier import RhythmClassifier
     from ecgedge.models.flops import count_macs, count_params
@@ -68,18 +71,14 @@ def untrained_export(folder: str | Path, *, model=None, leads: tuple[str, ...] |
         artefacts["fp16"] = {"file": "model.fp16.onnx", "precision": "fp16", "runtime": "onnx", "status": ungated,
                              **fp16_onnx_from_onnx(fp32, folder / "model.fp16.onnx")}
     macs = count_macs(net, (len(leads), window_samples))
-    manifest = Manifest(folder, {
-        "format": FORMAT, "name": folder.name, "untrained": True,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "input": {"name": INPUT_NAME, "shape": ["batch", len(leads), window_samples], "dtype": "float32", "leads": list(leads),
-                  "fs_hz": pre.fs_hz, "window_samples": window_samples, "window_s": window_samples / pre.fs_hz},
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(labels)], "labels": list(labels)},
-        "model": {"architecture": "shared per-lead CAE encoder + conv fusion head (untrained)", "params": count_params(net),
-                  "macs_per_window": macs, "flops_per_window": 2 * macs},
-        "preprocess": preprocess_params(pre),
-        "window": config_to_dict(window),
-        "source": {"checkpoint": str(ckpt_path), "checkpoint_sha256": file_sha256(ckpt_path)},
-        "artefacts": artefacts,
-    })
+    manifest = Manifest(folder, manifest_data(
+        name=folder.name, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        input_name=INPUT_NAME, output_name=OUTPUT_NAME, leads=leads, labels=labels,
+        label_scheme=None if label_scheme is None else LabelScheme(label_scheme).value,
+        fs_hz=pre.fs_hz, window_samples=window_samples,
+        model=ModelFigures("shared per-lead CAE encoder + conv fusion head (untrained)", count_params(net), macs),
+        preprocess=preprocess_params(pre), window=config_to_dict(window),
+        source={"checkpoint": str(ckpt_path), "checkpoint_sha256": file_sha256(ckpt_path)},
+        artefacts=artefacts, untrained=True))
     manifest.save()
     return folder

@@ -78,13 +78,13 @@ def export_cmd(
         triton_repository_from_export(triton_only, out, target=target, log=echo)
         return
     if mcu is not None:
-        from ecgedge.export.pipeline import mcu_library_for_export
+        from ecgedge.export.mcu_artefact import mcu_library_for_export
 
         res = mcu_library_for_export(mcu, out=out, log=echo)
         echo(f"C library: {res.folder / 'mcu'}  (gate passed; manifest {res.folder / 'manifest.json'})")
         return
     if check is not None:
-        from ecgedge.export.pipeline import check_export
+        from ecgedge.export.check import check_export
 
         # choices_option's callback hands the command a tuple of members where typer's annotation says str.
         check_export(check, backends=list(cast("tuple[Backend, ...]", backend)) if backend else None, log=echo, public_key=key)

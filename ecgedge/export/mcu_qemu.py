@@ -189,7 +189,7 @@ def cortex_m4_check(folder: str | Path, *, log=print) -> CortexM4Report:
         ArtefactError: the device's int8 logits differ from the host build's on any window.
     """
     from ecgedge.config import Backend, Precision
-    from ecgedge.export.pipeline import MCU_KEY
+    from ecgedge.export.mcu_artefact import MCU_KEY
     from ecgedge.manifest import load_manifest
     from ecgedge.runtime import runner_from_export
     from ecgedge.runtime.c_runner import CRunner
