@@ -9,6 +9,13 @@ This module knows files and keys, not manifests: :mod:`ecgedge.manifest` signs a
 ``manifest.json`` with it (``manifest.sig`` beside it), so the format module stays the bottom of
 the graph and nothing here imports it. ``cryptography`` is imported only when a key is used.
 Keys are PEM files: PKCS#8 private keys (unencrypted) and SubjectPublicKeyInfo public keys.
+
+A signature file holds the 64-byte signature followed by the signer's 32-byte raw public key, so a
+signature that exists is checked by every reader without being told a key (:func:`verify_file`
+with no ``public_key``): an edit after signing is refused even when nobody remembered ``--key``.
+Giving a public key additionally pins the signer (the embedded key must be that one): without it,
+whoever edits a file could re-sign it with a key of their own. A 64-byte signature (an ecgedge
+before this rule, no embedded key) can only be checked with a key, and is refused without one.
 """
 
 from __future__ import annotations
@@ -84,33 +91,76 @@ def sign_file(path: str | Path, private_key) -> Path:
     """
     if isinstance(private_key, (str, Path)):
         private_key = load_private_key(private_key)
+    from ecgedge.fsio import atomic_write_bytes
+
     path = Path(path)
     sig = signature_path(path)
-    tmp = sig.with_name(sig.name + ".tmp")
-    tmp.write_bytes(private_key.sign(path.read_bytes()))
-    tmp.replace(sig)
-    return sig
+    return atomic_write_bytes(sig, private_key.sign(path.read_bytes()) + _raw(private_key.public_key()))
 
 
-def verify_file(path: str | Path, public_key, data: bytes | None = None) -> None:
-    """Check that :func:`signature_path` holds a valid signature of ``path``'s bytes by ``public_key``
-    (a PEM file path or a key from :func:`load_public_key`). ``data``: the bytes already read from
-    ``path``, so that what is verified is what the caller goes on to parse.
+_SIG_BYTES, _KEY_BYTES = 64, 32
+
+
+def _raw(public_key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def signer_key(path: str | Path):
+    """The public key embedded in ``path``'s signature file; ``None`` where there is no signature or
+    it embeds none (an older 64-byte signature)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    sig = signature_path(path)
+    if not sig.is_file():
+        return None
+    blob = sig.read_bytes()
+    return Ed25519PublicKey.from_public_bytes(blob[_SIG_BYTES:]) if len(blob) == _SIG_BYTES + _KEY_BYTES else None
+
+
+def verify_file(path: str | Path, public_key=None, data: bytes | None = None) -> bool:
+    """Check :func:`signature_path`'s signature of ``path``'s bytes (or ``data``, the bytes already
+    read from ``path``, so that what is verified is what the caller goes on to parse).
+
+    Without ``public_key`` a signature that exists is checked against the key it embeds; an unsigned
+    file passes (returns ``False``). With ``public_key`` (a PEM file path or a key from
+    :func:`load_public_key`) the file must be signed, and by that key. Returns whether it is signed.
 
     Raises:
-        ArtefactError: one line: no signature, or a signature that does not match (the file was
-            edited after signing, or signed with another key).
+        ArtefactError: one line: no signature where a key was given, a signature that does not
+            match (the file was edited after signing), one by another key than the one given, or a
+            signature file that is neither format.
     """
+    path = Path(path)
+    sig = signature_path(path)
+    if public_key is None and not sig.is_file():
+        return False  # nothing to check, and no cryptography import on an unsigned edge device
     from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     key_name = str(public_key) if isinstance(public_key, (str, Path)) else "the given public key"
     if isinstance(public_key, (str, Path)):
         public_key = load_public_key(public_key)
-    path = Path(path)
-    sig = signature_path(path)
     if not sig.is_file():
         raise ArtefactError(f"{path} is not signed (no {sig.name}); a public key was given, so an unsigned export is refused")
+    blob = sig.read_bytes()
+    if len(blob) == _SIG_BYTES + _KEY_BYTES:
+        signature, embedded = blob[:_SIG_BYTES], Ed25519PublicKey.from_public_bytes(blob[_SIG_BYTES:])
+        if public_key is not None and _raw(public_key) != _raw(embedded):
+            raise ArtefactError(f"{path}: signature does not match {key_name}: signed with another key; refused")
+        key = embedded
+    elif len(blob) == _SIG_BYTES:
+        if public_key is None:
+            raise ArtefactError(f"{path} is signed ({sig.name}) in the older format that names no signer, so it can "
+                                "only be checked with the exporter's public key: pass --key, or re-sign it; refused")
+        signature, key = blob, public_key
+    else:
+        raise ArtefactError(f"{sig}: {len(blob)} bytes, not an ecgedge signature (64 or 96 bytes); refused")
     try:
-        public_key.verify(sig.read_bytes(), path.read_bytes() if data is None else data)
+        key.verify(signature, path.read_bytes() if data is None else data)
     except InvalidSignature:
-        raise ArtefactError(f"{path}: signature does not match {key_name} (edited after signing, or signed with another key); refused") from None
+        who = key_name if public_key is not None else "its signer's key"
+        raise ArtefactError(f"{path}: signature does not match {who} (edited after signing, or signed with another "
+                            "key); refused") from None
+    return True

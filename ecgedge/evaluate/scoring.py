@@ -48,6 +48,7 @@ from ecgedge.errors import BadRecord, ConfigError, ShapeMismatch
 from ecgedge.evaluate.metrics import bootstrap_intervals, classification_report, record_decisions
 from ecgedge.runtime.softmax import softmax
 from ecgedge.evaluate.plots import plot_confusion
+from ecgedge.fsio import FolderKind, claim_folder, owned_folder
 from ecgedge.hashing import file_sha256
 from ecgedge.runtime.base import Backend, Precision
 from ecgedge.shipped import resolve_source
@@ -268,7 +269,8 @@ def evaluate_source(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateRe
         ShapeMismatch: none of the records has the model's leads (one line naming both).
         DataNotFound: no usable record.
     """
-    out = _evaluation_folder(Path(cfg.out))
+    out = Path(cfg.out)
+    _evaluation_folder(out, cfg.data.paths)  # refused before minutes of work
     src = open_source(cfg)
     _check_classes(src, cfg.labels)
     refs = find_records(cfg.data.paths)
@@ -324,24 +326,37 @@ def evaluate_source(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateRe
         "windows": win_report.to_dict(),
         "leakage": leakage.to_dict() | ({"warning": leakage.describe(len(record_ids))} if leakage else {}),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    _write(out / "report.json", json.dumps(report, indent=2))
-    _write(out / "confusion.json", json.dumps({"class_names": list(src.labels), "rows": "truth", "columns": "prediction",
-                                               "records": rec_report.confusion.tolist(), "windows": win_report.confusion.tolist()}, indent=2))
-    _write(out / "predictions.csv", _predictions_csv(record_ids, rec_truth, rec_pred, rec_probs, rec_windows, src.labels))
-    title = f"{src.name} on {len(record_ids)} records: macro F1 {rec_report.macro_f1:.3f}"
-    tmp = out / "confusion.tmp.png"
-    plot_confusion(rec_report.confusion, src.labels, tmp, title)
-    tmp.replace(out / "confusion.png")
+    with _evaluation_folder(out, (*cfg.data.paths, src.path)) as staging:
+        (staging / "report.json").write_text(json.dumps(report, indent=2))
+        (staging / "confusion.json").write_text(json.dumps({"class_names": list(src.labels), "rows": "truth", "columns": "prediction",
+                                                           "records": rec_report.confusion.tolist(), "windows": win_report.confusion.tolist()}, indent=2))
+        (staging / "predictions.csv").write_text(_predictions_csv(record_ids, rec_truth, rec_pred, rec_probs, rec_windows, src.labels))
+        title = f"{src.name} on {len(record_ids)} records: macro F1 {rec_report.macro_f1:.3f}"
+        plot_confusion(rec_report.confusion, src.labels, staging / "confusion.png", title)
     return EvaluateResult(out, report, leakage, summary)
 
 
-def _evaluation_folder(out: Path) -> Path:
-    """``out``, checked (created only when there is something to write): an existing non-empty folder
-    must be an earlier evaluation, whose files are then replaced."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.json").is_file())):
-        raise ConfigError(f"{out} exists and is not an ecgedge evaluation folder; choose another --out")
-    return out
+_EVALUATION_FILES = ("report.json", "confusion.json", "predictions.csv", "confusion.png")
+
+
+def _evaluation_folder(out: Path, inputs):
+    """The evaluation folder ``out`` as an owned folder (:mod:`ecgedge.fsio`): new, empty, or an
+    earlier evaluation, whose own files are replaced (a user's files beside them are kept); a
+    user's folder (their own ``report.json`` included) or one holding ``inputs`` is refused.
+    Checks at once; the context manager this returns builds and swaps the folder in."""
+    claim_folder(out, FolderKind.evaluation, replace=True, inputs=inputs, legacy=_legacy_evaluation)
+    return owned_folder(out, FolderKind.evaluation, replace=True, inputs=inputs, legacy=_legacy_evaluation)
+
+
+def _legacy_evaluation(folder: Path) -> list[str] | None:
+    """The files of an evaluation written before folder markers (its ``report.json`` in ecgedge's format)."""
+    try:
+        doc = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != REPORT_FORMAT:
+        return None
+    return [n for n in _EVALUATION_FILES if (folder / n).is_file()]
 
 
 def _check_classes(src: ModelSource, scheme: LabelScheme) -> None:
@@ -407,10 +422,3 @@ def _predictions_csv(record_ids, truth, pred, probs, windows, labels) -> str:
     for rid, t, p, pr, n in zip(record_ids, truth, pred, probs, windows):
         w.writerow([rid, labels[t], labels[p], *(f"{v:.6f}" for v in pr), int(n)])
     return buf.getvalue()
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
