@@ -1,0 +1,489 @@
+"""One QRS detector for training, ``evaluate``, the stream and the device: causal, chunk-invariant.
+
+Based on **Pan and Tompkins (1985)**, because its every stage is a few arithmetic operations per
+sample with a fixed, known delay (so it runs causally in a stream, fits a microcontroller beside
+the model, and ports to C line for line), and because its decision logic (two adaptive
+thresholds, a refractory period, search-back and T-wave discrimination) is what makes the simple
+energy signal robust; a wavelet detector would cost a filter bank per lead for no decisive gain on
+the records we measured. The stages, for a signal in mV at ``fs`` Hz (any rate from 100 Hz up):
+
+1. **Band-pass** 5-20 Hz (Butterworth, second order, second-order sections, per lead): keeps
+   the QRS's energy, removes baseline wander, most of the P and T waves and mains hum. The state
+   starts at the steady state of the first sample (no start-up transient).
+2. **Slope energy**: the central difference ``(y[n] - y[n-2]) * fs / 2`` (mV/s), squared, summed
+   over the leads in use (the multi-lead mode: every lead adds its slope energy).
+3. **Moving-window integration** over ``integration_s`` (120 ms): one hump per QRS complex.
+4. **Candidates**: samples of the integrated signal that are the largest within
+   ``±candidate_s`` (80 ms; ties go to the earliest). Deciding one needs ``candidate_s`` of
+   look-ahead, which is the detector's fixed decision delay beyond the filters'.
+5. **Decision** (per candidate, in time order): a candidate above ``THR1 = NPK + 0.25 (SPK - NPK)``
+   and at least ``refractory_s`` (200 ms) after the last beat is a beat, unless it comes within
+   ``twave_s`` (360 ms) of the last beat with less than half that beat's maximal slope (a T wave);
+   ``SPK`` is the lower quartile of the last 8 beats' peak heights (Pan and Tompkins' running mean
+   lets a run of large ectopic beats lift the threshold above the normal beats between them) and
+   ``NPK`` a running mean (weight 1/8) of the other candidates' heights. No candidate below the
+   height of a 0.1 mV QRS (``min_qrs_mv``) is a beat, so a quiet flat line stays beat-free.
+   Thresholds are learned on the first ``learning_s`` (2 s) of signal, and re-learned after a
+   concealed gap restarts the detector's clock.
+6. **Search-back**: once ``searchback_rr`` (1.66) times the mean of the last 8 RR intervals
+   passes with no beat, the largest candidate above ``THR1 / 2`` (and outside the refractory and
+   T-wave zones) since the last beat is taken as a beat (flag ``SEARCHBACK``).
+7. **R-peak location**: the largest absolute deviation of the (0.5-40 Hz band-passed) signal from
+   its local baseline, in ``±locate_s`` around the QRS's steepest slope (corrected for the band-pass's
+   group delay), on the lead with the most slope energy there. Positions are input sample indices.
+
+Every stage is causal and keeps its state between pushes (filters carry ``zi``; buffers keep
+the look-back the later stages need), so the beats do not depend on how the signal is cut into
+chunks: a record pushed whole and the same record pushed in 40-ms frames give identical beats
+(``tests/test_beats.py`` proves it). A beat is reported about ``candidate_s + integration_s / 2``
+plus the filters' delay (about 0.2 s) after its R peak; a search-back beat once the search-back
+deadline passes.
+
+Each beat carries flags (:class:`BeatFlag`): ``NOISY`` when the noise-peak level is above
+``noise_ratio`` (0.35) of the beat-peak level or the beat's window saturates, ``CONCEALED`` when
+a sample within the beat's QRS window was concealed (interpolated over a lost frame) by the caller,
+``SEARCHBACK`` for beats found by search-back.
+
+The same algorithm, stage for stage, is ``firmware_bridge/src/ecgb_qrs.c``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from enum import IntFlag
+
+import numpy as np
+from scipy import signal as sps
+
+from ecgedge.errors import ConfigError, ShapeMismatch
+
+MIN_FS_HZ = 100.0
+
+
+class BeatFlag(IntFlag):
+    """Per-beat flags (bit mask, ``uint8``)."""
+
+    NONE = 0
+    NOISY = 1
+    CONCEALED = 2
+    SEARCHBACK = 4
+
+
+@dataclass(frozen=True)
+class QrsConfig:
+    """Settings of the QRS detector (times in seconds, frequencies in Hz).
+
+    Defaults are Pan-Tompkins' published choices where they exist (refractory 200 ms, T-wave zone
+    360 ms, search-back at 166 % of the mean RR, threshold a quarter of the way from noise to
+    signal peak level); the band (5-20 Hz) and integration width (120 ms) are the usual
+    rate-independent choices.
+    """
+
+    band_low_hz: float = 5.0
+    band_high_hz: float = 20.0
+    integration_s: float = 0.120
+    candidate_s: float = 0.080
+    refractory_s: float = 0.200
+    twave_s: float = 0.360
+    twave_slope_ratio: float = 0.5
+    searchback_rr: float = 1.66
+    learning_s: float = 2.0
+    threshold_fraction: float = 0.25
+    noise_ratio: float = 0.35
+    locate_s: float = 0.060
+    rr_memory: int = 8
+    initial_rr_s: float = 1.0
+    min_qrs_mv: float = 0.1
+    negative_ratio: float = 1.6
+
+    def __post_init__(self):
+        if not 0 < self.band_low_hz < self.band_high_hz:
+            raise ConfigError(f"QRS band {self.band_low_hz}-{self.band_high_hz} Hz is not a band")
+        for name in ("integration_s", "candidate_s", "refractory_s", "twave_s", "learning_s", "locate_s", "initial_rr_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"QRS setting {name} must be positive, not {getattr(self, name)}")
+        if self.rr_memory < 1:
+            raise ConfigError("QRS setting rr_memory must be at least 1")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Beats:
+    """Beats found in a signal.
+
+    Args:
+        samples: R-peak positions, int64 sample indices at ``fs`` counted from the first sample
+            pushed (``first_sample`` of the detector added).
+        flags: ``uint8`` :class:`BeatFlag` bit mask per beat.
+        fs: sampling rate of ``samples``, Hz.
+    """
+
+    samples: np.ndarray
+    flags: np.ndarray
+    fs: float
+
+    def __len__(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def times_s(self) -> np.ndarray:
+        """R-peak times in seconds from the first sample."""
+        return self.samples / self.fs
+
+    @property
+    def rr_s(self) -> np.ndarray:
+        """RR intervals in seconds (``len(self) - 1`` of them)."""
+        return np.diff(self.samples) / self.fs
+
+    @staticmethod
+    def empty(fs: float) -> "Beats":
+        return Beats(np.zeros(0, np.int64), np.zeros(0, np.uint8), float(fs))
+
+    @staticmethod
+    def concat(parts: "list[Beats]", fs: float) -> "Beats":
+        if not parts:
+            return Beats.empty(fs)
+        return Beats(np.concatenate([p.samples for p in parts]).astype(np.int64),
+                     np.concatenate([p.flags for p in parts]).astype(np.uint8), float(fs))
+
+    def to_json(self) -> dict:
+        return {"fs_hz": self.fs, "samples": self.samples.tolist(), "flags": self.flags.tolist()}
+
+
+@dataclass
+class _Candidate:
+    n: int  # sample index of the integrated signal's peak
+    height: float  # integrated slope energy there
+    slope: float  # largest slope energy in the integration window before it
+
+
+@dataclass
+class _State:
+    spk0: float = 0.0  # the beat-peak level learned at the start
+    peaks: list[float] = field(default_factory=list)  # integrated heights of the last beats
+    npk: float = 0.0
+    last_beat: int = -1  # candidate index (integrated-signal time) of the last beat
+    anchor: int = -1  # the last search-back deadline that passed empty (or -1)
+    slopes: list[float] = field(default_factory=list)  # maximal slope energy of the last beats
+    rr: list[int] = field(default_factory=list)  # last RR intervals, samples
+    pending: list[_Candidate] = field(default_factory=list)  # candidates since the last beat
+    learned: bool = False
+    clock0: int = 0  # first sample of the current learning period
+
+
+class StreamingQrsDetector:
+    """Pan-Tompkins-style QRS detection, chunk by chunk (see the module docstring).
+
+    ``push(chunk)`` takes (leads, n) samples in mV at ``fs`` Hz (or a 1-D single lead) and returns
+    the :class:`Beats` decided by then; ``finish()`` decides the last samples at the end of a
+    record. ``leads`` picks the rows to use (default: all, the multi-lead mode). Memory is bounded:
+    the buffers keep a few seconds.
+    """
+
+    def __init__(self, fs: float, n_leads: int = 1, *, leads: list[int] | None = None, cfg: QrsConfig | None = None,
+                 first_sample: int = 0):
+        if not (isinstance(fs, (int, float)) and math.isfinite(fs) and fs >= MIN_FS_HZ):
+            raise ShapeMismatch(f"QRS detection needs a sampling rate of at least {MIN_FS_HZ:g} Hz, not {fs} Hz")
+        self.cfg = cfg or QrsConfig()
+        self.fs = float(fs)
+        self.n_leads = int(n_leads)
+        self.leads = list(range(self.n_leads)) if leads is None else [int(i) for i in leads]
+        if not self.leads or any(not 0 <= i < self.n_leads for i in self.leads):
+            raise ShapeMismatch(f"QRS leads {self.leads} are not among the {self.n_leads} lead(s) of the signal")
+        c = self.cfg
+        self.first_sample = int(first_sample)
+        self.sos = sps.butter(2, [c.band_low_hz, min(c.band_high_hz, 0.45 * self.fs)], btype="bandpass", fs=self.fs, output="sos")
+        self.w_int = max(1, round(c.integration_s * self.fs))
+        self.r_cand = max(1, round(c.candidate_s * self.fs))
+        self.refractory = round(c.refractory_s * self.fs)
+        self.twave = round(c.twave_s * self.fs)
+        self.learning = round(c.learning_s * self.fs)
+        self.locate = max(1, round(c.locate_s * self.fs))
+        self.delay = group_delay_samples(self.sos, self.fs) + 1  # band-pass + central difference
+        self.floor = energy_floor(self.sos, self.w_int, self.fs, self.cfg.min_qrs_mv)
+        self._zi: np.ndarray | None = None
+        self._prev2 = np.zeros((len(self.leads), 2))  # band-passed samples n-2, n-1 (central difference)
+        self._csum = np.zeros(self.w_int)  # running sum of the slope energy, last w_int values
+        # Look-back buffers, indexed by absolute sample n (buffer index n - self._base).
+        self._keep = max(self.learning, round(4.0 * self.fs)) + self.w_int + 2 * self.locate + 4 * self.r_cand
+        self._base = 0
+        self._energy = np.zeros((len(self.leads), 0))  # per-lead slope energy
+        self._integ = np.zeros(0)
+        self._located = np.zeros((len(self.leads), 0))  # the input (mV), for R-peak location
+        self._concealed = np.zeros(0, bool)
+        self._held = np.zeros(len(self.leads))  # last finite sample per lead, mV (NaN and Inf hold it)
+        self.n = 0  # samples pushed
+        self._decided = 0  # candidates are decided for integrated samples < this
+        self._state = _State()
+
+    # ------------------------------------------------------------------ public
+    @property
+    def decision_delay_s(self) -> float:
+        """Seconds from an R peak to its report (search-back beats excepted)."""
+        return (self.delay + (self.w_int - 1) / 2 + self.r_cand) / self.fs
+
+    def restart(self) -> None:
+        """Forget the thresholds and RR history (after a gap the caller could not conceal): the next
+        ``learning_s`` re-learn them. Filter states continue."""
+        self._state = _State(clock0=self.n)
+        self._decided = max(self._decided, self.n)
+
+    def push(self, chunk: np.ndarray, concealed: np.ndarray | None = None) -> Beats:
+        """Add (leads, n) samples in mV (``concealed``: optional bool per sample, True where the caller
+        interpolated over lost data) and return the beats decided so far."""
+        x = np.asarray(chunk, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[0] != self.n_leads:
+            raise ShapeMismatch(f"chunk of shape {x.shape}; the QRS detector expects ({self.n_leads}, n) samples in mV")
+        m = x.shape[1]
+        if m == 0:
+            return Beats.empty(self.fs)
+        x = x[self.leads]
+        cflag = np.zeros(m, bool) if concealed is None else np.asarray(concealed, bool).reshape(m).copy()
+        finite = np.isfinite(x)
+        if not finite.all():
+            # Hold the last finite value (a step would look like a QRS); the samples count as concealed.
+            x = x.copy()
+            for r in range(x.shape[0]):
+                ok = finite[r]
+                if ok.all():
+                    continue
+                last = np.where(ok, np.arange(m), -1)
+                np.maximum.accumulate(last, out=last)
+                x[r] = np.where(last >= 0, x[r][np.maximum(last, 0)], self._held[r])
+            cflag |= ~finite.all(axis=0)
+        self._held = x[:, -1].copy()
+        if self._zi is None:
+            self._zi = sps.sosfilt_zi(self.sos)[:, None, :] * x[None, :, 0, None]
+            self._prev2 = np.zeros((len(self.leads), 2))
+        y, self._zi = sps.sosfilt(self.sos, x, axis=-1, zi=self._zi)
+        loc = x
+        ext = np.concatenate([self._prev2, y], axis=1)
+        self._prev2 = ext[:, -2:]
+        d = (ext[:, 2:] - ext[:, :-2]) * (self.fs / 2.0)
+        e = d * d
+        total = e.sum(axis=0) if e.shape[0] > 1 else e[0]
+        # Moving-window integration as a difference of a running sum that carries over between pushes:
+        # cumsum is a sequential scan, so the sums (and the beats) do not depend on the chunking.
+        csum = np.cumsum(np.concatenate([[self._csum[-1]], total]))[1:]
+        ext_sum = np.concatenate([self._csum, csum])
+        integ = (ext_sum[self.w_int:] - ext_sum[:-self.w_int]) / self.w_int
+        self._csum = ext_sum[-self.w_int:]
+        self._append(e, integ, loc, cflag)
+        self.n += m
+        return self._decide(self.n - self.r_cand)
+
+    def finish(self) -> Beats:
+        """Decide the last samples (end of a record: no look-ahead remains)."""
+        return self._decide(self.n, final=True)
+
+    # ------------------------------------------------------------------ stages
+    def _append(self, e: np.ndarray, integ: np.ndarray, loc: np.ndarray, cflag: np.ndarray) -> None:
+        self._energy = np.concatenate([self._energy, e], axis=1)
+        self._integ = np.concatenate([self._integ, integ])
+        self._located = np.concatenate([self._located, loc], axis=1)
+        self._concealed = np.concatenate([self._concealed, cflag])
+        # Trim to what later stages may look back at (pending candidates, learning, location).
+        oldest_needed = self.n + e.shape[1] - self._keep
+        if self._state.pending:
+            oldest_needed = min(oldest_needed, self._state.pending[0].n - self.w_int - 2 * self.locate - self.delay)
+        if not self._state.learned:
+            oldest_needed = min(oldest_needed, self._state.clock0)
+        drop = oldest_needed - self._base
+        if drop > 0:
+            self._energy = self._energy[:, drop:]
+            self._integ = self._integ[drop:]
+            self._located = self._located[:, drop:]
+            self._concealed = self._concealed[drop:]
+            self._base += drop
+
+    def _candidates(self, lo: int, hi: int) -> list[_Candidate]:
+        """Candidates with ``lo <= n < hi``: the integrated signal's strict maximum over
+        ``[n - r, n)`` and its maximum over ``(n, n + r]`` (samples beyond the end count as absent)."""
+        if hi <= lo:
+            return []
+        r = self.r_cand
+        a, b = max(lo - r, self._base), min(hi + r, self.n)
+        full = np.full(hi - lo + 2 * r, -np.inf)
+        full[a - (lo - r):b - (lo - r)] = self._integ[a - self._base:b - self._base]
+        win = np.lib.stride_tricks.sliding_window_view(full, 2 * r + 1)[: hi - lo]
+        centre = win[:, r]
+        before = win[:, :r].max(axis=1)
+        after = win[:, r + 1:].max(axis=1)
+        is_peak = (centre > before) & (centre >= after) & (centre > 0)
+        out = []
+        for k in np.flatnonzero(is_peak):
+            n = lo + int(k)
+            i = n - self._base
+            slope = float(self._energy[:, max(0, i - self.w_int + 1):i + 1].sum(axis=0).max())
+            out.append(_Candidate(n, float(centre[k]), slope))
+        return out
+
+    def _decide(self, upto: int, final: bool = False) -> Beats:
+        st = self._state
+        if not st.learned:
+            if self.n - st.clock0 < self.learning and not final:
+                return Beats.empty(self.fs)
+            seg = self._integ[st.clock0 - self._base:min(self.n, st.clock0 + self.learning) - self._base]
+            if seg.size == 0:
+                return Beats.empty(self.fs)
+            st.spk0 = float(seg.max()) / 3.0
+            st.npk = float(seg.mean()) / 2.0
+            st.learned = True
+            self._decided = max(self._decided, st.clock0)
+        upto = min(upto, self.n)
+        found: list[tuple[int, int]] = []
+        for c in self._candidates(self._decided, upto):
+            self._searchback_before(c.n, found)
+            self._classify(c, found)
+        self._decided = max(self._decided, upto)
+        self._searchback_before(self._decided, found)
+        if not found:
+            return Beats.empty(self.fs)
+        return Beats(np.array([p for p, _ in found], np.int64) + self.first_sample, np.array([f for _, f in found], np.uint8), self.fs)
+
+    def _threshold(self) -> float:
+        st = self._state
+        spk = self._spk()
+        return st.npk + self.cfg.threshold_fraction * (spk - st.npk)
+
+    def _spk(self) -> float:
+        """The beat-peak level: the lower quartile of the last ``rr_memory`` beats' heights."""
+        st = self._state
+        return _lower_quartile(st.peaks) if st.peaks else st.spk0
+
+    def _rr_mean(self) -> float:
+        rr = self._state.rr
+        return sum(rr) / len(rr) if rr else self.cfg.initial_rr_s * self.fs
+
+    def _classify(self, c: _Candidate, found: list) -> None:
+        st = self._state
+        since = c.n - st.last_beat if st.last_beat >= 0 else None
+        if since is not None and since < self.refractory:
+            return  # within the refractory period: neither beat nor noise
+        if c.height > max(self._threshold(), self.floor) and not self._is_twave(c, since):
+            self._accept(c, found, BeatFlag.NONE)
+            return
+        st.npk = 0.125 * c.height + 0.875 * st.npk
+        st.pending.append(c)
+
+    def _is_twave(self, c: _Candidate, since: int | None) -> bool:
+        st = self._state
+        return (since is not None and since < self.twave and bool(st.slopes)
+                and c.slope < self.cfg.twave_slope_ratio * st.slopes[-1])
+
+    def _searchback_before(self, n: int, found: list) -> None:
+        """Search back while the search-back deadline lies before sample ``n``. A deadline that passes
+        with nothing to take halves the beat-peak level (down to the floor) and sets the next deadline
+        one search-back interval later, so a lasting fall in QRS amplitude is followed while a flat or
+        quiet line (asystole) stays beat-free."""
+        st = self._state
+        while st.last_beat >= 0 and n > self._deadline():
+            deadline = self._deadline()
+            thr2 = 0.5 * self._threshold()
+            best = None
+            for c in st.pending:
+                since = c.n - st.last_beat
+                if c.n > deadline or since < self.refractory or self._is_twave(c, since) or c.height <= max(thr2, self.floor):
+                    continue
+                if best is None or c.height > best.height:
+                    best = c
+            if best is None:
+                st.pending = [c for c in st.pending if c.n > deadline]
+                st.anchor = int(math.ceil(deadline))
+                st.spk0 = max(0.5 * self._spk(), self.floor)
+                st.peaks = [max(0.5 * h, self.floor) for h in st.peaks]
+                st.npk = min(st.npk, 0.5 * self._spk())
+                continue
+            self._accept(best, found, BeatFlag.SEARCHBACK)
+
+    def _deadline(self) -> float:
+        st = self._state
+        return max(st.last_beat, st.anchor) + self.cfg.searchback_rr * self._rr_mean()
+
+    def _accept(self, c: _Candidate, found: list, flag: BeatFlag) -> None:
+        st = self._state
+        if st.last_beat >= 0:
+            st.rr.append(c.n - st.last_beat)
+            del st.rr[: -self.cfg.rr_memory]
+        st.peaks.append(c.height)
+        del st.peaks[: -self.cfg.rr_memory]
+        st.last_beat = c.n
+        st.slopes.append(c.slope)
+        del st.slopes[: -self.cfg.rr_memory]
+        st.pending = [p for p in st.pending if p.n > c.n]
+        peak, flags = self._locate(c)
+        if st.npk > self.cfg.noise_ratio * self._spk():
+            flags |= BeatFlag.NOISY
+        found.append((peak, int(flags | flag)))
+
+    def _locate(self, c: _Candidate) -> tuple[int, BeatFlag]:
+        """R-peak position (input sample) of the QRS whose integrated hump peaks at ``c.n``."""
+        i = c.n - self._base
+        lo_e = max(0, i - self.w_int + 1)
+        e = self._energy[:, lo_e:i + 1]
+        steep = lo_e + int(np.argmax(e.sum(axis=0)))
+        lead = int(np.argmax(e.sum(axis=1)))
+        centre = steep - self.delay  # the steepest slope, in input time
+        lo = max(0, centre - self.locate)
+        hi = min(self._located.shape[1], centre + self.locate + 1)
+        seg = self._located[lead, lo:hi]
+        dev = seg - float(np.partition(seg, seg.size // 2)[seg.size // 2])  # baseline: the median
+        k_pos, k_neg = int(np.argmax(dev)), int(np.argmin(dev))
+        # The R wave is the positive peak unless the complex is mainly negative (QS, many PVCs).
+        k = k_neg if -dev[k_neg] > self.cfg.negative_ratio * dev[k_pos] else k_pos
+        peak_buf = lo + k
+        flags = BeatFlag.NONE
+        if self._concealed[max(0, peak_buf - self.locate):peak_buf + self.locate + 1].any():
+            flags |= BeatFlag.CONCEALED
+        return self._base + peak_buf, flags
+
+
+def _lower_quartile(values: list[float]) -> float:
+    """``numpy.percentile(values, 25)`` (linear interpolation) for a short list, without numpy's overhead."""
+    v = sorted(values)
+    pos = 0.25 * (len(v) - 1)
+    i = int(pos)
+    return v[i] + (pos - i) * (v[min(i + 1, len(v) - 1)] - v[i])
+
+
+def energy_floor(sos: np.ndarray, w_int: int, fs: float, qrs_mv: float) -> float:
+    """The integrated slope energy of the smallest QRS worth a beat: a triangle ``qrs_mv`` high and
+    80 ms wide, through the detector's band-pass, central difference and integration. Below this no
+    candidate is a beat, so noise on a flat line (asystole, leads off) is not counted as beats."""
+    n = round(2 * fs)
+    x = np.zeros(n)
+    half = max(1, round(0.04 * fs))
+    x[n // 2 - half:n // 2 + half + 1] = qrs_mv * (1 - np.abs(np.arange(-half, half + 1)) / half)
+    y = sps.sosfilt(sos, x)
+    d = np.zeros(n)
+    d[2:] = (y[2:] - y[:-2]) * (fs / 2.0)
+    integ = np.convolve(d * d, np.full(w_int, 1.0 / w_int))[:n]
+    return float(integ.max())
+
+
+def group_delay_samples(sos: np.ndarray, fs: float, at_hz: float | None = None) -> int:
+    """Group delay (samples, rounded) of a filter at ``at_hz`` (default: the geometric centre of its pass band)."""
+    b, a = sps.sos2tf(sos)
+    if at_hz is None:
+        w, h = sps.freqz(b, a, worN=4096, fs=fs)
+        at_hz = float(w[int(np.argmax(np.abs(h)))])
+    _, gd = sps.group_delay((b, a), w=[at_hz], fs=fs)
+    return int(round(float(gd[0])))
+
+
+def detect_beats(signal_mv: np.ndarray, fs: float, *, leads: list[int] | None = None, cfg: QrsConfig | None = None,
+                 concealed: np.ndarray | None = None) -> Beats:
+    """Beats of a whole record: (leads, n) or (n,) samples in mV at ``fs`` Hz.
+
+    Exactly the streaming detector fed one chunk and finished (so a record and its stream give the
+    same beats). ``leads`` picks rows (default all: the multi-lead mode).
+    """
+    x = np.asarray(signal_mv, dtype=np.float64)
+    x2 = x[None, :] if x.ndim == 1 else x
+    det = StreamingQrsDetector(fs, x2.shape[0], leads=leads, cfg=cfg)
+    return Beats.concat([det.push(x2, concealed), det.finish()], fs)
