@@ -1,5 +1,6 @@
-"""``ecgedge evaluate``: score a model on labelled records (``evaluate [records]``) or its bedside
-stream on annotated long recordings (``evaluate stream``).
+"""``ecgedge evaluate``: score a model on labelled records (``evaluate [records]``), its bedside
+stream on annotated long recordings (``evaluate stream``), or R-peak detections against reference
+beats (``evaluate beats``).
 
 ``ecgedge evaluate SOURCE --data ...`` keeps working: anything that is not a sub-command name goes
 to ``records``.
@@ -16,6 +17,7 @@ from typer.core import TyperGroup
 
 from ecgedge.cli.common import default_run_dir, echo, export_folder_argument, user_errors
 from ecgedge.config import DataConfig, LabelScheme
+from ecgedge.evaluate.beats import Detector
 from ecgedge.runtime.base import Backend, Precision
 
 
@@ -29,7 +31,8 @@ class _RecordsByDefault(TyperGroup):
 
 
 app = typer.Typer(cls=_RecordsByDefault, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Score a model on labelled records (records, the default) or its stream on annotated recordings (stream).")
+                  help="Score a model on labelled records (records, the default), its stream on annotated recordings (stream), "
+                       "or beat detections against reference beats (beats).")
 
 
 @app.command("records")
@@ -144,3 +147,35 @@ def evaluate_stream_cmd(
     echo(f"AF alarm delay: median {d['median_s']} s, 90th percentile {d['p90_s']} s ({d['detected']} detected, {d['missed']} missed); "
          f"{r['speed']['x_real_time']}x real time")
     echo(f"report folder: {res.out}")
+
+
+@app.command("beats")
+@user_errors
+def evaluate_beats_cmd(
+    records: list[str] = typer.Argument(..., help="WFDB records (.hea or path without extension), folders (searched recursively), "
+                                                  "a CPSC-2019 folder (data/ + ref/), or quoted globs."),
+    detector: Detector = typer.Option(Detector.ecgedge, help="Detector scored: ecgedge (ecgedge.beats) or xqrs (wfdb xqrs_detect + correct_peaks)."),
+    detections: Optional[str] = typer.Option(None, help="Score your own detections instead: a CSV (header record,sample) or a JSON "
+                                                        "object (record id -> list of samples) of 0-based samples, or a WFDB annotation extension (qrs) beside each record."),
+    ann: str = typer.Option("atr", "--ann", help="Extension of the reference annotation files (beat codes only)."),
+    window_ms: Optional[float] = typer.Option(None, min=1.0, help="Match window, ms (default: 150 as EC57; 75 for CPSC-2019 records, the challenge's)."),
+    learning_s: Optional[float] = typer.Option(None, min=0.0, help="Seconds not scored at the start (default: EC57's 300 for records of 10 min or more, else 0.5)."),
+    end_s: Optional[float] = typer.Option(None, min=0.0, help="Seconds not scored at the end (default: 0 for records of 10 min or more, else 0.5)."),
+    lead: list[str] = typer.Option([], "--lead", help="Lead given to the detector, by name (default: the record's first); repeatable (ecgedge's multi-lead mode)."),
+    out: Optional[Path] = typer.Option(None, help="Report folder (default runs/beats-eval-DETECTOR-TIMESTAMP)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation folder at --out (only the files ecgedge wrote there)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="One PNG per record showing where the misses and false detections fall."),
+    panels: int = typer.Option(6, min=0, help="Records longer than a minute: zoomed panels around errors per PNG."),
+):
+    """Score R-peak detections against reference beats as EC57 does (bxb's matching; Se, +P, F1, timing
+    error) per record, gross and averaged. Writes beats.json, beats.md and beats-RECORD.png; prints the table."""
+    from ecgedge.evaluate.beats import BeatsEvalConfig, evaluate_beats
+
+    name = "own" if detections else detector.value
+    cfg = BeatsEvalConfig(paths=tuple(records), out=str(out or default_run_dir(f"beats-eval-{name}")), detector=detector, detections=detections,
+                          annotation=ann, window_ms=window_ms, learning_s=learning_s, end_s=end_s, leads=tuple(lead), plots=plots,
+                          panels=panels, overwrite=overwrite)
+    res = evaluate_beats(cfg, log=lambda line: typer.secho(line, fg=typer.colors.YELLOW, err=True))
+    echo(res.table)
+    c = res.report["counts"]
+    echo(f"{c['scored']} records scored, {c['skipped']} skipped; report folder: {res.out}")

@@ -12,6 +12,12 @@ MIT-BIH conventions, which PhysioNet's long-term databases (AFDB, LTAFDB, CPSC-2
   ``~``.
 
 Codes are stored without the parenthesis and the trailing NUL that some files carry (``"AFIB"``).
+
+**Beats** (:func:`read_beat_reference`) are the annotations whose code WFDB counts as a QRS complex
+(``wfdb.io.annotation.is_qrs``, WFDB's ``isqrs()``: ``N L R B A a J S V r F e j n E / f Q ?`` and the
+flutter wave ``!``); rhythm changes ``+``, noise ``~``, artefacts ``|``, comments ``"`` and the other
+non-beat codes are not beats. A reference ventricular flutter/fibrillation episode (``[`` to ``]``)
+is returned as an unscored span: bxb, the EC57 comparator, counts no beat inside one.
 """
 
 from __future__ import annotations
@@ -120,6 +126,75 @@ def read_rhythm_reference(record: str | Path, extension: str = "atr") -> RhythmR
     if since is not None:
         noise.append((since, n))
     return RhythmReference(base, fs, n, tuple(intervals), tuple(noise))
+
+
+@dataclass(frozen=True)
+class BeatReference:
+    """One record's reference beats.
+
+    Args:
+        record: the record's path without extension (or its file, for layouts other than WFDB).
+        fs_hz: sampling rate of ``samples``, Hz.
+        n_samples: record length in samples.
+        samples: 0-based sample index of each reference beat (its fiducial point: MIT-BIH marks the
+            R peak or the QRS's largest deflection), int64, sorted.
+        symbols: each beat's annotation code (``N``, ``V``, ...; ``""`` where the source has none).
+        unscored: ``(start, end)`` sample spans where no beat is scored (reference VF episodes).
+    """
+
+    record: str
+    fs_hz: float
+    n_samples: int
+    samples: np.ndarray
+    symbols: tuple[str, ...] = ()
+    unscored: tuple[Interval, ...] = ()
+
+
+def beat_symbols() -> frozenset[str]:
+    """The annotation codes WFDB counts as beats (``wfdb.io.annotation.is_qrs``)."""
+    from wfdb.io.annotation import ann_labels, is_qrs
+
+    return frozenset(lab.symbol for lab in ann_labels if lab.label_store < len(is_qrs) and is_qrs[lab.label_store])
+
+
+def read_beat_reference(record: str | Path, extension: str = "atr") -> BeatReference:
+    """The reference beats of a WFDB record from its annotation file (beat codes only: module doc).
+
+    Args:
+        record: the record's ``.hea`` path or its path without extension.
+        extension: annotation file extension (``atr`` for reference annotations; ``qrs``, ``ecg`` ...).
+
+    Raises:
+        BadRecord: no header or annotation file, or one wfdb cannot read (said with the path).
+    """
+    import wfdb
+
+    base = str(record)[:-4] if str(record).endswith(".hea") else str(record)
+    try:
+        header = wfdb.rdheader(base)
+    except Exception as exc:  # noqa: BLE001 - wfdb raises several types for one unreadable header
+        raise BadRecord(f"{base}.hea", f"cannot read the header ({exc})") from None
+    if not Path(f"{base}.{extension}").is_file():
+        raise BadRecord(base, f"no .{extension} annotation file, so no reference beats to score against")
+    try:
+        ann = wfdb.rdann(base, extension)
+    except Exception as exc:  # noqa: BLE001
+        raise BadRecord(f"{base}.{extension}", f"cannot read the annotations ({exc})") from None
+    n = int(header.sig_len or 0)
+    beats = beat_symbols()
+    keep = [(int(s), sym) for s, sym in zip(ann.sample, ann.symbol) if sym in beats]
+    vf, since = [], None
+    for s, sym in zip(ann.sample, ann.symbol):
+        if sym == "[" and since is None:
+            since = int(s)
+        elif sym == "]" and since is not None:
+            vf.append((since, int(s)))
+            since = None
+    if since is not None:
+        vf.append((since, n))
+    samples = np.array([s for s, _ in keep], dtype=np.int64)
+    order = np.argsort(samples, kind="stable")
+    return BeatReference(base, float(header.fs), n, samples[order], tuple(keep[i][1] for i in order), tuple(vf))
 
 
 def write_rhythm_annotations(record_name: str, write_dir: str | Path, fs_hz: float, changes: Sequence[tuple[int, str]],
