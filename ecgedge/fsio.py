@@ -161,7 +161,7 @@ def claim_folder(dest: str | Path, kind: FolderKind, *, replace: bool = False, i
     if marker is None:
         listed = legacy(dest) if legacy is not None else None
         if listed is None:
-            raise ConfigError(f"{dest} is not empty and holds no ecgedge {kind.value} (no {MARKER}); "
+            raise ConfigError(f"{dest} is not empty and not an ecgedge {kind.value} (no {MARKER}); "
                               "its files are not ecgedge's to replace: choose another folder")
         owned = frozenset(listed)
     elif marker.get("kind") != kind.value:

@@ -43,7 +43,7 @@ def test_user_folder_without_marker_is_refused_even_with_overwrite(tmp_path):
     user = tmp_path / "thesis"
     user.mkdir()
     (user / "ch1.tex").write_text("chapter 1")
-    with pytest.raises(ConfigError, match="holds no ecgedge window store"):
+    with pytest.raises(ConfigError, match="not an ecgedge window store"):
         _build(user, {"a.npy": "1"}, replace=True)
     assert os.listdir(user) == ["ch1.tex"]
 
@@ -91,7 +91,7 @@ def test_forged_or_broken_marker_is_not_a_licence(tmp_path):
     d.mkdir()
     (d / "notes.md").write_text("mine")
     (d / MARKER).write_text("{not json")
-    with pytest.raises(ConfigError, match="holds no ecgedge"):
+    with pytest.raises(ConfigError, match="not an ecgedge"):
         claim_folder(d, FolderKind.store, replace=True)
 
 
@@ -267,7 +267,7 @@ def test_evaluate_out_refuses_a_users_report_and_keeps_notes(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "report.json").write_text('{"my": "report"}')
-    with pytest.raises(ConfigError, match="holds no ecgedge evaluation"):
+    with pytest.raises(ConfigError, match="not an ecgedge evaluation"):
         _evaluation_folder(mine, ())
     assert (mine / "report.json").read_text() == '{"my": "report"}'
 

@@ -70,12 +70,14 @@ def export_cmd(
         return
     if key is not None and check is None:
         raise ConfigError("--key verifies an export folder: give --check DIR too (ecgedge stream takes --key itself)")
-    if sign is not None and (check is not None or triton_only is not None or mcu is not None):
-        raise ConfigError("--sign signs a new export; it does not re-sign an existing folder")
+    if sign is not None and (check is not None or mcu is not None):
+        raise ConfigError("--sign signs a new export (or the manifest --triton-only rewrites); it does not re-sign an existing folder")
     if triton_only is not None:
         from ecgedge.export.triton import triton_repository_from_export
+        from ecgedge.signing import load_private_key
 
-        triton_repository_from_export(triton_only, out, target=target, log=echo)
+        triton_repository_from_export(triton_only, out, target=target, log=echo,
+                                      private_key=load_private_key(sign) if sign is not None else None)
         return
     if mcu is not None:
         from ecgedge.export.mcu_artefact import mcu_library_for_export

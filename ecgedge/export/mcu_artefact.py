@@ -15,7 +15,7 @@ from ecgedge.evaluate.compare import compare
 from ecgedge.evaluate.gate import gate_table
 from ecgedge.export.gating import ExportResult, artefact_bytes, gate_all
 from ecgedge.export.mcu import MCU_DIR
-from ecgedge.export.staging import staging_folder, staging_folder_for, swap_in
+from ecgedge.export.staging import export_files, staging_folder, staging_folder_for, swap_in
 from ecgedge.manifest import SIGNATURE, ArtefactStatus, Manifest, artefact_key, load_manifest
 from ecgedge.runtime.base import available_backends
 from ecgedge.runtime.loader import runner_from_export
@@ -81,8 +81,10 @@ def mcu_library_for_export(source: str | Path, *, out: str | Path | None = None,
     try:
         folder = staging_folder(dest) if Path(os.path.abspath(dest)) != Path(os.path.abspath(src)) else staging_folder_for(src)
         staged.append(folder)
-        shutil.copytree(src, folder, dirs_exist_ok=True)
-        shutil.rmtree(folder / MCU_DIR, ignore_errors=True)
+        for rel in export_files(src):  # the export's own files: a user's notes stay where they are
+            if rel.split("/")[0] != MCU_DIR and (src / rel).is_file():
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src / rel, folder / rel)
         manifest = Manifest(folder, manifest.data)
         manifest.artefacts[MCU_KEY] = mcu_artefact(folder, Path(os.path.abspath(dest)).name, list(manifest.labels))
         manifest.save()

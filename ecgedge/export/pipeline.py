@@ -26,6 +26,7 @@ import platform
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -98,13 +99,15 @@ def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: 
     staged: list[Path] = []  # the build folder once made; removed whatever stops the export before the swap
     try:
         with storage_errors(f"export {cfg.source} to {cfg.out or 'export/'}"):
-            return _export(cfg, staged, progress=progress, log=log, triton=triton, private_key=private_key)
+            return _export(cfg, staged, progress=progress, log=log, triton=triton, private_key=private_key,
+                           inputs=[p for p in (cfg.source, sign_key) if p is not None])
     finally:
         for folder in staged:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, triton: bool, private_key=None) -> ExportResult:
+def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, triton: bool, private_key=None,
+            inputs: Sequence[str | Path] = ()) -> ExportResult:
     from ecgedge.models.flops import count_macs, count_params
     from ecgedge.train import predict_logits
 
@@ -125,7 +128,7 @@ def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, trito
     if run.unfinished:
         log(f"warning: {run.unfinished}; exported as asked (--allow-incomplete), the manifest records it")
     dest = Path(cfg.out or Path("export") / run.run_dir.name)
-    folder = staging_folder(dest)
+    folder = staging_folder(dest, inputs)  # never over the run, the signing key or a user's folder
     staged.append(folder)
     spec = InputSpec(INPUT_NAME, tuple(ckpt.leads), ckpt.preprocess.fs_hz, ckpt.window.samples)
 
@@ -238,7 +241,7 @@ def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, trito
         log("not gated here (backend unavailable): " + "; ".join(f"{b}: {why}" for b, why in skipped_backends.items()))
     if private_key is not None:
         sign_manifest(folder, private_key)
-    swap_in(folder, dest)
+    swap_in(folder, dest, inputs)
     staged.clear()
     manifest.folder = folder = dest
     result = ExportResult(folder, manifest, reports, table)
@@ -250,7 +253,6 @@ def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, trito
     if triton:
         from ecgedge.export.triton import triton_repository_from_export
 
-        result.triton = triton_repository_from_export(folder, manifest=manifest, log=log)
-        if private_key is not None:  # the repository's files were hashed into the manifest: sign its new bytes
-            sign_manifest(folder, private_key)
+        # the repository's files are hashed into the manifest: its new bytes are signed again
+        result.triton = triton_repository_from_export(folder, manifest=manifest, log=log, private_key=private_key)
     return result

@@ -40,7 +40,9 @@ from pathlib import Path
 from ecgedge.config import Backend, Precision, Target
 from ecgedge.errors import ArtefactError, ConfigError
 from ecgedge.hashing import file_sha256
-from ecgedge.manifest import ArtefactStatus, Manifest, load_manifest, passed_over, precision_for, triton_model_name
+from ecgedge.fsio import own_files
+from ecgedge.manifest import (SIGNATURE, ArtefactStatus, Manifest, load_manifest, passed_over, precision_for, sign_manifest,
+                              triton_model_name)
 
 REPOSITORY = "triton"
 LABELS_FILE = "labels.txt"
@@ -238,7 +240,7 @@ def _batch_profile(manifest: Manifest) -> tuple[int, int, int]:
 def triton_repository_from_export(folder: str | Path, out: str | Path | None = None, *, target: Target | str | None = None,
                                   precision: Precision | str | None = None, model_name: str | None = None,
                                   max_queue_delay_us: int = MAX_QUEUE_DELAY_US, manifest: Manifest | None = None,
-                                  log=None) -> TritonRepository:
+                                  log=None, private_key=None) -> TritonRepository:
     """Write (or rewrite) the Triton model repository of an export folder.
 
     Args:
@@ -249,6 +251,9 @@ def triton_repository_from_export(folder: str | Path, out: str | Path | None = N
         target, precision, model_name, max_queue_delay_us: see :func:`triton_model_config`.
         manifest: the already loaded manifest (the export pipeline passes its own).
         log: called with one line describing what was written.
+        private_key: re-signs the manifest after it is rewritten (a PEM path or a loaded key). A
+            signed export whose manifest would be rewritten is refused without it, before anything
+            is written: a rewrite would silently void the signature.
 
     Returns the :class:`TritonRepository`. An existing ``MODEL`` folder is replaced only if it is a
     Triton model folder (has a ``config.pbtxt``).
@@ -261,6 +266,9 @@ def triton_repository_from_export(folder: str | Path, out: str | Path | None = N
     inside = root.resolve().is_relative_to(export_dir)
     if inside and root.resolve() == export_dir:
         raise ConfigError(f"the Triton repository needs its own folder, not the export folder {manifest.folder} itself")
+    if inside and (manifest.folder / SIGNATURE).is_file() and private_key is None:
+        raise ConfigError(f"{manifest.folder} is signed: writing its Triton repository rewrites manifest.json and would void "
+                          f"{SIGNATURE}; pass --sign KEY to re-sign it, or write the repository elsewhere (--out)")
     previous = manifest.data.get("triton") or {}
     if inside and previous.get("model_name") and previous.get("repository"):
         # Names read from the manifest: the old model folder must lie inside the export (and not be it).
@@ -295,6 +303,9 @@ def triton_repository_from_export(folder: str | Path, out: str | Path | None = N
             "max_queue_delay_us": cfg.max_queue_delay_us, "why": cfg.why,
         }
         manifest.save()
+        own_files(manifest.folder, *manifest.data["triton"]["files"])  # the export's, replaced by a re-export
+        if private_key is not None:
+            sign_manifest(manifest.folder, private_key)
     if log is not None:
         log(f"Triton model repository: {root} (model '{cfg.name}', {cfg.artefact} on {cfg.instance_kind}, "
             f"max batch {cfg.max_batch_size}; {cfg.why})")
