@@ -27,10 +27,14 @@ the records we measured. The stages, for a signal in mV at ``fs`` Hz (any rate f
    concealed gap restarts the detector's clock.
 6. **Search-back**: once ``searchback_rr`` (1.66) times the mean of the last 8 RR intervals
    passes with no beat, the largest candidate above ``THR1 / 2`` (and outside the refractory and
-   T-wave zones) since the last beat is taken as a beat (flag ``SEARCHBACK``).
-7. **R-peak location**: the largest absolute deviation of the (0.5-40 Hz band-passed) signal from
-   its local baseline, in ``±locate_s`` around the QRS's steepest slope (corrected for the band-pass's
-   group delay), on the lead with the most slope energy there. Positions are input sample indices.
+   T-wave zones) since the last beat is taken as a beat (flag ``SEARCHBACK``). A deadline that
+   passes with nothing to take lowers the beat-peak level, so a lasting fall in amplitude is
+   followed within about two RR intervals.
+7. **R-peak location**: in the input signal (mV, no filter delay), within ``±locate_s`` (60 ms)
+   of the QRS's steepest slope (corrected for the band-pass's group delay), on the lead with the
+   most slope energy there: the largest deviation above the window's median, or below it where the
+   complex is mainly negative (QS complexes, many PVCs: the negative deviation is above
+   ``negative_ratio``, 1.6, times the positive one). Positions are input sample indices.
 
 Every stage is causal and keeps its state between pushes (filters carry ``zi``; buffers keep
 the look-back the later stages need), so the beats do not depend on how the signal is cut into
@@ -378,9 +382,10 @@ class StreamingQrsDetector:
 
     def _searchback_before(self, n: int, found: list) -> None:
         """Search back while the search-back deadline lies before sample ``n``. A deadline that passes
-        with nothing to take halves the beat-peak level (down to the floor) and sets the next deadline
-        one search-back interval later, so a lasting fall in QRS amplitude is followed while a flat or
-        quiet line (asystole) stays beat-free."""
+        with nothing to take lowers the beat-peak level to the tallest candidate since the last beat
+        (at most half the level, never below the floor; the next beat sets it again) and sets the
+        next deadline one search-back interval later: a lasting fall in QRS amplitude is followed
+        within about two RR intervals, while a flat or quiet line (asystole) stays beat-free."""
         st = self._state
         while st.last_beat >= 0 and n > self._deadline():
             deadline = self._deadline()
@@ -393,11 +398,12 @@ class StreamingQrsDetector:
                 if best is None or c.height > best.height:
                     best = c
             if best is None:
+                tallest = max((c.height for c in st.pending if c.n <= deadline), default=0.0)
+                st.spk0 = max(min(0.5 * self._spk(), tallest), self.floor)
+                st.peaks = []
+                st.npk = min(st.npk, 0.5 * st.spk0)
                 st.pending = [c for c in st.pending if c.n > deadline]
                 st.anchor = int(math.ceil(deadline))
-                st.spk0 = max(0.5 * self._spk(), self.floor)
-                st.peaks = [max(0.5 * h, self.floor) for h in st.peaks]
-                st.npk = min(st.npk, 0.5 * self._spk())
                 continue
             self._accept(best, found, BeatFlag.SEARCHBACK)
 
