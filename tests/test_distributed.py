@@ -93,7 +93,7 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(synth, tmp_pat
 
 
 def test_resume_after_ctrl_c_equals_an_uninterrupted_run(synth, tmp_path, monkeypatch):
-    import ecgedge.train as train
+    import ecgedge.train.pretraining as train  # evaluate_cae is looked up there, where _pretrain calls it
 
     cfg = config_from_toml(PretrainConfig, None, data__paths=[str(synth / "data")], data__cache_dir=str(synth / "cache"),
                            window__hop=128, model__channels=[4, 8], model__kernels=[5, 3], epochs=3, batch_size=8,

@@ -184,9 +184,10 @@ def test_the_edge_path_sits_below_the_scoring_room():
         assert "ecgedge.evaluate" not in reachable(units, edge), f"{edge} reaches ecgedge.evaluate"
 
 
-# The PyTorch FP32 eager reference runner (bench's baseline, torch inside its methods): no deployment
-# backend, so it lives in ecgedge.bench, and no edge path may reach it.
-REFERENCE_ONLY = {"ecgedge.bench.torch_runner"}
+# The PyTorch FP32 reference runner (export's parity and gate reference, training's scores, evaluate on a
+# checkpoint, bench's baseline; torch inside its functions): no deployment backend, so it lives in the
+# scoring room, and no edge path may reach it.
+REFERENCE_ONLY = {"ecgedge.evaluate.reference"}
 
 
 @pytest.mark.parametrize("start", ["ecgedge.manifest", "ecgedge.runtime", "ecgedge.bridge", "ecgedge.stream.session", "ecgedge.stream.run", "ecgedge.stream.monitor", "ecgedge.stream.ward"])

@@ -20,7 +20,7 @@ Method (the README repeats it):
   load + first inference (Python, numpy, the runtime library, the model), and the process's peak
   (``VmHWM`` on Linux, else ``ru_maxrss``) at the end, which for batch-1 rows includes the stream
   monitor (scipy) run for the real-time factor, and for large batches the activations. The torch
-  worker runs :class:`~ecgedge.bench.torch_runner.TorchRunner`, a runner like the others, on the
+  worker runs :class:`~ecgedge.evaluate.reference.TorchRunner`, a runner like the others, on the
   FP32 eager model built from the manifest's ``source.checkpoint`` (or ``--checkpoint``); its rows
   are skipped, with the reason, when that checkpoint or torch is missing.
 - **Threads**: ``torch.set_num_threads(n)`` (and one inter-op thread) or ONNX Runtime

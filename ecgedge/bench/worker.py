@@ -59,9 +59,10 @@ def block_torch() -> None:
 
 
 def torch_runner_from_checkpoint(checkpoint: str | Path, spec: InputSpec, threads: int | None = None):
-    """The PyTorch FP32 eager baseline: a :class:`~ecgedge.bench.torch_runner.TorchRunner` that builds
+    """The PyTorch FP32 eager baseline: a :class:`~ecgedge.evaluate.reference.TorchRunner` (the one
+    PyTorch reference runner) that builds
     the model of ``checkpoint`` (an ``ecgedge.checkpoint/1`` file) when activated. Needs torch."""
-    from ecgedge.bench.torch_runner import TorchRunner
+    from ecgedge.evaluate.reference import TorchRunner
 
     def load(path: Path):
         from ecgedge.models.checkpoint import load_checkpoint

@@ -197,11 +197,11 @@ def open_source(cfg: EvaluateConfig) -> ModelSource:
 
 
 def _checkpoint_source(path: Path, name: str) -> ModelSource:
-    from ecgedge.models.checkpoint import load_checkpoint
+    """A checkpoint as a model source: :func:`~ecgedge.evaluate.reference.usable_checkpoint`'s rule (a
+    classifier of a finished run: what export refuses, evaluate refuses), run by the one PyTorch reference runner."""
+    from ecgedge.evaluate.reference import TorchRunner, usable_checkpoint
 
-    ckpt = load_checkpoint(path)
-    if ckpt.kind != "classifier":
-        raise ConfigError(f"{ckpt.path} is a {ckpt.kind} checkpoint; evaluate takes a classifier (ecgedge train classify)")
+    ckpt, _ = usable_checkpoint(path, "classifier", what="evaluate")
     tc = ckpt.train_config
     # The split beside the checkpoint first (a run folder that moved), then where the run was written.
     candidates = [Path(ckpt.path).parent / "split.json"] + ([Path(tc["run_dir"]) / "split.json"] if tc.get("run_dir") else [])
@@ -209,7 +209,7 @@ def _checkpoint_source(path: Path, name: str) -> ModelSource:
     note = "" if training else f"no split.json of the run found ({', '.join(map(str, candidates))}): leakage not checked"
 
     def runner():
-        return _CheckpointRunner(ckpt)
+        return TorchRunner.from_checkpoint(ckpt)
 
     return ModelSource(Path(ckpt.path), SourceKind.checkpoint, name, tuple(ckpt.leads), tuple(ckpt.labels), tc.get("labels"),
                        ckpt.preprocess, ckpt.window.samples, Precision.fp32, "torch",
@@ -238,27 +238,6 @@ def _export_source(folder: Path, name: str, cfg: EvaluateConfig) -> ModelSource:
                         "artefact_sha256": manifest.data.get("files", {}).get(file, {}).get("sha256"), "status": status,
                         "source_checkpoint_sha256": manifest.data.get("source", {}).get("checkpoint_sha256")},
                        training, note, lambda: runner)
-
-
-class _CheckpointRunner:
-    """The PyTorch FP32 reference with the runtime's lifecycle (``with``, ``infer``): numpy in, logits out."""
-
-    def __init__(self, ckpt):
-        self.ckpt = ckpt
-        self.model = None
-
-    def __enter__(self) -> "_CheckpointRunner":
-        self.model = self.ckpt.build_model()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.model = None
-
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            return self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).float().numpy()
 
 
 def evaluate_source(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateResult:

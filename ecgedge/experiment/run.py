@@ -212,7 +212,7 @@ def _run(cfg: ExperimentConfig, progress: bool, command: str | None) -> Experime
     from tqdm.auto import tqdm
 
     from ecgedge.data.windows import build_windows
-    from ecgedge.train import _device, load_cae
+    from ecgedge.train import checked_device, load_cae
 
     t0 = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -220,7 +220,7 @@ def _run(cfg: ExperimentConfig, progress: bool, command: str | None) -> Experime
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     _claim_folder(out, cfg)
-    device = _device(cfg.device)
+    device = checked_device(cfg.device)
     # A CAE pretrained here takes cfg's preprocessing, window length and encoder, so the classifier's
     # settings (and the windows) are known before it exists: the test split is fixed first and kept out of it.
     clf_cfg = classify_config(cfg, reused)

@@ -109,7 +109,7 @@ def main_export(cfg: ExportConfig, *, progress: bool = True, log=print, triton: 
 def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, triton: bool, private_key=None,
             inputs: Sequence[str | Path] = ()) -> ExportResult:
     from ecgedge.models.flops import count_macs, count_params
-    from ecgedge.train import predict_logits
+    from ecgedge.evaluate.reference import predict_logits
 
     preset = PRESETS[cfg.target]
     backends = available_backends()

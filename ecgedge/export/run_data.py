@@ -16,7 +16,8 @@ import numpy as np
 from ecgedge.config import DataConfig, LabelScheme, config_from_dict
 from ecgedge.data.splits import Split
 from ecgedge.data.windows import WindowSet, build_windows
-from ecgedge.errors import ArtefactError, ConfigError
+from ecgedge.errors import ArtefactError
+from ecgedge.evaluate.reference import usable_checkpoint
 
 if TYPE_CHECKING:
     from ecgedge.models.checkpoint import Checkpoint  # imports torch: only where a run is opened
@@ -38,18 +39,11 @@ class RunData:
 def open_run(source: str | Path, *, progress: bool = True, allow_unfinished: bool = False) -> RunData:
     """Checkpoint + the run's windows (from the cache) + split.json; clear errors when pieces are missing.
 
-    A checkpoint of a run that did not finish (:func:`~ecgedge.models.checkpoint.unfinished_reason`)
-    raises :class:`ArtefactError` unless ``allow_unfinished``.
+    Which checkpoint may be exported is :func:`~ecgedge.evaluate.reference.usable_checkpoint`'s rule: a
+    classifier, of a finished run unless ``allow_unfinished``.
     """
-    from ecgedge.models.checkpoint import load_checkpoint, unfinished_reason
-
-    ckpt = load_checkpoint(source)
-    if ckpt.kind != "classifier":
-        raise ConfigError(f"{ckpt.path} is a {ckpt.kind} checkpoint; export takes a classifier run (ecgedge train classify)")
-    unfinished = unfinished_reason(ckpt)
-    if unfinished and not allow_unfinished:
-        raise ArtefactError(f"{unfinished}: its weights and figures are not final; train it to the end, or pass "
-                            "--allow-incomplete to export it anyway (the manifest records it)")
+    ckpt, unfinished = usable_checkpoint(source, "classifier", what="export", allow_unfinished=allow_unfinished,
+                                         override="--allow-incomplete")
     run_dir = Path(ckpt.path).parent
     split_file = run_dir / "split.json"
     if not split_file.is_file():
