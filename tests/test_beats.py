@@ -78,6 +78,7 @@ def test_chunk_invariant(sizes):
     assert np.array_equal(part.samples, whole.samples) and np.array_equal(part.flags, whole.flags)
 
 
+@pytest.mark.data
 def test_chunk_invariant_in_40ms_frames_on_a_real_record(shared_data):
     wfdb = pytest.importorskip("wfdb")
     rec = wfdb.rdrecord(str(shared_data / "mitdb" / "208"), sampto=360 * 120, channels=[0])
@@ -177,6 +178,7 @@ def test_rhythm_features_separate_sinus_from_af():
     assert few.n_beats == 2 and math.isnan(few.sample_entropy) and few.hr_bpm == pytest.approx(62.07, abs=0.01)
 
 
+@pytest.mark.data
 def test_mitdb_first_five_minutes(shared_data):
     """Records 100 and 208 (MLII, 360 Hz), their first 5 minutes; EC57's 150-ms match window."""
     wfdb = pytest.importorskip("wfdb")
@@ -196,6 +198,7 @@ def test_mitdb_first_five_minutes(shared_data):
     assert tp / (tp + fn) >= 0.99 and tp / (tp + fp) >= 0.995, (tp, fn, fp)
 
 
+@pytest.mark.data
 def test_cpsc2019(shared_data):
     """The 25 CPSC-2019 records (500 Hz, 10 s, noisy), scored as the challenge did (±75 ms)."""
     sio = pytest.importorskip("scipy.io")

@@ -131,7 +131,8 @@ def rhythm_features(beats: Beats, *, start: int | None = None, end: int | None =
     hr = 60.0 / rr
     mean = float(rr.mean())
     sd = float(rr.std()) if rr.size > 1 else nan
-    local = np.array([np.median(rr[max(0, i - 4):i + 5]) for i in range(rr.size)])
+    padded = np.concatenate([np.full(4, np.nan), rr, np.full(4, np.nan)])
+    local = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, 9), axis=1)  # median of RR i-4 .. i+4
     premature = rr < PREMATURE_SHARE * local
     if d.size:
         sd1 = float(np.std(d) / math.sqrt(2))
