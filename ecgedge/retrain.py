@@ -104,7 +104,7 @@ def install_shipped(cae_checkpoint: str | Path, export_folder: str | Path, *, lo
         shutil.rmtree(old)
     else:
         staging.replace(dst)
-    log(f"installed {cae_dst} and {dst}")
+    log(f"installed {cae_dst} and {dst}; they verify only once pinned and signed again: ecgedge models pin --sign PROJECT_KEY")
 
 
 # ------------------------------------------------------------------------------------------ cards

@@ -130,6 +130,9 @@ def test_the_wheel_holds_the_compiled_device_sources_models_and_build_record(tmp
     for name in installation.EXECUTABLES:
         assert modes[f"ecgedge/_bin/{name}"] & 0o111, f"{name} is not executable in the wheel"
     assert {"ecgedge/firmware_bridge/include/ecgbridge.h", "ecgedge/firmware_bridge/src/frame.c",
-            "ecgedge/shipped/cinc2017-rhythm/export/model.int8.onnx", "ecgedge/shipped/cinc2017-rhythm/export/manifest.json"} <= names
+            "ecgedge/shipped/cinc2017-rhythm/export/model.int8.onnx", "ecgedge/shipped/cinc2017-rhythm/export/manifest.json",
+            "ecgedge/shipped/cinc2017-rhythm/export/manifest.sig", "ecgedge/shipped/cinc2017-rhythm/shipped.sig",
+            "ecgedge/shipped/cinc2017-cae/shipped.sig", "ecgedge/shipped/project-key.pub"} <= names
+    assert not any(n.endswith(".pem") or "PRIVATE" in n for n in names), "no private key in the wheel"
     assert not any("/build/" in n or n.endswith((".o", ".a")) for n in names), "no build products of the source tree"
     assert f"COMMIT = {installation.git_commit(installation.CHECKOUT)!r}" in record

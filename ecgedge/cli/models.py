@@ -22,7 +22,7 @@ def models_cmd(
     """List the shipped models; a model's name works wherever an export folder or checkpoint is taken."""
     if ctx.invoked_subcommand is not None:
         return
-    from ecgedge.shipped import list_models, shipped_model
+    from ecgedge.shipped import list_models, shipped_model, shipped_status
 
     if name:
         echo(shipped_model(name).card.read_text())
@@ -35,8 +35,23 @@ def models_cmd(
     for m in models:
         echo(f"{m.name:<{width}}  {m.kind:<10}  {m.summary}")
         echo(f"{'':<{width}}  {'':<10}  {m.path}")
+        echo(f"{'':<{width}}  {'':<10}  {shipped_status(m)}")
     echo("\n`ecgedge models --card NAME` prints a model's card. NAME works in place of an export folder "
          "(stream, evaluate, bench, export --check) or of a CAE checkpoint (train classify --init).")
+
+
+@app.command("pin")
+@user_errors
+def pin_cmd(
+    sign: Path = typer.Option(..., "--sign", exists=True, dir_okay=False, metavar="PRIVATE_KEY",
+                              help="The project's private key (kept off the repository; see docs/reliability-round3.md)."),
+):
+    """Pin every file of each shipped model (sha256 in shipped.json) and sign it with the project key (maintainers, after retrain --install)."""
+    from ecgedge.shipped import list_models, pin_shipped, shipped_status
+
+    for m in list_models():
+        pin_shipped(m, sign)
+        echo(f"{m.name}: {shipped_status(m)}")
 
 
 @app.command("retrain")
