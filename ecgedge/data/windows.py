@@ -18,12 +18,14 @@ checks (flat, saturated, implausible) look at the valid samples. Channels that a
 them (:attr:`LoadSummary.ignored_channels`).
 
 The cache lives in ``DataConfig.cache_dir`` (default ``$ECGEDGE_CACHE`` or ``~/.cache/ecgedge``)
-under a key that hashes every file a record reads (path, size, mtime of its header, data files,
-annotations where read and label tables: :func:`~ecgedge.data.records.record_files`; a missing file
-counts too), the label tables, leads, label scheme and every preprocessing and window parameter, so a
-second run with the same inputs opens the memory map instead of re-reading thousands of files, and
-any change rebuilds it (stat calls and a read of each header, no hashing: about half a second for
-the 6,559 CinC 2017 records on two cores).
+under a key that hashes the bytes of every file a record reads (the sha256 of its header, data
+files, annotations where read and label tables: :func:`~ecgedge.data.records.record_files`; a
+missing file counts too), the label tables, leads, label scheme and every preprocessing and window
+parameter, so a second run with the same inputs opens the memory map instead of preprocessing
+thousands of records, and any changed byte rebuilds it. Content, not size and mtime: ``cp -p``,
+``rsync -t`` and ``touch -r`` keep both through a same-size edit, and a stat key then served the old
+windows. A hit reads every data file once (``benchmarks/test_window_cache_speed.py``, figures in
+``docs/reliability-round3.md``).
 
 Cached windows are band-passed mV (float32, not normalised): the trainer normalises per window
 with :func:`ecgedge.data.preprocess.normalise_windows`, keeping the scale so the reconstruction
@@ -53,10 +55,10 @@ from ecgedge.data.quality import nonfinite_problems, rate_problem, signal_proble
 from ecgedge.data.records import (RecordRef, find_label_tables, find_orphan_data_files, find_records, load_label_table,
                                   read_record, record_files, select_leads)
 from ecgedge.errors import BadRecord, DataNotFound
-from ecgedge.hashing import value_sha256
+from ecgedge.hashing import file_sha256, value_sha256
 from ecgedge.paths import cache_root
 
-CACHE_VERSION = 2   # 2: invalid samples skip windows, not records; other channels ignored
+CACHE_VERSION = 3   # 2: invalid samples skip windows, not records; other channels ignored; 3: keyed by content
 
 
 @dataclass
@@ -347,8 +349,8 @@ def build_windows(
     orphans = find_orphan_data_files(data.paths)
     key = value_sha256({
         "version": CACHE_VERSION,
-        "records": [_record_stat(r, scheme == LabelScheme.atr) for r in refs],
-        "tables": [(t, *_stat(t)) for t in tables],
+        "records": [_record_content(r, scheme == LabelScheme.atr) for r in refs],
+        "tables": [(t, _content(t)) for t in tables],
         "orphans": orphans,
         "leads": leads,
         "scheme": scheme.value if scheme else None,
@@ -433,21 +435,22 @@ def _class_names(scheme: LabelScheme | None, observed) -> tuple[str, ...]:
     return tuple(labelmaps.class_names(scheme, observed=[x for x in observed if x is not None]))
 
 
-def _stat(path: str | Path) -> tuple[int, int] | tuple[None, None]:
+def _content(path: str | Path) -> str | None:
+    """The sha256 of ``path``'s bytes: what a cache key holds for each data file. Size and mtime are
+    not enough: ``cp -p``, ``rsync -t`` and ``touch -r`` keep both through a same-size edit."""
     try:
-        st = os.stat(path)
+        return file_sha256(path)
     except OSError:   # missing or unreadable: the key says so, and the record is read (and skipped) anew
-        return None, None
-    return st.st_size, st.st_mtime_ns
+        return None
 
 
-def _record_stat(ref: RecordRef, with_annotations: bool) -> list:
-    """(path, size, mtime_ns) of every file reading ``ref`` opens: a changed or deleted data file changes the key."""
+def _record_content(ref: RecordRef, with_annotations: bool) -> list:
+    """(path, sha256) of every file reading ``ref`` opens: any changed byte, or a deleted file, changes the key."""
     try:
         files = record_files(ref, with_annotations=with_annotations)
-    except BadRecord:   # its header's stat is in the key; reading it again names the reason
+    except BadRecord:   # its header's bytes are in the key; reading it again names the reason
         files = [Path(ref.path)]
-    return [(str(f), *_stat(f)) for f in files]
+    return [(str(f), _content(f)) for f in files]
 
 
 def _open_cache(cache: Path, key: str) -> WindowSet:
