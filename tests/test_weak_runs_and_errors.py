@@ -132,6 +132,18 @@ def test_export_refuses_an_unfinished_run(interrupted, clf_run, tmp_path):
         assert not out.exists()
 
 
+def test_evaluate_refuses_what_export_refuses(interrupted, synth, tmp_path):
+    """One checkpoint rule (``evaluate.reference.usable_checkpoint``): evaluate has no override, so an
+    unfinished run is refused outright, before any record is read."""
+    _, run_dir = interrupted
+    out = tmp_path / "ev"
+    res = CliRunner().invoke(app, ["evaluate", str(run_dir / "last.pt"), "--data", str(synth / "data"), "--labels", "chapman4",
+                                   "--out", str(out), "-q"])
+    line = one_error_line(res)
+    assert line.startswith("error: evaluate:"), line
+    assert "unfinished run" in line and "--allow-incomplete" not in line, line
+
+
 def test_export_with_allow_incomplete_records_it(interrupted, tmp_path):
     _, run_dir = interrupted
     out = tmp_path / "e"
