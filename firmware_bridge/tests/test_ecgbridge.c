@@ -9,6 +9,7 @@
 
 #include "check.h"
 #include "ecgbridge.h"
+#include "test_qrs.h"
 #include "vectors.h"
 
 static const char *vectors_path;
@@ -694,6 +695,14 @@ int main(int argc, char **argv)
         T(test_label_frame_vector),
         T(test_label_frame_parse_checks),
         T(test_decoder_is_small),
+        T(test_qrs_design_matches_scipy),
+        T(test_qrs_init_checks),
+        T(test_qrs_finds_a_beat_train),
+        T(test_qrs_chunking_does_not_matter),
+        T(test_qrs_flat_line_has_no_beats),
+        T(test_qrs_nan_is_held_and_concealed),
+        T(test_qrs_searchback_and_restart),
+        T(test_qrs_state_is_bounded),
 #undef T
     };
     unsigned i, passed = 0, failed = 0;
