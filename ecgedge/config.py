@@ -344,6 +344,11 @@ class Backend(str, enum.Enum):
     tensorrt = "tensorrt"
     c_int8 = "c-int8"  # the generated C99 INT8 library (export/NAME/mcu/), compiled with the host C compiler
 
+    @property
+    def on_gpu(self) -> bool:
+        """Runs on an NVIDIA GPU: ONNX Runtime's CUDA and TensorRT providers, native TensorRT."""
+        return self in (Backend.ort_cuda, Backend.ort_trt, Backend.tensorrt)
+
 
 class Precision(str, enum.Enum):
     """The numeric precision of an exported artefact (``ecgedge.manifest.precision_for`` picks the one that runs)."""

@@ -162,6 +162,9 @@ def test_render_table_one_line_per_configuration_and_folded_skips():
 
 def test_parse_flags():
     assert parse_choices("torch, ort-cpu,torch", BenchBackend, "--backend") == (BenchBackend.torch, BenchBackend.ort_cpu)
+    # one closed choice of backends (config.Backend): bench adds only the PyTorch baseline
+    assert {b.value for b in BenchBackend} == {"torch"} | {b.value for b in Backend}
+    assert all(b.runtime_backend == Backend(b.value) for b in BenchBackend if b != BenchBackend.torch)
     assert parse_choices("int8,fp32", Precision, "--precision") == (Precision.int8, Precision.fp32)
     assert parse_ints("1,8,64", "--batch") == (1, 8, 64)
     with pytest.raises(ConfigError, match="--backend: 'onnx' is not one of torch, ort-cpu, ort-cuda, ort-trt, tensorrt"):

@@ -35,7 +35,8 @@ def test_ort_gpu_providers_match_cpu(tmp_path, backend):
 @pytest.mark.trt
 def test_native_tensorrt_engine_builds_runs_and_refuses_other_gpus(tmp_path):
     _need(Backend.tensorrt)
-    from ecgedge.runtime.tensorrt_runner import TensorRTRunner, engine_from_onnx
+    from ecgedge.export.tensorrt_engine import engine_from_onnx
+    from ecgedge.runtime.tensorrt_runner import TensorRTRunner
 
     build = engine_from_onnx(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", SPEC, Precision.fp16, batch_profile=(1, 4, 16))
     assert build.engine.stat().st_size > 0 and build.timing_cache.stat().st_size > 0

@@ -15,18 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecgedge.errors import ConfigError
-from ecgedge.manifest import ArtefactStatus, Manifest, artefact_key
+from ecgedge.manifest import ArtefactStatus, Manifest, artefact_key, runtime_of
 from ecgedge.runtime.base import Backend, Precision
 
 
 class BenchBackend(str, enum.Enum):
-    """What a row runs on: the PyTorch FP32 eager baseline, or one of the runtime's backends."""
+    """What a row runs on: the PyTorch FP32 eager baseline, or one of the runtime's backends.
+
+    Every member but ``torch`` is a :class:`~ecgedge.config.Backend`, with its value (the closed
+    choice lives there; ``tests/test_bench.py`` fails when one is missing here)."""
 
     torch = "torch"
-    ort_cpu = "ort-cpu"
-    ort_cuda = "ort-cuda"
-    ort_trt = "ort-trt"
-    tensorrt = "tensorrt"
+    ort_cpu = Backend.ort_cpu.value
+    ort_cuda = Backend.ort_cuda.value
+    ort_trt = Backend.ort_trt.value
+    tensorrt = Backend.tensorrt.value
+    c_int8 = Backend.c_int8.value
 
     @property
     def runtime_backend(self) -> Backend | None:
@@ -129,7 +133,7 @@ def skip_reason(case: BenchCase, manifest: Manifest, available: dict[Backend, st
     if art is None:
         hint = " (ecgedge export --fp16)" if key == "fp16" else " (ecgedge export --target tensorrt on the GPU)" if key.startswith("trt-") else ""
         return f"the export has no {key} artefact{hint}"
-    if art.get("runtime", "onnx") != ("tensorrt" if case.backend == BenchBackend.tensorrt else "onnx"):
+    if art.get("runtime", "onnx") != runtime_of(backend):
         return f"artefact {key} is a {art.get('runtime')} file"
     if manifest.status(key) == ArtefactStatus.rejected and not include_rejected:
         return f"{key} was rejected by the accuracy gate (--include-rejected measures it anyway)"

@@ -176,7 +176,7 @@ def _export(cfg: ExportConfig, staged: list[Path], *, progress: bool, log, trito
         log(f"{MCU_DIR}/: C99 INT8 library from model.int8.onnx ({artefacts[MCU_KEY]['library']['arena_bytes']} B arena, "
             "first convolution FP32)")
     for prec in preset.engines:
-        from ecgedge.runtime.tensorrt_runner import engine_from_onnx
+        from ecgedge.export.tensorrt_engine import engine_from_onnx
 
         src = folder / ("model.int8.onnx" if prec == Precision.int8 else "model.fp32.onnx")
         if not src.exists():

@@ -14,6 +14,7 @@ from typing import Hashable, Iterable
 
 import numpy as np
 
+from ecgedge.config import Backend
 from ecgedge.data.preprocess import normalise_windows
 from ecgedge.runtime.softmax import softmax
 from ecgedge.stream.events import Event, WindowVerdict
@@ -33,8 +34,8 @@ def default_max_batch(runner) -> int:
     """Most windows per inference call for a runner: 8 on the CPU (ONNX Runtime CPU, the C library, the
     PyTorch reference), 64 on a GPU (ONNX Runtime CUDA/TensorRT, TensorRT; an engine's profile may cap
     it lower: pass ``max_batch``) and for a Triton server."""
-    backend = getattr(getattr(runner, "backend", None), "value", None)
-    if backend in ("ort-cuda", "ort-trt", "tensorrt") or str(getattr(runner, "name", "")).startswith("triton"):
+    backend = getattr(runner, "backend", None)
+    if (isinstance(backend, Backend) and backend.on_gpu) or str(getattr(runner, "name", "")).startswith("triton"):
         return GPU_MAX_BATCH
     return CPU_MAX_BATCH
 
