@@ -228,3 +228,17 @@ def test_no_test_module_imports_another():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             offenders += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
     assert not offenders, "; ".join(offenders)
+
+
+def test_the_ward_sits_beside_the_cli_above_stream():
+    """``ecgedge.ward`` (the gateway, its database and page) builds on ``stream`` and ``bridge``; nothing
+    below the CLI reaches it, and the edge path never imports its web and database packages."""
+    units = unit_graph()
+    assert "ecgedge.stream" in units["ecgedge.ward"] and "ecgedge.cli" not in reachable(units, "ecgedge.ward")
+    for below in ("ecgedge.stream", "ecgedge.bridge", "ecgedge.runtime", "ecgedge.manifest", "ecgedge.evaluate", "ecgedge.bench"):
+        assert "ecgedge.ward" not in reachable(units, below), f"{below} reaches ecgedge.ward"
+    graph = module_graph()
+    web = {"starlette", "uvicorn", "fhir", "psycopg", "selenium"}
+    for start in ("ecgedge.stream.session", "ecgedge.stream.run", "ecgedge.bridge", "ecgedge.runtime"):
+        modules = reachable(graph, start) | {m for m in graph if m.startswith(start + ".")}
+        assert not {m for m in modules if third_party_imports(m) & web}, f"{start} reaches the ward's dependencies"

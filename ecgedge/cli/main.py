@@ -13,6 +13,7 @@ from ecgedge.cli import models as models_cli
 from ecgedge.cli import serve as serve_cli
 from ecgedge.cli import stream as stream_cli
 from ecgedge.cli import train as train_cli
+from ecgedge.cli import ward as ward_cli
 
 app = typer.Typer(
     name="ecgedge",
@@ -29,6 +30,7 @@ app.command("stream")(stream_cli.stream_cmd)
 app.command("serve")(serve_cli.serve_cmd)
 app.add_typer(evaluate_cli.app, name="evaluate")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(ward_cli.app, name="ward")
 
 
 def _version(value: bool):
