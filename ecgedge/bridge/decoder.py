@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from ecgedge.bridge.frame import MAX_FRAME_BYTES, DecodeError, DecodeErrorKind, Frame, LabelFrame, unpack_frame
+from ecgedge.bridge.frame import MAX_FRAME_BYTES, BeatFrame, DecodeError, DecodeErrorKind, Frame, LabelFrame, unpack_frame
 
-_Event = TypeVar("_Event", Frame, LabelFrame, DecodeError, Frame | LabelFrame | DecodeError)
+_Event = TypeVar("_Event", Frame, LabelFrame, BeatFrame, DecodeError, Frame | LabelFrame | BeatFrame | DecodeError)
 
 _IDLE, _IN_FRAME, _DISCARD = range(3)
 
@@ -47,7 +47,7 @@ def _unstuffed(data: bytes, start: int, end: int) -> bytearray | DecodeError:
     return buf
 
 
-def _frame_from_cobs(data: bytes, start: int, end: int, offset: int) -> Frame | LabelFrame | DecodeError:
+def _frame_from_cobs(data: bytes, start: int, end: int, offset: int) -> Frame | LabelFrame | BeatFrame | DecodeError:
     """Decode the complete COBS segment ``data[start:end]`` (delimiter at ``end``): the same results and
     error texts as :class:`FrameDecoder`'s byte state machine, at slice speed."""
     body = _unstuffed(data, start, end)
@@ -63,7 +63,8 @@ class FrameDecoder:
     delimiter, and treats runs of 0x00 as idle fill. Feeding the same bytes in any chunks gives the
     same events. ``stats`` counts bytes, frames and each error kind (as the C decoder's do);
     ``label_frames`` the label frames (PROTOCOL.md 2b), which it yields as
-    :class:`~ecgedge.bridge.frame.LabelFrame` (the C decoder reports them as ``unknown_version``).
+    :class:`~ecgedge.bridge.frame.LabelFrame` (the C decoder reports them as ``unknown_version``);
+    ``beat_frames`` the beat frames (PROTOCOL.md 2c), yielded as :class:`~ecgedge.bridge.frame.BeatFrame`.
     """
 
     def __init__(self) -> None:
@@ -74,13 +75,14 @@ class FrameDecoder:
         self._remaining = 0
         self._prev_ff = False
         self.label_frames = 0
+        self.beat_frames = 0
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | LabelFrame | DecodeError]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | LabelFrame | BeatFrame | DecodeError]:
         """Consume ``data``; return the frames and errors it completed, in stream order."""
         data = bytes(data)
         base = self.stats["bytes"]
         self.stats["bytes"] += len(data)
-        events: list[Frame | LabelFrame | DecodeError] = []
+        events: list[Frame | LabelFrame | BeatFrame | DecodeError] = []
         i, n = 0, len(data)
         while i < n:
             if self._state == _IDLE:
@@ -143,10 +145,10 @@ class FrameDecoder:
         return self._count(DecodeError(DecodeErrorKind.OVERSIZE,
                                        f"more than {MAX_FRAME_BYTES} bytes without a delimiter", offset))
 
-    def _end_frame(self, offset: int) -> Frame | LabelFrame | DecodeError:
+    def _end_frame(self, offset: int) -> Frame | LabelFrame | BeatFrame | DecodeError:
         self._state = _IDLE
         if self._remaining:
-            result: Frame | LabelFrame | DecodeError = DecodeError(
+            result: Frame | LabelFrame | BeatFrame | DecodeError = DecodeError(
                 DecodeErrorKind.BAD_COBS, f"COBS group cut short by {self._remaining} bytes")
         elif self._code == 1 and self._prev_ff:
             result = DecodeError(DecodeErrorKind.BAD_COBS, "empty COBS group after a full one (non-canonical)")
@@ -159,6 +161,8 @@ class FrameDecoder:
     def _count(self, event: _Event) -> _Event:
         if isinstance(event, LabelFrame):
             self.label_frames += 1
+        elif isinstance(event, BeatFrame):
+            self.beat_frames += 1
         else:
             self.stats["frames" if isinstance(event, Frame) else event.kind.value] += 1
         return event

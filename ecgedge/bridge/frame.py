@@ -39,6 +39,8 @@ PROTOCOL_VERSIONS = (1, 2)
 # Version byte of a label frame (PROTOCOL.md section 2b, "L"): the device's own verdict on a window.
 # Not 1 or 2, so a receiver that predates it reports it as unknown_version, never as samples.
 LABEL_VERSION = 0x4C
+# Version byte of a beat frame (PROTOCOL.md section 2c, "B"): the device's own QRS detector's beats.
+BEAT_VERSION = 0x42
 MAGIC = b"EG"
 HEADER_FIXED_BYTES = 34
 CRC_BYTES = 4
@@ -385,7 +387,7 @@ def _error(kind: DecodeErrorKind, detail: str) -> DecodeError:
     return DecodeError(kind, detail)
 
 
-def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | DecodeError:
+def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | BeatFrame | DecodeError:
     """Validate one frame without COBS (as :func:`pack_frame` returns it); never raises.
 
     Checks run in the order PROTOCOL.md gives, so C and Python report the same kind.
@@ -411,6 +413,8 @@ def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | DecodeError:
         return _error(DecodeErrorKind.BAD_MAGIC, f"magic {magic!r}, expected {MAGIC!r}")
     if version == LABEL_VERSION:
         return _unpack_label(data)
+    if version == BEAT_VERSION:
+        return _unpack_beats(data)
     if not known:
         return _error(DecodeErrorKind.UNKNOWN_VERSION,
                       f"protocol version {version}; this decoder speaks {PROTOCOL_VERSIONS}")
@@ -593,3 +597,87 @@ def _unpack_label(data: bytes) -> LabelFrame | DecodeError:
     scores = struct.unpack_from(f"<{n_classes}b", data, LABEL_HEADER_BYTES)
     return LabelFrame(stream_id, seq, first, end, fs_mhz / 1000, label, label_text, scores,
                       _f32_from_bits(scale_bits), zero_point, flags)
+
+
+# ---- beat frames (PROTOCOL.md section 2c) -------------------------------------------------------
+
+MAX_FRAME_BEATS = 64
+BEAT_FLAG_MASK = 0x07  # ecgedge.beats.BeatFlag: 1 noisy, 2 concealed, 4 search-back
+# magic, version, stream id, beat seq, beats, reserved, from sample, end sample, fs (mHz), leads, reserved
+_BEAT_HEADER = struct.Struct("<2sBBHBBQQIHH")
+BEAT_HEADER_BYTES = _BEAT_HEADER.size
+assert BEAT_HEADER_BYTES == 32
+_BEAT = struct.Struct("<QB")
+
+
+@dataclass(frozen=True)
+class BeatFrame:
+    """The beats the device's own QRS detector found (``ecgsim --classify``: ``ecgb_qrs``, the C port
+    of :mod:`ecgedge.beats.qrs`).
+
+    Args:
+        stream_id: the stream whose samples the detector read.
+        seq: beat-frame counter 0..65535 (its own); wraps to 0.
+        from_sample, end_sample: the detector's decisions on stream samples ``[from_sample, end_sample)``
+            since the previous beat frame (whose ``end_sample`` is this ``from_sample`` unless one was lost).
+        fs_hz: the stream's sampling rate, at the wire's 1 mHz.
+        leads: bit mask of the stream's leads that fed the detector (bit i: lead i).
+        samples: R-peak positions, stream sample indices (each < ``end_sample``).
+        flags: per beat, :class:`ecgedge.beats.BeatFlag` bits.
+    """
+
+    stream_id: int
+    seq: int
+    from_sample: int
+    end_sample: int
+    fs_hz: float
+    leads: int
+    samples: tuple[int, ...]
+    flags: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        def bad(what: str) -> ConfigError:
+            return ConfigError(f"beat frame: {what}")
+
+        if not 0 <= self.stream_id <= 255 or not 0 <= self.seq < SEQ_MODULUS:
+            raise bad(f"stream_id {self.stream_id} / seq {self.seq} out of range")
+        if not 1 <= len(self.samples) <= MAX_FRAME_BEATS or len(self.flags) != len(self.samples):
+            raise bad(f"{len(self.samples)} beats (1..{MAX_FRAME_BEATS}) with {len(self.flags)} flags")
+        if not 0 <= self.from_sample < self.end_sample < 1 << 64:
+            raise bad(f"range [{self.from_sample}, {self.end_sample}) is empty or out of range")
+        if any(not 0 <= s < self.end_sample for s in self.samples) or any(f & ~BEAT_FLAG_MASK or f < 0 for f in self.flags):
+            raise bad(f"beats {self.samples} must lie before sample {self.end_sample}; flags {self.flags} use bits 0..2")
+        if not 0 < round(self.fs_hz * 1000) < 1 << 32 or not 0 < self.leads < 1 << 16:
+            raise bad(f"sampling rate {self.fs_hz} Hz / leads {self.leads:#x}")
+        object.__setattr__(self, "samples", tuple(int(s) for s in self.samples))
+        object.__setattr__(self, "flags", tuple(int(f) for f in self.flags))
+        object.__setattr__(self, "fs_hz", round(self.fs_hz * 1000) / 1000)
+
+
+def pack_beat_frame(frame: BeatFrame) -> bytes:
+    """A beat frame's bytes without COBS (header, beats, CRC-32)."""
+    body = _BEAT_HEADER.pack(MAGIC, BEAT_VERSION, frame.stream_id, frame.seq, len(frame.samples), 0, frame.from_sample,
+                             frame.end_sample, round(frame.fs_hz * 1000), frame.leads, 0)
+    body += b"".join(_BEAT.pack(s, f) for s, f in zip(frame.samples, frame.flags))
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _unpack_beats(data: bytes) -> BeatFrame | DecodeError:
+    """A beat frame whose CRC and magic have passed (unpack_frame's checks 1..5)."""
+    n = len(data)
+    if n < BEAT_HEADER_BYTES + _BEAT.size + CRC_BYTES:
+        return _error(DecodeErrorKind.BAD_LENGTH, f"beat frame of {n} bytes; the smallest has "
+                      f"{BEAT_HEADER_BYTES + _BEAT.size + CRC_BYTES}")
+    _, _, stream_id, seq, n_beats, reserved, first, end, fs_mhz, leads, reserved2 = _BEAT_HEADER.unpack_from(data)
+    if not 1 <= n_beats <= MAX_FRAME_BEATS:
+        return _error(DecodeErrorKind.BAD_FIELD, f"beat frame with {n_beats} beats (1..{MAX_FRAME_BEATS})")
+    if n != BEAT_HEADER_BYTES + _BEAT.size * n_beats + CRC_BYTES:
+        return _error(DecodeErrorKind.BAD_LENGTH, f"{n} bytes but a beat frame of {n_beats} beats has "
+                      f"{BEAT_HEADER_BYTES + _BEAT.size * n_beats + CRC_BYTES}")
+    beats = [_BEAT.unpack_from(data, BEAT_HEADER_BYTES + _BEAT.size * i) for i in range(n_beats)]
+    if (reserved or reserved2 or fs_mhz == 0 or end <= first or leads == 0
+            or any(s >= end or f & ~BEAT_FLAG_MASK for s, f in beats)):
+        return _error(DecodeErrorKind.BAD_FIELD, f"beat frame: range [{first}, {end}), {fs_mhz} mHz, leads {leads:#x}, "
+                      f"reserved {reserved:#x}/{reserved2:#x}, beats {beats}")
+    return BeatFrame(stream_id, seq, first, end, fs_mhz / 1000, leads, tuple(s for s, _ in beats),
+                     tuple(f for _, f in beats))

@@ -110,6 +110,9 @@ def stream_cmd(
         if c.get("device_labels"):  # ecgsim --classify: the device's labels beside ours
             typer.echo(f"stream {c['stream']}: device labels: {c['device_agree']} of {c['device_compared']} agree with "
                        f"the host ({c['device_labels']} received)", err=True)
+        if c.get("device_beats"):  # ecgsim --beats / --classify: the device's beats beside ours
+            typer.echo(f"stream {c['stream']}: device beats: {c['device_beats_agree']} of {c['device_beats_compared']} "
+                       f"within 1 sample of the host's ({c['device_beats']} received)", err=True)
     if why := refused_all(summary):
         raise StreamError(why)
 

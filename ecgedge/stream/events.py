@@ -217,6 +217,35 @@ class DeviceLabel:
 
 
 @dataclass(frozen=True)
+class DeviceBeats:
+    """The beats the device's own QRS detector found (a beat frame, ``ecgsim --beats`` / ``--classify``:
+    ``firmware_bridge/src/ecgb_qrs.c``, the C port of :mod:`ecgedge.beats.qrs`) beside the host's.
+
+    ``samples``: R peaks, source sample indices; ``flags``: their :class:`ecgedge.beats.BeatFlag` bits;
+    ``start_sample``/``end_sample``: the device's decisions on source samples [start, end) since its
+    previous beat frame; ``leads``: the lead(s) it read. Where the host detects beats too (its
+    heart-rate events), the frame waits for the host's hop that has decided the same samples:
+    ``compared`` is then the number of device beats checked and ``agree`` how many have a host beat
+    within one sample (None both: the host had no beats to compare with).
+    """
+
+    stream: Hashable
+    t_s: float
+    start_sample: int
+    end_sample: int
+    samples: tuple[int, ...]
+    flags: tuple[int, ...]
+    leads: tuple[str, ...] = ()
+    compared: int | None = None
+    agree: int | None = None
+
+    def to_json(self) -> dict:
+        return {"type": "device_beats", "stream": self.stream, "t": round(self.t_s, 3),
+                "samples": [self.start_sample, self.end_sample], "beats": list(self.samples),
+                "beat_flags": list(self.flags), "leads": list(self.leads), "compared": self.compared, "agree": self.agree}
+
+
+@dataclass(frozen=True)
 class StreamStart:
     """A bed's first frame: its stream id, first source sample, rate (Hz) and leads, the model's
     leads, and whether the device says it replays a recording (``simulated``)."""
@@ -410,16 +439,22 @@ class StreamCounts:
     device_labels: int = 0  # label frames from the device (ecgsim --classify)
     device_compared: int = 0  # of them, windows the host classified too
     device_agree: int = 0  # of those, the same label
+    device_beats: int = 0  # beats from the device's beat frames (ecgsim --beats / --classify)
+    device_beats_compared: int = 0  # of them, beats the host had decided too
+    device_beats_agree: int = 0  # of those, with a host beat within one sample
 
     def to_json(self) -> dict:
         device = ("device_labels", "device_compared", "device_agree")
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("refused", "pending", *device)}
+        beats = ("device_beats", "device_beats_compared", "device_beats_agree")
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("refused", "pending", *device, *beats)}
         out["leads"] = list(self.leads)
         out["pending"] = self.pending
         if self.refused:
             out["refused"] = self.refused
         if self.device_labels:  # only where the device classifies: other summaries stay as they were
             out.update({k: getattr(self, k) for k in device})
+        if self.device_beats:  # only where the device detects beats
+            out.update({k: getattr(self, k) for k in beats})
         return out
 
 
@@ -455,7 +490,7 @@ class SessionSummary:
         return out
 
 
-Event = Union[WindowVerdict, SampleGap, SignalAlert, QualityChange, RhythmChange, DeviceLabel, StreamStart, StreamRefused,
+Event = Union[WindowVerdict, SampleGap, SignalAlert, QualityChange, RhythmChange, DeviceLabel, DeviceBeats, StreamStart, StreamRefused,
               DroppedFrame, StreamRestart, StreamFormatChange, NoData, UndecodedBytes, LinkChange, TeeFailed,
               SessionStart, SessionSummary]
 

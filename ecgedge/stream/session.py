@@ -18,6 +18,10 @@ fields and hands out their ``to_json()``, a dict with a ``type`` (the CLI writes
                                             ``samples`` [start, end), ``label``, int8 ``scores``, and the host's
                                             ``host_label`` / ``host_quality`` for the window ending at the same sample,
                                             ``agree``
+``device_beats``    ``DeviceBeats``         the device's own beats (a beat frame, ``ecgsim --beats`` / ``--classify``):
+                                            ``samples`` [start, end) decided, ``beats``, ``beat_flags``, ``leads``; where
+                                            the host detects beats too, ``compared`` device beats of which ``agree`` have
+                                            a host beat within one sample (the frame waits for the host's hop)
 ``rhythm_change``   ``RhythmChange``        a label held ``held_windows`` reliable windows: ``from``, ``to``, ``confidence``
 ``quality``         ``QualityChange``       the signal became ``ok`` or ``unreliable`` (``reason``)
 ``gap``             ``SampleGap``           samples [start, end) never arrived (``frames_lost``); the stream recovers;
@@ -54,12 +58,13 @@ from typing import Callable, Hashable
 import numpy as np
 
 from ecgedge.bridge.decoder import FrameDecoder
-from ecgedge.bridge.frame import DecodeError, DeviceFlag, Frame, LabelFlag, LabelFrame, mv_from_adc
+from ecgedge.bridge.frame import BeatFrame, DecodeError, DeviceFlag, Frame, LabelFlag, LabelFrame, mv_from_adc
 from ecgedge.bridge.sequence import FormatChange, Gap, OutOfOrder, Repeat, Restart, SequenceTracker
 from ecgedge.bridge.sources import LinkEvent
 from ecgedge.errors import ShapeMismatch
 from ecgedge.stream.events import (
     AlertState,
+    DeviceBeats,
     DeviceLabel,
     DropReason,
     DroppedFrame,
@@ -93,6 +98,23 @@ RUN_MAX_FRAMES = 64
 # Longest wait of a window for others to share its inference call: a hop is a second, so a tenth of
 # it costs the bedside nothing and lets one core batch the beds whose windows fall in that time.
 BATCH_DELAY_S = 0.1
+# Device beats are compared with the host's beats within this many samples (the C detector gives the
+# Python one's beats: tests/test_qrs_c.py).
+BEAT_AGREE_SAMPLES = 1
+# Host beats kept per bed for that comparison, and device beat frames waiting for the host's hop.
+HOST_BEATS_KEPT = 256
+DEVICE_BEATS_WAITING = 64
+
+
+def host_beats_of(event) -> tuple[int, tuple[int, ...]] | None:
+    """``(hop end sample, beats found since the previous hop)`` of a host heart-rate event (the monitor's
+    beats, :mod:`ecgedge.stream.rate`), else None."""
+    if getattr(event, "hr_bpm", _NO_RATE) is _NO_RATE or not hasattr(event, "beats"):
+        return None
+    return int(event.sample), tuple(int(b) for b in event.beats)
+
+
+_NO_RATE = object()
 
 
 @dataclass
@@ -142,6 +164,12 @@ class StreamSession:
         # still waiting for theirs.
         self._host: dict[Hashable, dict[int, tuple[str | None, str]]] = {}
         self._device_waiting: dict[Hashable, list[DeviceLabel]] = {}
+        # Device beats meet the host's beats once a host hop has decided the same samples: per bed, the
+        # host's recent beats and the end of its last hop (None: the host detects no beats), and
+        # device beat frames still waiting for that hop.
+        self._host_beats: dict[Hashable, list[int]] = {}
+        self._host_beats_end: dict[Hashable, int] = {}
+        self._beats_waiting: dict[Hashable, list[DeviceBeats]] = {}
 
     # ---- input --------------------------------------------------------------------------------
 
@@ -160,6 +188,8 @@ class StreamSession:
             if isinstance(event, DecodeError):
                 self._push_runs()  # what was decoded before the error comes out before it
                 self.hub.note(UndecodedBytes(event.kind, event.detail, event.offset))
+            elif isinstance(event, BeatFrame):
+                self._beat_frame(event)
             elif isinstance(event, LabelFrame):
                 self._push_run(event.stream_id)  # the samples before it go first
                 self.hub.note(DeviceLabel(event.stream_id, event.end_sample / event.fs_hz, event.first_sample,
@@ -203,7 +233,19 @@ class StreamSession:
                 out += monitor.silence(now - last)
         return self._account(out)
 
-    def _frame(self, frame: Frame) -> None:
+    def _beat_frame(self, frame: BeatFrame) -> None:
+        """The device's beats (a beat frame) as a :class:`DeviceBeats` event, after the samples before it."""
+        self._push_run(frame.stream_id)
+        c = self.counts.get(frame.stream_id)
+        names = c.leads if c is not None else ()
+        leads = tuple(names[i] if i < len(names) else str(i) for i in range(16) if frame.leads >> i & 1)
+        self.hub.note(DeviceBeats(frame.stream_id, frame.end_sample / frame.fs_hz, frame.from_sample, frame.end_sample,
+                                  frame.samples, frame.flags, leads))
+
+    def _frame(self, frame: Frame | BeatFrame) -> None:
+        if isinstance(frame, BeatFrame):  # (a session fed decoded frames passes beat frames here too)
+            self._beat_frame(frame)
+            return
         sid = frame.stream_id
         tracked = self.tracker.push(frame)
         frames_lost = None
@@ -295,6 +337,14 @@ class StreamSession:
         """
         out: list[Event] = []
         for e in events:
+            hop = host_beats_of(e)
+            if hop is not None:
+                out.append(e)
+                out += self._host_hop(e.stream, *hop)  # type: ignore[union-attr]
+                continue
+            if isinstance(e, DeviceBeats):
+                out += self._device_beats(e)
+                continue
             if isinstance(e, WindowVerdict):
                 host = self._host.setdefault(e.stream, {})
                 host[e.end_sample] = (e.label, "ok" if e.reliable else "unreliable")
@@ -312,6 +362,34 @@ class StreamSession:
             else:
                 out.append(e)
         return out
+
+    def _host_hop(self, sid: Hashable, end: int, beats: tuple[int, ...]) -> list[Event]:
+        """A host hop's beats (decided up to ``end``): kept, and the device beat frames it has caught up with, compared."""
+        kept = self._host_beats.setdefault(sid, [])
+        kept += beats
+        del kept[:-HOST_BEATS_KEPT]
+        self._host_beats_end[sid] = end
+        waiting = self._beats_waiting.get(sid, [])
+        out: list[Event] = []
+        while waiting and waiting[0].end_sample <= end:
+            out.append(self._compared(waiting.pop(0)))
+        return out
+
+    def _device_beats(self, e: DeviceBeats) -> list[Event]:
+        """A device beat frame: compared at once where the host's beats have reached its end, else waits
+        (in order) for the host's next hop; out uncompared where the host detects no beats."""
+        waiting = self._beats_waiting.setdefault(e.stream, [])
+        if not waiting and self._host_beats_end.get(e.stream, -1) >= e.end_sample:
+            return [self._compared(e)]
+        waiting.append(e)
+        if len(waiting) > DEVICE_BEATS_WAITING:  # no host hop for a long time (the host detects no beats)
+            return [waiting.pop(0)]
+        return []
+
+    def _compared(self, e: DeviceBeats) -> DeviceBeats:
+        host = self._host_beats.get(e.stream, [])
+        agree = sum(any(abs(d - h) <= BEAT_AGREE_SAMPLES for h in host) for d in e.samples)
+        return replace(e, compared=len(e.samples), agree=agree)
 
     def _with_host(self, e: DeviceLabel) -> DeviceLabel:
         host = self._host.get(e.stream, {})
@@ -351,6 +429,11 @@ class StreamSession:
                 if e.agree is not None:
                     c.device_compared += 1
                     c.device_agree += e.agree
+            elif isinstance(e, DeviceBeats):
+                c.device_beats += len(e.samples)
+                if e.compared is not None and e.agree is not None:
+                    c.device_beats_compared += e.compared
+                    c.device_beats_agree += e.agree
             elif isinstance(e, DroppedFrame):
                 c.dropped_frames += 1
             elif isinstance(e, StreamRestart):
@@ -371,6 +454,10 @@ class StreamSession:
             if sid in self.counts:
                 self.counts[sid].device_labels += len(waiting)
             waiting.clear()
+        for sid, frames in self._beats_waiting.items():  # device beats no host hop caught up with: counted only
+            if sid in self.counts:
+                self.counts[sid].device_beats += sum(len(f.samples) for f in frames)
+            frames.clear()
         for sid, c in self.counts.items():
             monitor = self.hub.monitors.get(sid)
             pending = monitor.pending_samples if monitor is not None else c.received - c.classified - c.unreliable

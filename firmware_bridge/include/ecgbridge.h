@@ -214,6 +214,42 @@ ecgb_status ecgb_pack_label(const ecgb_label *label, uint8_t *out, size_t cap, s
 /* As ecgb_pack_label, then COBS-encoded and delimited: the bytes to send. */
 ecgb_status ecgb_encode_label(const ecgb_label *label, uint8_t *out, size_t cap, size_t *len);
 
+/*
+ * A beat frame (PROTOCOL.md section 2c): the beats the device's own QRS detector (ecgb_qrs.h, run by
+ * ecgsim --classify) found on a stream. Version byte ECGB_VERSION_BEATS: a receiver without beat
+ * frames reports it as ECGB_ERR_UNKNOWN_VERSION and loses nothing else; ecgb_decoder_beats reads it.
+ */
+#define ECGB_VERSION_BEATS 0x42u /* 'B' */
+#define ECGB_BEATS_HEADER 32u
+#define ECGB_BEATS_ENTRY 9u      /* u64 sample, u8 flags */
+#define ECGB_BEATS_MAX 64u
+#define ECGB_BEATS_FLAG_MASK 0x07u /* 1 noisy, 2 concealed, 4 search-back (ECGB_BEAT_* of ecgb_qrs.h) */
+
+typedef struct {
+    uint8_t stream_id;
+    uint16_t seq;             /* beat-frame counter, wraps (its own) */
+    uint8_t n_beats;          /* 1..ECGB_BEATS_MAX */
+    uint64_t from_sample;     /* the detector's decisions on stream samples [from_sample, end_sample) */
+    uint64_t end_sample;
+    uint32_t fs_mhz;          /* the stream's sampling rate */
+    uint16_t leads;           /* bit i: lead i of the stream fed the detector; at least one */
+    uint64_t sample[ECGB_BEATS_MAX]; /* R peaks, stream sample indices < end_sample */
+    uint8_t flags[ECGB_BEATS_MAX];   /* ECGB_BEATS_FLAG_MASK bits */
+} ecgb_beats;
+
+/*
+ * Validate one decoded beat frame and fill *beats: checks 1..5 of PROTOCOL.md section 4, then section
+ * 2c's (ECGB_ERR_BAD_LENGTH below 45 bytes or for a length other than 36 + 9 x n_beats;
+ * ECGB_ERR_BAD_FIELD for n_beats outside 1..64, fs 0, end_sample <= from_sample, no lead, reserved
+ * bytes not zero, reserved beat flags, a beat at or after end_sample). ECGB_ERR_UNKNOWN_VERSION:
+ * intact, but not a beat frame. The same verdicts as ecgedge.bridge.frame.unpack_frame.
+ */
+ecgb_status ecgb_parse_beats(const uint8_t *buf, size_t len, ecgb_beats *beats);
+/* A beat frame without COBS (36 + 9 x n_beats bytes); ECGB_OK, ECGB_ERR_BAD_FIELD or ECGB_ERR_BUFFER. */
+ecgb_status ecgb_pack_beats(const ecgb_beats *beats, uint8_t *out, size_t cap, size_t *len);
+/* As ecgb_pack_beats, then COBS-encoded and delimited: the bytes to send. */
+ecgb_status ecgb_encode_beats(const ecgb_beats *beats, uint8_t *out, size_t cap, size_t *len);
+
 /* Validate one decoded (un-COBSed) frame and fill *frame; frame->payload points into buf. */
 ecgb_status ecgb_parse(const uint8_t *buf, size_t len, ecgb_frame *frame);
 
@@ -231,6 +267,9 @@ ecgb_status ecgb_decoder_push(ecgb_decoder *dec, uint8_t byte, ecgb_frame *frame
  * counts a label frame as one, as a receiver without label support must): read the frame that just
  * ended as a label frame (ecgb_parse_label). ECGB_PENDING when no frame has just ended. */
 ecgb_status ecgb_decoder_label(const ecgb_decoder *dec, ecgb_label *label);
+
+/* As ecgb_decoder_label, for a beat frame (ecgb_parse_beats). */
+ecgb_status ecgb_decoder_beats(const ecgb_decoder *dec, ecgb_beats *beats);
 
 /* Feed a chunk: consumes bytes up to and including the first one that completes a frame or an
  * error, stores how many in *used, and returns as ecgb_decoder_push does (ECGB_PENDING when the

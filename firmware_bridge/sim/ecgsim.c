@@ -69,7 +69,10 @@ static const char usage[] =
     "                           preprocessing on the samples acquired, and send each window's label\n"
     "                           in a label frame (PROTOCOL.md 2b); the host's Python builds the\n"
     "                           classifier for this source (python -m ecgedge.export.mcu_device)\n"
-    "  --classify-hop S         seconds between window ends (default 1, as ecgedge stream)\n";
+    "  --classify-hop S         seconds between window ends (default 1, as ecgedge stream)\n"
+    "  --beats                  run the C QRS detector (ecgb_qrs) on lead II (MLII), else the first\n"
+    "                           lead, and send its beats in beat frames (PROTOCOL.md 2c); always on\n"
+    "                           with --classify\n";
 
 typedef struct {
     int lead;
@@ -110,6 +113,7 @@ typedef struct {
     int quiet;
     const char *classify;
     double classify_hop;
+    int beats;
 } options;
 
 /* ---- deterministic randomness: splitmix64 ---- */
@@ -327,6 +331,8 @@ static void parse_args(options *o, int argc, char **argv)
             o->quiet = 1;
         } else if (strcmp(a, "--classify") == 0) {
             o->classify = VALUE();
+        } else if (strcmp(a, "--beats") == 0) {
+            o->beats = 1;
         } else if (strcmp(a, "--classify-hop") == 0) {
             o->classify_hop = parse_double(VALUE(), a);
             if (!(o->classify_hop > 0))
@@ -538,6 +544,8 @@ int main(int argc, char **argv)
     sim_source src;
     counters c;
     sim_classifier cls;
+    static sim_beats bt;
+    ecgb_beats bf;
     ecgb_frame f;
     char err[512];
     unsigned long long frame_no = 0, sample_no = 0, limit = ~0ull, invalid = 0;
@@ -565,6 +573,11 @@ int main(int argc, char **argv)
         die(err, NULL);
     if (o.classify && !o.quiet)
         fprintf(stderr, "ecgsim: --classify: %s\n", cls.describe);
+    memset(&bt, 0, sizeof bt);
+    if ((o.beats || o.classify) && beats_open(&bt, &src, (uint8_t)o.stream_id, err, sizeof err) != 0)
+        die(err, NULL);
+    if (bt.on && !o.quiet)
+        fprintf(stderr, "ecgsim: --beats: the C QRS detector on lead %s\n", ecgb_lead_name(src.lead_ids[bt.lead]));
     if (o.sample_format == 0)
         o.sample_format = (int)src.wire_format;
     for (i = 1; i < src.n_sig; ++i)
@@ -641,6 +654,7 @@ int main(int argc, char **argv)
                 /* No valid reading at this sample time: not sent. The frame in hand ends here,
                  * so the next one starts after the run and the receiver reports exactly it. */
                 classifier_gap(&cls); /* the device's windows start again after the run */
+                beats_gap(&bt);
                 if (n == 0) {
                     ++sample_no;
                     ++invalid;
@@ -661,6 +675,7 @@ int main(int argc, char **argv)
             }
             f.lead_off |= (uint16_t)off_now;
             classifier_push(&cls, &samples[n * src.n_sig], off_now, sample_no + n);
+            beats_push(&bt, &samples[n * src.n_sig], off_now, sample_no + n);
             ++n;
         }
         if (n == 0)
@@ -689,6 +704,7 @@ int main(int argc, char **argv)
             frame_no += (unsigned long long)(o.disconnect_pause * src.fs + 0.5) / spf;
             cls.n_pending = 0; /* the device's verdicts in the pause are lost with its frames */
             classifier_gap(&cls);
+            beats_discard(&bt);
             next_disconnect += o.disconnect_every;
             if (done || sample_no >= limit)
                 break;
@@ -746,6 +762,20 @@ int main(int argc, char **argv)
             }
         }
         cls.n_pending = 0;
+        while (beats_frame(&bt, &bf)) {
+            /* the beats these samples decided follow them too */
+            if (ecgb_encode_beats(&bf, wire, sizeof wire, &len) != ECGB_OK) {
+                fprintf(stderr, "ecgsim: cannot encode the beats up to sample %llu\n",
+                        (unsigned long long)bf.end_sample);
+                status = 1;
+                continue;
+            }
+            len = damage(&o, wire, len, &c);
+            if (link_write(&o.link, wire, len) == 0) {
+                bt.frames_sent++;
+                c.bytes += len;
+            }
+        }
         frame_no++;
         sample_no += n + (unsigned)invalid_after;
         invalid += (unsigned)invalid_after;
@@ -758,6 +788,9 @@ int main(int argc, char **argv)
     if (!o.quiet && o.classify)
         fprintf(stderr, "ecgsim: --classify: %llu windows classified, %llu label frames sent\n", cls.windows,
                 cls.labels_sent);
+    if (!o.quiet && bt.on)
+        fprintf(stderr, "ecgsim: --beats: %llu beats found, %llu beat frames sent\n", bt.beats_found,
+                bt.frames_sent);
     if (!o.quiet)
         fprintf(stderr,
                 "ecgsim: done: %llu samples per lead, %llu frames sent, %llu dropped, %llu bytes, "

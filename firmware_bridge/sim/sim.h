@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ecgb_qrs.h"
 #include "ecgbridge.h"
 
 /* In an int32 raw file: no valid sample at this time for this lead (a WFDB record's NaN /
@@ -113,5 +114,40 @@ void classifier_push(sim_classifier *c, const int32_t *adc, unsigned lead_off, u
 /* Sample times were not acquired (invalid, or not sampled): the next sample starts a new segment. */
 void classifier_gap(sim_classifier *c);
 void classifier_close(sim_classifier *c);
+
+/* ---- --beats: the C QRS detector on the device (beats.c) ---- */
+
+#define SIM_BEAT_SEGMENTS 8
+
+typedef struct {
+    int on, started, gap, restart_pending;
+    unsigned lead;                 /* the source lead the detector reads */
+    float gain_mv;
+    int32_t baseline;
+    ecgb_qrs_t *qrs;
+    struct {
+        int64_t det_n;             /* detector sample det_n is stream sample `stream`, onwards */
+        uint64_t stream;
+    } seg[SIM_BEAT_SEGMENTS];
+    unsigned n_seg;
+    float chunk[ECGB_MAX_FRAME];   /* the frame in hand's samples of that lead, mV */
+    unsigned n_chunk;
+    uint64_t chunk_end;            /* stream sample after the last one in chunk */
+    uint64_t from;                 /* the next beat frame's from_sample */
+    ecgb_beats frame;
+    uint16_t seq;
+    unsigned long long beats_found, frames_sent;
+} sim_beats;
+
+/* Start the detector on the source's QRS lead (II or MLII, else the first). 0, else -1 with a reason. */
+int beats_open(sim_beats *b, const sim_source *src, uint8_t stream_id, char *err, size_t err_len);
+/* One sample time sent (ADC values of every lead, index sample_no). */
+void beats_push(sim_beats *b, const int32_t *adc, unsigned lead_off, unsigned long long sample_no);
+/* Sample times were not sent: the detector re-learns its thresholds after them. */
+void beats_gap(sim_beats *b);
+/* The frame in hand was lost (disconnect): its samples are dropped, and a gap follows. */
+void beats_discard(sim_beats *b);
+/* After a sample frame is sent: its samples to the detector; 1 with *out filled when beats came out. */
+int beats_frame(sim_beats *b, ecgb_beats *out);
 
 #endif

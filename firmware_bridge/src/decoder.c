@@ -106,3 +106,10 @@ ecgb_status ecgb_decoder_label(const ecgb_decoder *dec, ecgb_label *label)
         return ECGB_PENDING;
     return ecgb_parse_label(dec->buf, dec->len, label);
 }
+
+ecgb_status ecgb_decoder_beats(const ecgb_decoder *dec, ecgb_beats *beats)
+{
+    if (dec->state != IDLE || dec->len == 0)
+        return ECGB_PENDING;
+    return ecgb_parse_beats(dec->buf, dec->len, beats);
+}

@@ -452,3 +452,97 @@ ecgb_status ecgb_parse_label(const uint8_t *buf, size_t len, ecgb_label *l)
         return ECGB_ERR_BAD_FIELD;
     return ECGB_OK;
 }
+
+/* ---- beat frames (PROTOCOL.md section 2c) ---- */
+
+static int beats_fields_ok(const ecgb_beats *b)
+{
+    unsigned i;
+    if (b->n_beats < 1 || b->n_beats > ECGB_BEATS_MAX || b->fs_mhz == 0 || b->end_sample <= b->from_sample ||
+        b->leads == 0)
+        return 0;
+    for (i = 0; i < b->n_beats; ++i)
+        if ((b->flags[i] & ~ECGB_BEATS_FLAG_MASK) != 0 || b->sample[i] >= b->end_sample)
+            return 0;
+    return 1;
+}
+
+static ecgb_status write_beats(const ecgb_beats *b, uint8_t *out, size_t cap, size_t *len, int cobs)
+{
+    ecgb_writer w;
+    unsigned i;
+
+    if (!beats_fields_ok(b))
+        return ECGB_ERR_BAD_FIELD;
+    ecgb_writer_start(&w, out, cap, cobs);
+    ecgb_writer_byte(&w, ECGB_MAGIC0);
+    ecgb_writer_byte(&w, ECGB_MAGIC1);
+    ecgb_writer_byte(&w, ECGB_VERSION_BEATS);
+    ecgb_writer_byte(&w, b->stream_id);
+    put_le(&w, b->seq, 2);
+    ecgb_writer_byte(&w, b->n_beats);
+    ecgb_writer_byte(&w, 0u);
+    put_le(&w, b->from_sample, 8);
+    put_le(&w, b->end_sample, 8);
+    put_le(&w, b->fs_mhz, 4);
+    put_le(&w, b->leads, 2);
+    put_le(&w, 0u, 2);
+    for (i = 0; i < b->n_beats; ++i) {
+        put_le(&w, b->sample[i], 8);
+        ecgb_writer_byte(&w, b->flags[i]);
+    }
+    return writer_close(&w, cobs, len);
+}
+
+ecgb_status ecgb_pack_beats(const ecgb_beats *beats, uint8_t *out, size_t cap, size_t *len)
+{
+    return write_beats(beats, out, cap, len, 0);
+}
+
+ecgb_status ecgb_encode_beats(const ecgb_beats *beats, uint8_t *out, size_t cap, size_t *len)
+{
+    return write_beats(beats, out, cap, len, 1);
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    return (uint64_t)get_le(p, 4) | ((uint64_t)get_le(p + 4, 4) << 32);
+}
+
+ecgb_status ecgb_parse_beats(const uint8_t *buf, size_t len, ecgb_beats *b)
+{
+    unsigned i;
+
+    /* Checks 1..5 of PROTOCOL.md section 4, in its order, then section 2c's. */
+    if (len < ECGB_MIN_FRAME)
+        return ECGB_ERR_BAD_LENGTH;
+    if (len > ECGB_MAX_FRAME)
+        return ECGB_ERR_OVERSIZE;
+    if (ecgb_crc32(buf, len - ECGB_CRC_SIZE) != get_le(buf + len - ECGB_CRC_SIZE, 4))
+        return ECGB_ERR_BAD_CRC;
+    if (buf[0] != ECGB_MAGIC0 || buf[1] != ECGB_MAGIC1)
+        return ECGB_ERR_BAD_MAGIC;
+    if (buf[2] != ECGB_VERSION_BEATS)
+        return ECGB_ERR_UNKNOWN_VERSION; /* not a beat frame */
+    if (len < ECGB_BEATS_HEADER + ECGB_BEATS_ENTRY + ECGB_CRC_SIZE)
+        return ECGB_ERR_BAD_LENGTH;
+    if (buf[6] < 1u || buf[6] > ECGB_BEATS_MAX)
+        return ECGB_ERR_BAD_FIELD;
+    if (len != ECGB_BEATS_HEADER + ECGB_BEATS_ENTRY * buf[6] + ECGB_CRC_SIZE)
+        return ECGB_ERR_BAD_LENGTH;
+    memset(b, 0, sizeof *b);
+    b->stream_id = buf[3];
+    b->seq = (uint16_t)get_le(buf + 4, 2);
+    b->n_beats = buf[6];
+    b->from_sample = get_le64(buf + 8);
+    b->end_sample = get_le64(buf + 16);
+    b->fs_mhz = get_le(buf + 24, 4);
+    b->leads = (uint16_t)get_le(buf + 28, 2);
+    for (i = 0; i < b->n_beats; ++i) {
+        b->sample[i] = get_le64(buf + ECGB_BEATS_HEADER + ECGB_BEATS_ENTRY * i);
+        b->flags[i] = buf[ECGB_BEATS_HEADER + ECGB_BEATS_ENTRY * i + 8];
+    }
+    if (buf[7] != 0 || get_le(buf + 30, 2) != 0 || !beats_fields_ok(b))
+        return ECGB_ERR_BAD_FIELD;
+    return ECGB_OK;
+}

@@ -14,6 +14,7 @@
 
 static const char *vectors_path;
 static const char *labels_path;
+static const char *beats_path;
 int failures;
 
 /* Deterministic xorshift64*: the fuzz tests give the same bytes on every host. */
@@ -666,6 +667,139 @@ static void test_label_frame_parse_checks(void)
     CHECK(ecgb_parse_label(raw, n, &back) == ECGB_ERR_BAD_CRC);
 }
 
+/* ---- beat frames (PROTOCOL.md 2c) ---- */
+
+static ecgb_beats vector_beats(void)
+{
+    ecgb_beats b;
+    memset(&b, 0, sizeof b);
+    b.n_beats = 3;
+    b.from_sample = 0;
+    b.end_sample = 728;
+    b.fs_mhz = 360000;
+    b.leads = 1;
+    b.sample[0] = 77;
+    b.sample[1] = 370;
+    b.sample[2] = 663;
+    return b;
+}
+
+static void test_beat_frame_vector(void)
+{
+    /* test_vectors/beats.json: the encoder writes its "wire" bytes from its fields; the decoder
+     * reports them as unknown_version, and ecgb_decoder_beats reads them back. */
+    static uint8_t want[256], got[ECGB_MAX_WIRE];
+    ecgb_beats b, back;
+    ecgb_decoder dec;
+    ecgb_frame f;
+    size_t file_len = 0, want_len = 0, len = 0, i;
+    unsigned byte;
+    int errors = 0, frames = 0;
+    char *file = read_file(beats_path, &file_len), *p;
+    CHECK(file != NULL);
+    if (!file)
+        return;
+    p = strstr(file, "\"wire\": \"");
+    CHECK(p != NULL);
+    if (p)
+        for (p += 9; *p != '"' && sscanf(p, "%2x", &byte) == 1 && want_len < sizeof want; p += 2)
+            want[want_len++] = (uint8_t)byte;
+    free(file);
+    b = vector_beats();
+    CHECK(ecgb_encode_beats(&b, got, sizeof got, &len) == ECGB_OK);
+    CHECK(len == want_len && memcmp(got, want, len) == 0);
+    ecgb_decoder_init(&dec);
+    CHECK(ecgb_decoder_beats(&dec, &back) == ECGB_PENDING);
+    for (i = 0; i < len; ++i) {
+        ecgb_status st = ecgb_decoder_push(&dec, got[i], &f);
+        if (st == ECGB_OK)
+            frames++;
+        else if (st != ECGB_PENDING) {
+            CHECK(st == ECGB_ERR_UNKNOWN_VERSION);
+            errors++;
+            CHECK(ecgb_decoder_beats(&dec, &back) == ECGB_OK);
+            CHECK(back.stream_id == 0 && back.seq == 0 && back.n_beats == 3 && back.leads == 1);
+            CHECK(back.from_sample == 0 && back.end_sample == 728 && back.fs_mhz == 360000);
+            CHECK(back.sample[0] == 77 && back.sample[1] == 370 && back.sample[2] == 663);
+            CHECK(back.flags[0] == 0 && back.flags[2] == 0);
+        }
+    }
+    CHECK(frames == 0 && errors == 1 && dec.stats.unknown_version == 1);
+    b.sample[2] = 728; /* not before end_sample */
+    CHECK(ecgb_encode_beats(&b, got, sizeof got, &len) == ECGB_ERR_BAD_FIELD);
+    b.sample[2] = 663;
+    b.flags[1] = 8; /* reserved bit */
+    CHECK(ecgb_encode_beats(&b, got, sizeof got, &len) == ECGB_ERR_BAD_FIELD);
+    b.flags[1] = 0;
+    CHECK(ecgb_pack_beats(&b, got, 10, &len) == ECGB_ERR_BUFFER);
+}
+
+/* Pack `b`, set byte `at` to `value` (or cut/extend by `trim`), re-seal the CRC, parse. */
+static ecgb_status beats_after(const ecgb_beats *b, int at, int value, int trim, ecgb_beats *out)
+{
+    uint8_t buf[ECGB_MAX_FRAME];
+    size_t n = 0;
+    uint32_t crc;
+    if (ecgb_pack_beats(b, buf, sizeof buf, &n) != ECGB_OK)
+        return ECGB_ERR_BUFFER;
+    if (at >= 0)
+        buf[at] = (uint8_t)value;
+    if (trim < 0)
+        n -= (size_t)-trim;
+    else
+        while (trim-- > 0)
+            buf[n++] = 0;
+    crc = ecgb_crc32(buf, n - ECGB_CRC_SIZE);
+    buf[n - 4] = (uint8_t)crc;
+    buf[n - 3] = (uint8_t)(crc >> 8);
+    buf[n - 2] = (uint8_t)(crc >> 16);
+    buf[n - 1] = (uint8_t)(crc >> 24);
+    return ecgb_parse_beats(buf, n, out);
+}
+
+static void test_beat_frame_parse_checks(void)
+{
+    /* PROTOCOL.md 2c's checks on an otherwise valid frame, its CRC re-sealed (against Python's
+     * unpack_frame on randomly damaged frames: tests/test_device_beats.py). */
+    ecgb_beats b = vector_beats(), back;
+    uint8_t raw[256];
+    size_t n = 0;
+    unsigned i;
+    b.flags[0] = 1;
+    b.flags[2] = 7;
+    b.leads = 0x8001;
+    CHECK(beats_after(&b, -1, 0, 0, &back) == ECGB_OK);
+    CHECK(back.flags[0] == 1 && back.flags[2] == 7 && back.leads == 0x8001 && back.sample[1] == 370);
+    CHECK(beats_after(&b, 6, 0, 0, &back) == ECGB_ERR_BAD_FIELD);   /* no beats */
+    CHECK(beats_after(&b, 6, 65, 0, &back) == ECGB_ERR_BAD_FIELD);  /* more than 64 */
+    CHECK(beats_after(&b, 6, 4, 0, &back) == ECGB_ERR_BAD_LENGTH);  /* 4 beats in a frame of 3 */
+    CHECK(beats_after(&b, 7, 1, 0, &back) == ECGB_ERR_BAD_FIELD);   /* reserved byte */
+    CHECK(beats_after(&b, 30, 1, 0, &back) == ECGB_ERR_BAD_FIELD);  /* reserved byte */
+    CHECK(beats_after(&b, 16, 0, 0, &back) == ECGB_ERR_BAD_FIELD);  /* end_sample 0x200 < beats */
+    CHECK(beats_after(&b, 24, 0, 0, &back) == ECGB_OK);             /* fs 0x57e00 mHz: still > 0 */
+    CHECK(beats_after(&b, 28, 0, 0, &back) == ECGB_OK);             /* leads 0x8000 */
+    CHECK(beats_after(&b, 40, 8, 0, &back) == ECGB_ERR_BAD_FIELD);  /* beat 0's reserved flag bit */
+    CHECK(beats_after(&b, 2, 1, 0, &back) == ECGB_ERR_UNKNOWN_VERSION);
+    CHECK(beats_after(&b, -1, 0, -1, &back) == ECGB_ERR_BAD_LENGTH);
+    CHECK(beats_after(&b, -1, 0, 9, &back) == ECGB_ERR_BAD_LENGTH);
+    b.leads = 0;
+    CHECK(ecgb_pack_beats(&b, raw, sizeof raw, &n) == ECGB_ERR_BAD_FIELD);
+    b.leads = 1;
+    b.n_beats = ECGB_BEATS_MAX; /* the largest: 36 + 9 x 64 = 612 bytes */
+    for (i = 0; i < ECGB_BEATS_MAX; ++i) {
+        b.sample[i] = i * 10u;
+        b.flags[i] = (uint8_t)(i & 7u);
+    }
+    CHECK(ecgb_pack_beats(&b, raw, sizeof raw, &n) == ECGB_ERR_BUFFER);
+    {
+        static uint8_t big[ECGB_MAX_FRAME];
+        CHECK(ecgb_pack_beats(&b, big, sizeof big, &n) == ECGB_OK && n == 612);
+        CHECK(ecgb_parse_beats(big, n, &back) == ECGB_OK && back.sample[63] == 630 && back.flags[63] == 7);
+        big[100] ^= 1u;
+        CHECK(ecgb_parse_beats(big, n, &back) == ECGB_ERR_BAD_CRC);
+    }
+}
+
 static void test_decoder_is_small(void)
 {
     /* A decoder must fit beside the application on a small MCU. */
@@ -694,6 +828,8 @@ int main(int argc, char **argv)
         T(test_vector_file_decodes_as_stated),
         T(test_label_frame_vector),
         T(test_label_frame_parse_checks),
+        T(test_beat_frame_vector),
+        T(test_beat_frame_parse_checks),
         T(test_decoder_is_small),
         T(test_qrs_design_matches_scipy),
         T(test_qrs_init_checks),
@@ -708,6 +844,7 @@ int main(int argc, char **argv)
     unsigned i, passed = 0, failed = 0;
     vectors_path = argc > 1 ? argv[1] : "test_vectors/frames.json";
     labels_path = argc > 2 ? argv[2] : "test_vectors/labels.json";
+    beats_path = argc > 3 ? argv[3] : "test_vectors/beats.json";
     for (i = 0; i < sizeof tests / sizeof tests[0]; ++i) {
         failures = 0;
         tests[i].fn();
