@@ -131,7 +131,8 @@ def alarm_of(record: dict) -> AlarmChange | None:
         technical = bool(record.get("technical"))
         name = str(record.get("alarm"))
         hr = record.get("hr_bpm")
-        text = name.replace("_", " ") + (f" ({hr:g} bpm)" if isinstance(hr, (int, float)) else "")
+        shown = isinstance(hr, (int, float)) and name != "asystole"  # asystole's rate is the last one before it
+        text = name.replace("_", " ") + (f" ({hr:g} bpm)" if shown else "")
         if technical:
             text += f" — cannot confirm: {record.get('reason', 'poor signal')}"
         return AlarmChange(bed, name, record.get("state") == "raised", AlarmPriority.medium if technical else AlarmPriority.high,

@@ -109,7 +109,7 @@ async function acknowledge(id) {
 }
 let audio = null;
 document.getElementById("sound").onclick = (e) => {
-  audio = audio || new AudioContext(); e.target.textContent = "🔊 sound on";
+  audio = audio || new AudioContext(); e.target.textContent = "sound on";
 };
 function beep(freq, n) {
   if (!audio) return;
