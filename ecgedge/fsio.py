@@ -358,7 +358,8 @@ def own_files(folder: str | Path, *names: str) -> None:
         return
     files = set(marker["files"]) | set(names)
     if files != set(marker["files"]):
-        write_marker(folder, FolderKind(marker["kind"]), files)
+        extra = {k: v for k, v in marker.items() if k not in ("format", "kind", "files")}
+        write_marker(folder, FolderKind(marker["kind"]), files, **extra)
 
 
 def remove_owned(folder: str | Path, name: str) -> None:

@@ -68,11 +68,11 @@ def quickstart(cfg: QuickstartConfig, *, progress: bool = True, log=print) -> Qu
         write_wfdb_dataset(data_dir, records_per_rhythm=cfg.records_per_rhythm, seed=cfg.seed, progress=progress), str(data_dir)))
     data = DataConfig(paths=(str(data_dir),), cache_dir=str(cache))
     cae = step("2/8 pretrain the CAE on lead II", lambda: (lambda r: (r, str(r.checkpoint)))(pretrain(PretrainConfig(
-        data=data, window=WindowConfig(hop=128), epochs=cfg.pretrain_epochs, batch_size=32, lr=cfg.lr, seed=cfg.seed, run_dir=str(out / "runs" / "cae")), progress=progress)))
+        data=data, window=WindowConfig(hop=128), epochs=cfg.pretrain_epochs, batch_size=32, lr=cfg.lr, seed=cfg.seed, run_dir=str(out / "runs" / "cae")), progress=progress, overwrite=True)))
     log(f"CAE held-out MSE {cae.metrics['held_out']['mse_normalised']:.4f} (normalised), {cae.metrics['held_out']['mse_uv2']:.1f} µV²")
     clf = step("3/8 train the transfer classifier (chapman4: SB, AFIB, GSVT, SR)", lambda: (lambda r: (r, str(r.checkpoint)))(classify(ClassifyConfig(
         data=data, labels=LabelScheme.chapman4, init=str(cae.checkpoint), epochs=cfg.classify_epochs, lr=cfg.lr, batch_size=16, seed=cfg.seed,
-        run_dir=str(out / "runs" / "classifier")), progress=progress)))
+        run_dir=str(out / "runs" / "classifier")), progress=progress, overwrite=True)))
     rec = clf.metrics["test"]["records"]
     log(f"held-out macro F1 {rec['macro_f1']:.3f}, weighted F1 {rec['weighted_f1']:.3f} on {clf.metrics['records']['test']} records")
     # The demo's test split holds out one window per record (64 at the default size), fewer than the

@@ -62,12 +62,12 @@ def retrain_shipped(shared_data: str | Path, out: str | Path, *, cache_dir: str 
         build_store(DataConfig(paths=(str(training), str(mitdb))), store, ("II",), progress=progress)
     log("== 2/4 pretrain the CAE")
     cae = pretrain(config_from_toml(PretrainConfig, SHIPPED_ROOT / CAE_NAME / "pretrain.toml", data__paths=[str(store)],
-                                    run_dir=str(out / "cae")), progress=progress)
+                                    run_dir=str(out / "cae")), progress=progress, overwrite=True)
     log(f"CAE held-out MSE {cae.metrics['held_out']['mse_uv2']:.1f} µV² (paper: 626.6)")
     log("== 3/4 train the CinC-2017 rhythm classifier")
     clf = classify(config_from_toml(ClassifyConfig, SHIPPED_ROOT / CLASSIFIER_NAME / "classify.toml", data__paths=[str(training)],
                                     holdout=[str(validation)], init=str(cae.checkpoint), run_dir=str(out / "clf"),
-                                    data__cache_dir=cache_dir), progress=progress)
+                                    data__cache_dir=cache_dir), progress=progress, overwrite=True)
     rec = clf.metrics["test"]["records"]
     log(f"held-out challenge score {rec['challenge_score']:.3f}, macro F1 {rec['macro_f1']:.3f} on {clf.metrics['records']['test']} records")
     log("== 4/4 export FP32 + INT8 with the accuracy gate")

@@ -34,6 +34,7 @@ def pretrain_cmd(
     run_dir: Optional[str] = typer.Option(None, help="Run folder (default runs/cae-TIMESTAMP)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Window cache folder (default ~/.cache/ecgedge)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir after its last completed epoch (run_dir/train_state.pt)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start the run in --run-dir again: its files go, a user's files beside them stay."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Pretrain the convolutional autoencoder on unlabeled single-lead windows (8.192 s at 250 Hz).
@@ -50,7 +51,7 @@ def pretrain_cmd(
         device=device.value if device else None, data__cache_dir=str(cache_dir) if cache_dir else None,
         run_dir=run_dir or (None if config else default_run_dir("cae")),
     )
-    res = pretrain(cfg, progress=not quiet, resume=resume)
+    res = pretrain(cfg, progress=not quiet, resume=resume, overwrite=overwrite)
     if not res.metrics:  # a torchrun rank other than 0: rank 0 reports
         raise typer.Exit(130 if res.interrupted else 0)
     m = res.metrics["held_out"]
@@ -88,6 +89,7 @@ def classify_cmd(
     run_dir: Optional[str] = typer.Option(None, help="Run folder (default runs/clf-TIMESTAMP)."),
     cache_dir: Optional[Path] = typer.Option(None),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir after its last completed epoch (run_dir/train_state.pt)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start the run in --run-dir again: its files go, a user's files beside them stay."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Train the rhythm classifier on 10-s multi-lead records and evaluate it on held-out records."""
@@ -107,7 +109,7 @@ def classify_cmd(
         test_fraction=test_fraction, data__max_records=max_records, seed=seed, device=device.value if device else None,
         data__cache_dir=str(cache_dir) if cache_dir else None, run_dir=run_dir or (None if config else default_run_dir("clf")),
     )
-    res = fit_classifier(cfg, progress=not quiet, resume=resume)
+    res = fit_classifier(cfg, progress=not quiet, resume=resume, overwrite=overwrite)
     print_classifier_metrics(res.metrics)
     echo(f"run folder: {res.run_dir}\ncheckpoint: {res.checkpoint}")
     if res.interrupted:

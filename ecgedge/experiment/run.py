@@ -322,7 +322,7 @@ def _cae_for(cfg: ExperimentConfig, out: Path, progress: bool, reused, test_ids:
                               window=WindowConfig(samples=cfg.resolved.window.samples, hop=cfg.resolved.pretrain_hop), model=cfg.resolved.model,
                               epochs=cfg.resolved.pretrain_epochs, batch_size=cfg.resolved.batch_size, lr=cfg.resolved.lr,
                               max_windows=cfg.resolved.pretrain_max_windows, seed=cfg.seed, device=cfg.device, run_dir=str(run))
-        if pretrain(pcfg, progress=progress, exclude_records=test_ids).interrupted:
+        if pretrain(pcfg, progress=progress, exclude_records=test_ids, overwrite=True).interrupted:  # an unfinished one of ours
             raise KeyboardInterrupt
     metrics = json.loads(metrics_path.read_text())
     split = json.loads((run / "split.json").read_text())

@@ -24,7 +24,7 @@ from ecgedge.evaluate.reference import predict_logits
 from ecgedge.fit_loop import Best, Recipe, Scored, fit
 from ecgedge.models.checkpoint import Checkpoint, load_checkpoint, unfinished_reason
 from ecgedge.models.flops import count_macs, count_params
-from ecgedge.train.run_folder import TrainResult, checked_device, prepare_run_dir, seed_everything
+from ecgedge.train.run_folder import TrainResult, checked_device, own_run_files, prepare_run_dir, seed_everything
 from ecgedge.train.transfer import adopt_cae, classifier_from_init, load_cae
 
 
@@ -87,7 +87,7 @@ def classifier_recipe(model: nn.Module, ws: WindowSet, train_idx: np.ndarray, cf
                   epochs=cfg.epochs, rng=np.random.default_rng(cfg.seed), device=torch.device(device))
 
 
-def fit_classifier(cfg: ClassifyConfig, *, progress: bool = True, resume: bool = False) -> TrainResult:
+def fit_classifier(cfg: ClassifyConfig, *, progress: bool = True, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train the rhythm classifier (CAE-initialised or random) and evaluate it on held-out records.
 
     Records are split by record (stratified, seeded), ``cfg.holdout`` records forced into the test
@@ -105,7 +105,7 @@ def fit_classifier(cfg: ClassifyConfig, *, progress: bool = True, resume: bool =
         cfg = adopt_cae(cfg, cae)
     elif cfg.freeze_encoder:
         raise ConfigError("--freeze-encoder needs --init CAE_CKPT (a frozen random encoder learns nothing)")
-    run = prepare_run_dir(cfg.run_dir, cfg)
+    run = prepare_run_dir(cfg.run_dir, cfg, task="classify", resume=resume, overwrite=overwrite)
     ws = build_windows(cfg.data, cfg.leads, cfg.preprocess, cfg.window, cfg.labels, progress=progress)
     (run / "data_summary.json").write_text(json.dumps(ws.summary.to_dict(), indent=2))
     if progress:
@@ -181,6 +181,7 @@ def fit_classifier(cfg: ClassifyConfig, *, progress: bool = True, resume: bool =
         plot_curves(fitted.history, keys, run / "plots" / "curves.png", "classifier training")
     plot_confusion(np.array(test["records"]["confusion"]), classes, run / "plots" / "confusion.png",
                    f"held-out records: macro F1 {test['records']['macro_f1']:.3f}")
+    own_run_files(run)
     return TrainResult(run, fitted.checkpoint, metrics, fitted.interrupted)
 
 

@@ -25,10 +25,11 @@ from ecgedge.fit_loop import Best, Recipe, Scored, batches, fit
 from ecgedge.models.autoencoder import ConvAutoencoder
 from ecgedge.models.checkpoint import Checkpoint, load_checkpoint
 from ecgedge.models.flops import count_macs, count_params
-from ecgedge.train.run_folder import TrainResult, checked_device, prepare_run_dir, seed_everything, window_store
+from ecgedge.train.run_folder import TrainResult, checked_device, own_run_files, prepare_run_dir, seed_everything, window_store
 
 
-def pretrain(cfg: PretrainConfig, *, progress: bool = True, resume: bool = False, exclude_records: Collection[str] = ()) -> TrainResult:
+def pretrain(cfg: PretrainConfig, *, progress: bool = True, resume: bool = False, exclude_records: Collection[str] = (),
+             overwrite: bool = False) -> TrainResult:
     """Train the CAE on single-lead windows (``cfg.lead``) and report held-out reconstruction MSE.
 
     MSE is reported in normalised units (what the loss sees) and in µV² (the reconstruction
@@ -52,15 +53,20 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True, resume: bool = False
     ``resume`` continues from ``run_dir/train_state.pt`` (see :func:`fit`): with the same world
     size the run ends with the weights an uninterrupted run would have had.
 
+    ``cfg.run_dir`` must be new, empty or a CAE run (:func:`~ecgedge.train.run_folder.prepare_run_dir`):
+    an existing one is continued only with ``resume`` and started again only with ``overwrite``.
+
     ``exclude_records`` (record ids) take no part at all, neither in training nor in the held-out
     windows: the transfer experiment keeps its test records out of pretraining this way. When
     given, ``split.json`` lists the excluded ids and the ids of the training records too.
     """
     with distributed_context(cfg.device) as ctx:
-        return _pretrain(cfg, ctx, progress=progress and ctx.is_main, resume=resume, exclude=frozenset(exclude_records))
+        return _pretrain(cfg, ctx, progress=progress and ctx.is_main, resume=resume, exclude=frozenset(exclude_records),
+                         overwrite=overwrite)
 
 
-def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: bool, exclude: frozenset[str] = frozenset()) -> TrainResult:
+def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: bool, exclude: frozenset[str] = frozenset(),
+              overwrite: bool = False) -> TrainResult:
     seed_everything(cfg.seed)
     device = checked_device(cfg.device)
     if ctx.is_distributed:
@@ -70,7 +76,7 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: 
         if progress and (store.preprocess != cfg.preprocess or store.window != cfg.window):
             tqdm.write(f"note: using the preprocessing and windows the store was built with ({config_to_dict(store.window)})")
         cfg = replace(cfg, preprocess=store.preprocess, window=store.window)
-    run = prepare_run_dir(cfg.run_dir, cfg) if ctx.is_main else Path(cfg.run_dir)
+    run = prepare_run_dir(cfg.run_dir, cfg, task="pretrain", resume=resume, overwrite=overwrite) if ctx.is_main else Path(cfg.run_dir)
     if store is not None:
         ws = store.window_set((cfg.lead,))
     else:
@@ -171,6 +177,7 @@ def _pretrain(cfg: PretrainConfig, ctx: DistContext, *, progress: bool, resume: 
                             f"held-out window {ws.record_ids[ws.window_record[val_idx[0]]]} (lead {cfg.lead})")
     if not fitted.interrupted:
         barrier(ctx)
+    own_run_files(run)
     return TrainResult(run, ckpt_path, metrics, fitted.interrupted)
 
 

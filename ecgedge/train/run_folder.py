@@ -14,6 +14,7 @@ import torch
 from ecgedge.config import DataConfig, Device, config_to_dict
 from ecgedge.data.store import WindowStore, is_store
 from ecgedge.errors import BackendUnavailable, ConfigError
+from ecgedge.fsio import FolderKind, atomic_write_text, claim_folder, own_files, read_marker, remove_owned, write_marker
 
 
 @dataclass
@@ -37,13 +38,72 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def prepare_run_dir(run_dir: str, cfg) -> Path:
-    """Create ``run_dir`` (and ``plots/``) and write the run's full config as ``config.json`` and ``config.toml``."""
+# The files a pretraining or classifier run writes (see ecgedge.train), and its plots: what a run
+# folder's marker lists, so --overwrite replaces these and nothing else.
+RUN_FILES = ("config.json", "config.toml", "split.json", "data_summary.json", "history.csv", "metrics.json",
+             "best.pt", "last.pt", "train_state.pt")
+PLOTS = "plots"
+
+
+def _run_files(path: Path) -> list[str]:
+    return [*RUN_FILES, *(p.relative_to(path).as_posix() for p in sorted((path / PLOTS).glob("*.png")))]
+
+
+def _legacy_run(path: Path) -> list[str] | None:
+    """The files of a run written before folder markers (one with a checkpoint or its config.json)."""
+    if not any((path / n).is_file() for n in ("best.pt", "last.pt", "train_state.pt", "config.json")):
+        return None
+    return _run_files(path)
+
+
+def _task_of(path: Path) -> str | None:
+    """``pretrain`` or ``classify``: the job of the run in ``path``, from its marker or its config."""
+    marker = read_marker(path)
+    if marker is not None and marker.get("task"):
+        return str(marker["task"])
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return ("classify" if "labels" in cfg else "pretrain") if isinstance(cfg, dict) else None
+
+
+def prepare_run_dir(run_dir: str, cfg, *, task: str, resume: bool = False, overwrite: bool = False) -> Path:
+    """Claim ``run_dir`` for a ``task`` run (``"pretrain"`` or ``"classify"``), create it (and
+    ``plots/``) and write the run's full config as ``config.json`` and ``config.toml``.
+
+    A run folder is an owned folder (:mod:`ecgedge.fsio`): new, empty, or a run of the same task,
+    and then only with ``resume`` (continue it) or ``overwrite`` (the previous run's files, those its
+    marker lists, are deleted first; a user's files stay). Refused in one line, nothing touched: a
+    folder of the user's files, of another kind (an export, a store) or of the other task (a CAE over
+    a classifier), and a folder holding the run's data or ``--init`` checkpoint.
+    """
     path = Path(run_dir)
-    (path / "plots").mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
-    (path / "config.toml").write_text(to_toml(config_to_dict(cfg)))
+    init = getattr(cfg, "init", "random")
+    inputs = [*cfg.data.paths, *([init] if init and init != "random" else [])]
+    owned = claim_folder(path, FolderKind.run, replace=True, inputs=inputs, legacy=_legacy_run)
+    if owned:
+        previous = _task_of(path)
+        if previous != task:
+            raise ConfigError(f"{path} holds a {previous or 'different'} run, not a {task} run; its checkpoints are not "
+                              f"this command's to replace: choose another --run-dir")
+        if not (resume or overwrite):
+            raise ConfigError(f"{path} already holds a {task} run; pass --overwrite to start it again (only its own files "
+                              "are replaced) or --resume to continue it")
+        if overwrite and not resume:
+            for name in owned:
+                remove_owned(path, name)
+    (path / PLOTS).mkdir(parents=True, exist_ok=True)
+    write_marker(path, FolderKind.run, set(owned) | set(_run_files(path)), task=task)
+    atomic_write_text(path / "config.json", json.dumps(config_to_dict(cfg), indent=2))
+    atomic_write_text(path / "config.toml", to_toml(config_to_dict(cfg)))
     return path
+
+
+def own_run_files(run_dir: str | Path) -> None:
+    """List the plots a run wrote in its folder's marker (the other files are listed from the start)."""
+    path = Path(run_dir)
+    own_files(path, *_run_files(path))
 
 
 def to_toml(d: dict, prefix: str = "") -> str:
