@@ -5,8 +5,7 @@ Layers, lowest first: ``config``/``errors`` -> ``manifest`` (the artefact format
 ``config``/``errors`` only, below ``stream``. Every import counts, at any level
 (inside functions too: a lazy import is still a dependency), except a script's
 ``if __name__ == "__main__":`` block: that code runs as the ``__main__`` module, never as the
-module that holds it, so it cannot close a loop (``python -m ecgedge.serve.pytriton_server`` hands
-over to the CLI that way).
+module that holds it, so it cannot close a loop (``python -m ecgedge.cli.serve`` runs the command that way).
 """
 
 from __future__ import annotations

@@ -314,7 +314,7 @@ def server(pytriton_env, int8_export, tmp_path_factory):
     log = tmp_path_factory.mktemp("pytriton") / "server.log"
     env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(filter(None, [libdir, os.environ.get("LD_LIBRARY_PATH")])))
     with open(log, "wb") as err:
-        proc = subprocess.Popen([python, "-m", "ecgedge.serve.pytriton_server", str(int8_export), "--precision", "int8",
+        proc = subprocess.Popen([python, "-m", "ecgedge.cli.serve", str(int8_export), "--precision", "int8",
                                  "--grpc-port", str(grpc_port), "--http-port", str(http_port)],
                                 stdout=subprocess.PIPE, stderr=err, env=env, cwd=log.parent, start_new_session=True)
     lines: queue.Queue = queue.Queue()

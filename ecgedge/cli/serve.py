@@ -34,5 +34,9 @@ def serve_cmd(
 
 
 def main() -> None:
-    """``python -m ecgedge.serve.pytriton_server``: the command on its own."""
+    """``python -m ecgedge.cli.serve``: the command on its own (without the rest of the CLI)."""
     typer.run(serve_cmd)
+
+
+if __name__ == "__main__":
+    main()

@@ -45,7 +45,7 @@ import numpy as np
 
 from ecgedge.data.leads import canonical_lead_name, channel_label, ecg_channel, mv_per_unit
 from ecgedge.data.scan import optional_import
-from ecgedge.data.wfdb_files import _quiet_wfdb, read_header, read_wfdb
+from ecgedge.data.wfdb_files import quiet_wfdb, read_header, read_wfdb
 from ecgedge.errors import BadRecord, ConfigError, EcgEdgeError
 
 INVALID = -(2**31)
@@ -160,7 +160,7 @@ def device_recording_from_wfdb(record: str | Path) -> DeviceRecording:
     if not hea.is_file():
         raise ConfigError(f"no WFDB record at {path} (expected {hea})")
     try:
-        with _quiet_wfdb():
+        with quiet_wfdb():
             header = wfdb.rdheader(str(path))
     except Exception:  # wfdb raises many types for headers it rejects: ecgedge's fallback reads those
         return _recording_from_fallback(path, hea)
@@ -196,7 +196,7 @@ def _read_single_segment(wfdb, path: Path, header):
         raise ConfigError(f"record {path.name} has no ECG lead to play (channels: {', '.join(ignored)})")
     spf = {int((header.samps_per_frame or [1] * n)[i] or 1) for i in ecg}
     expanded = len(spf) == 1 and spf != {1}
-    with _quiet_wfdb():
+    with quiet_wfdb():
         rec = wfdb.rdrecord(str(path), physical=False, channels=ecg, smooth_frames=not expanded)
     if expanded:
         raw = list(rec.e_d_signal)
@@ -215,13 +215,13 @@ def _read_multi_segment(wfdb, path: Path, header):
     for seg, length in zip(header.seg_name or [], header.seg_len or []):
         if seg == "~" or not length:
             continue
-        with _quiet_wfdb():
+        with quiet_wfdb():
             h = wfdb.rdheader(str(path.with_name(seg)))
         for j, name in enumerate(h.sig_name or []):
             calibrations.setdefault(name, set()).add((float(h.adc_gain[j]) or _WFDB_DEFAULT_ADC_GAIN,
                                                       int(h.baseline[j]), (h.units or ["mV"] * h.n_sig)[j] or "mV",
                                                       str(h.fmt[j])))
-    with _quiet_wfdb():
+    with quiet_wfdb():
         if all(len(c) == 1 for c in calibrations.values()):
             rec = wfdb.rdrecord(str(path), physical=False, m2s=True)
             columns = [_mark_invalid(rec.d_signal[:, j], rec.fmt[j]) for j in range(rec.n_sig)]

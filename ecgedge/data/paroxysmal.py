@@ -38,7 +38,7 @@ from ecgedge.data.synthetic import (
     _ELECTRODES,
     _LEADS_FROM_ELECTRODES,
     _MAINS_HZ,
-    _check,
+    checked_spec,
     _draw_morphology,
     _heart_waves,
     _Waves,
@@ -88,7 +88,7 @@ class ParoxysmalConfig:
     seed: int = 0
 
     def __post_init__(self):
-        _check("SR", self.leads, self.duration_s, self.fs_hz, self.seed)
+        checked_spec("SR", self.leads, self.duration_s, self.fs_hz, self.seed)
         if not 0.0 <= self.af_burden < 1.0:
             raise ConfigError(f"af_burden must be in [0, 1), got {self.af_burden}")
         if not 0.0 <= self.flutter_share <= 1.0:
@@ -185,7 +185,7 @@ class ParoxysmalRecording:
 
 def synthesize_paroxysmal(cfg: ParoxysmalConfig, *, progress: bool = False) -> ParoxysmalRecording:
     """One recording (module docstring); bitwise the same for the same ``cfg``."""
-    rows = _check("SR", cfg.leads, cfg.duration_s, cfg.fs_hz, cfg.seed)
+    rows = checked_spec("SR", cfg.leads, cfg.duration_s, cfg.fs_hz, cfg.seed)
     plan_ss, morph_ss, rhythm_ss, noise_ss, art_ss = np.random.SeedSequence([int(cfg.seed), 0x9A70]).spawn(5)
     episodes = plan_episodes(cfg, np.random.default_rng(plan_ss))
     morph = _draw_morphology(np.random.default_rng(morph_ss))

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Iterable
 
 from ecgedge.config import DataConfig
-from ecgedge.data.records import RecordFormat, RecordRef, _as_ref, _parse_header, find_records
+from ecgedge.data.records import RecordFormat, RecordRef, as_record_ref, find_records
+from ecgedge.data.wfdb_files import parse_header
 from ecgedge.errors import ArtefactError, BadRecord
 
 CONTENT_HASH_RULE = "sha256 of the record's raw data file bytes (WFDB: the .mat/.dat files its header names, in order; else the .csv/.h5 file)"
@@ -35,11 +36,11 @@ def record_data_files(ref: RecordRef | str | Path) -> list[Path]:
     Raises:
         BadRecord: an unreadable WFDB header.
     """
-    ref = _as_ref(ref)
+    ref = as_record_ref(ref)
     path = Path(ref.path)
     if ref.format != RecordFormat.wfdb:
         return [path]
-    header = _parse_header(path, ref.record_id)
+    header = parse_header(path, ref.record_id)
     if header.multi_segment:
         return [path]
     names = dict.fromkeys(s.file for s in header.signals if s.file != "~")  # "~": a signal with no samples stored
@@ -52,7 +53,7 @@ def record_content_sha256(ref: RecordRef | str | Path, chunk: int = 1 << 20) -> 
     Raises:
         BadRecord: unreadable header or missing data file.
     """
-    ref = _as_ref(ref)
+    ref = as_record_ref(ref)
     h = hashlib.sha256()
     for f in record_data_files(ref):
         try:

@@ -54,9 +54,6 @@ from ecgedge.errors import BadRecord, DataNotFound, MissingLeads
 __all__ = ["LabelSource", "LabelTable", "Record", "RecordFormat", "RecordRef", "canonical_lead_name", "find_label_tables",
            "find_orphan_data_files", "find_records", "load_label_table", "read_record", "record_files", "select_leads"]
 
-# Kept for importers of the single-module era (ecgedge.data.provenance reads headers through _parse_header, _as_ref).
-_parse_header = parse_header
-
 
 def select_leads(record: Record, leads: Sequence[str]) -> np.ndarray:
     """The requested leads of ``record``, (len(leads), n_samples) float32 mV, in the requested order.
@@ -195,7 +192,7 @@ def read_record(ref: RecordRef | str | Path, *, label_table: LabelTable | str | 
         BadRecord: unreadable or inconsistent header, missing or truncated data file, no ECG lead,
             no samples, unreadable annotations.
     """
-    ref = _as_ref(ref)
+    ref = as_record_ref(ref)
     table = load_label_table(label_table) if isinstance(label_table, (str, Path)) else label_table
     path = Path(ref.path)
     if not path.is_file():
@@ -221,7 +218,7 @@ def record_files(ref: RecordRef | str | Path, *, with_annotations: bool = False)
     Raises:
         BadRecord: an unreadable WFDB header (or one naming a file outside its folder).
     """
-    ref = _as_ref(ref)
+    ref = as_record_ref(ref)
     path = Path(ref.path)
     if ref.format == RecordFormat.chapman_csv:
         return [path, path.parent / "Diagnostics.xlsx", path.parent.parent / "Diagnostics.xlsx"]
@@ -231,7 +228,8 @@ def record_files(ref: RecordRef | str | Path, *, with_annotations: bool = False)
     return [path, *data, path.parent / "REFERENCE.csv", *([path.with_suffix(".atr")] if with_annotations else [])]
 
 
-def _as_ref(ref: RecordRef | str | Path) -> RecordRef:
+def as_record_ref(ref: RecordRef | str | Path) -> RecordRef:
+    """``ref`` itself, or the :class:`RecordRef` of a path (its format from the suffix; a WFDB record by its ``.hea``)."""
     if isinstance(ref, RecordRef):
         return ref
     p = Path(ref)

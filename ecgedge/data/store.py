@@ -43,7 +43,7 @@ from ecgedge.config import DataConfig, LabelScheme, PreprocessConfig, WindowConf
 from ecgedge.data.preprocess import preprocess_params
 from ecgedge.data.leads import lead_indices
 from ecgedge.data.records import find_label_tables, find_orphan_data_files, find_records
-from ecgedge.data.windows import LoadSummary, WindowSet, _class_names, _Job, _usable_windows
+from ecgedge.data.windows import LoadSummary, WindowSet, scheme_class_names, WindowJob, usable_windows
 from ecgedge.manifest import file_in_folder
 from ecgedge.errors import ArtefactError, ConfigError, DataNotFound, MissingLeads
 from ecgedge.fsio import FolderKind, atomic_write_text, claim_folder, new_staging, publish_folder
@@ -183,7 +183,7 @@ def build_store(
     if data.max_records:
         refs = refs[: data.max_records]
     tables = tuple(str(p) for p in ([data.labels_file] if data.labels_file else find_label_tables(data.paths)))
-    jobs = [_Job(r, leads, scheme, preprocess, window, tables) for r in refs]
+    jobs = [WindowJob(r, leads, scheme, preprocess, window, tables) for r in refs]
     workers = data.workers or min(4, len(refs))
 
     tmp = new_staging(out, FolderKind.store)
@@ -194,7 +194,7 @@ def build_store(
     label_names: list[str | None] = []
     n_windows = 0
     try:
-        for rid, source, w, starts, labs in _usable_windows(jobs, workers, summary, desc="building store", progress=progress):
+        for rid, source, w, starts, labs in usable_windows(jobs, workers, summary, desc="building store", progress=progress):
             shard, row = writer.add(w)
             cols["record"].append(np.full(len(starts), len(records), dtype=np.int32))
             cols["start"].append(np.asarray(starts, dtype=np.int64))
@@ -207,7 +207,7 @@ def build_store(
         shards = writer.finish()
         if not n_windows:
             raise DataNotFound(f"no usable windows in {', '.join(data.paths)}\n{summary.describe()}")
-        class_names = _class_names(scheme, label_names)
+        class_names = scheme_class_names(scheme, label_names)
         lookup = {c: i for i, c in enumerate(class_names)}
         record_ids = [r[0] for r in records]
         index = np.zeros(n_windows, dtype=_index_dtype(max(map(len, record_ids))))

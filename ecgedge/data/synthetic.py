@@ -471,7 +471,8 @@ def _electrode_noise(rng: np.random.Generator, t: np.ndarray, morph: _Morphology
     return white + mains + breath + drift + offset
 
 
-def _check(rhythm: str, leads: Sequence[str], duration_s: float, fs: float, seed: int) -> list[int]:
+def checked_spec(rhythm: str, leads: Sequence[str], duration_s: float, fs: float, seed: int) -> list[int]:
+    """Rows of ``leads`` among the 12 standard leads once the spec is checked; :class:`SyntheticSpecError` says what is wrong."""
     if rhythm not in SNOMED:
         raise SyntheticSpecError(f"unknown rhythm {rhythm!r}; supported: {', '.join(RHYTHMS)}")
     unknown = [lead for lead in leads if lead not in STANDARD_12_LEADS]
@@ -511,7 +512,7 @@ def synthesize_ecg(rhythm: str, *, seed: int, duration_s: float = 10.0, fs: floa
         SyntheticSpecError (a ValueError): unknown rhythm or lead, non-positive duration,
             fs < 100 Hz, negative seed.
     """
-    rows = _check(rhythm, leads, duration_s, fs, seed)
+    rows = checked_spec(rhythm, leads, duration_s, fs, seed)
     n = int(round(duration_s * fs))
     morph_ss, rhythm_ss, noise_ss = np.random.SeedSequence([int(seed), zlib.crc32(rhythm.encode())]).spawn(3)
     morph = _draw_morphology(np.random.default_rng(morph_ss))

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ecgedge.config import STANDARD_12_LEADS
-from ecgedge.data.synthetic import DEFAULT_DATASET_RHYTHMS, SNOMED, SyntheticSpecError, _check, synthesize_ecg
+from ecgedge.data.synthetic import DEFAULT_DATASET_RHYTHMS, SNOMED, SyntheticSpecError, checked_spec, synthesize_ecg
 
 
 _GAIN_ADU_PER_MV = 1000
@@ -84,7 +84,7 @@ def write_wfdb_dataset(out_dir: str | Path, *, records_per_rhythm: int = 20,
     """
     rhythms = tuple(rhythms)
     for rhythm in rhythms:
-        _check(rhythm, STANDARD_12_LEADS, duration_s, fs, seed)
+        checked_spec(rhythm, STANDARD_12_LEADS, duration_s, fs, seed)
     if records_per_rhythm < 0:
         raise SyntheticSpecError(f"records_per_rhythm must be >= 0, got {records_per_rhythm}")
     jobs = [(i, rhythm) for i in range(records_per_rhythm) for rhythm in rhythms]

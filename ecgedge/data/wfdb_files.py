@@ -81,8 +81,9 @@ class Header:
 
 
 @contextmanager
-def _quiet_wfdb():
-    # wfdb 4.3 calls a pandas API that pandas 3 deprecates on every header it parses: not ours to show.
+def quiet_wfdb():
+    """A block in which wfdb's pandas deprecation warnings are not shown (wfdb 4.3 calls a pandas API
+    that pandas 3 deprecates on every header it parses: not ours to show). Every wfdb read goes through it."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The inplace keyword")
         yield
@@ -101,7 +102,7 @@ def read_header(hea: Path, record_id: str) -> Header:
 def _read_header(hea: Path, record_id: str) -> tuple[Header, Exception | None]:
     wfdb = optional_import("wfdb", "reading WFDB records")
     try:
-        with _quiet_wfdb():
+        with quiet_wfdb():
             h = wfdb.rdheader(str(hea.with_suffix("")))
     except Exception as exc:   # wfdb raises ValueError, TypeError, IndexError, HeaderSyntaxError ... for headers it rejects
         return parse_header(hea, record_id), exc
@@ -316,7 +317,7 @@ def _read_with_wfdb(hea: Path, header: Header, record_id: str) -> tuple[np.ndarr
         spf = {header.signals[i].samples_per_frame for i in ecg}
     expanded = len(spf) == 1 and spf != {1}
     try:
-        with _quiet_wfdb():
+        with quiet_wfdb():
             rec = wfdb.rdrecord(name, physical=True, m2s=True, channels=channels, smooth_frames=not expanded)
     except Exception as exc:   # wfdb's errors for data it cannot decode are not one type
         raise BadRecord(record_id, f"unreadable WFDB record: {exc}") from None
@@ -349,7 +350,7 @@ def rhythm_annotations(hea: Path, record_id: str) -> tuple[tuple[int, str], ...]
         return ()
     wfdb = optional_import("wfdb", "reading WFDB annotations")
     try:
-        with _quiet_wfdb():
+        with quiet_wfdb():
             ann = wfdb.rdann(str(hea.with_suffix("")), "atr")
     except Exception as exc:   # wfdb's errors for a corrupt annotation file are not one type
         raise BadRecord(record_id, f"unreadable annotation file {hea.stem}.atr: {exc}") from None

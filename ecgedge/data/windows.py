@@ -179,7 +179,10 @@ class WindowSet:
 
 
 @dataclass(frozen=True)
-class _Job:
+class WindowJob:
+    """One record to cut into windows (picklable: worker processes run :func:`usable_windows`'s jobs);
+    the window cache and the window store (``ecgedge.data.store``) both build their windows from these."""
+
     ref: RecordRef
     leads: tuple[str, ...]
     scheme: LabelScheme | None
@@ -252,7 +255,7 @@ def _bridge_invalid(sig: np.ndarray, invalid: np.ndarray) -> np.ndarray:
     return out
 
 
-def _windows_for_record(job: _Job) -> _RecordWindows:
+def _windows_for_record(job: WindowJob) -> _RecordWindows:
     """Worker: the windows of one record, or why it is skipped."""
     ref = job.ref
     ignored: tuple[str, ...] = ()
@@ -306,7 +309,7 @@ def _windows_for_record(job: _Job) -> _RecordWindows:
         return _RecordWindows(exc.record, ref.path, error=exc.reason, ignored_channels=ignored)
 
 
-def _usable_windows(jobs: list, workers: int, summary: LoadSummary, *, desc: str, progress: bool):
+def usable_windows(jobs: list, workers: int, summary: LoadSummary, *, desc: str, progress: bool):
     """Read ``jobs`` in parallel; yield (record id, source, windows, starts, labels) of each usable
     record, in order. Bad records and repeated record ids go into ``summary.skipped`` with their
     reason, lost windows into ``summary.windows_skipped``, non-ECG channels into
@@ -362,7 +365,7 @@ def build_windows(
     if (cache / "index.json").is_file():
         return _open_cache(cache, key)
 
-    jobs = [_Job(r, tuple(leads), scheme, preprocess, window, tuple(tables)) for r in refs]
+    jobs = [WindowJob(r, tuple(leads), scheme, preprocess, window, tuple(tables)) for r in refs]
     workers = data.workers or min(4, os.cpu_count() or 1)
     root.joinpath("windows").mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root / "windows"))
@@ -375,7 +378,7 @@ def build_windows(
     n_windows = 0
     try:
         with open(tmp / "windows.f32", "wb") as out:
-            for rid, source, w, starts, labs in _usable_windows(jobs, workers, summary, desc="reading records", progress=progress):
+            for rid, source, w, starts, labs in usable_windows(jobs, workers, summary, desc="reading records", progress=progress):
                 out.write(np.ascontiguousarray(w).tobytes())
                 r = len(record_ids)
                 record_ids.append(rid)
@@ -387,7 +390,7 @@ def build_windows(
                 n_windows += len(starts)
         if not n_windows:
             raise DataNotFound(f"no usable windows in {', '.join(data.paths)}\n{summary.describe()}")
-        class_names = _class_names(scheme, label_names)
+        class_names = scheme_class_names(scheme, label_names)
         lookup = {c: i for i, c in enumerate(class_names)}
         labels = np.array([lookup.get(x, -1) if x is not None else -1 for x in label_names], dtype=np.int64)
         np.save(tmp / "window_record.npy", np.asarray(window_record, dtype=np.int64))
@@ -429,7 +432,8 @@ def _run_jobs(jobs, workers):
     return gen()
 
 
-def _class_names(scheme: LabelScheme | None, observed) -> tuple[str, ...]:
+def scheme_class_names(scheme: LabelScheme | None, observed) -> tuple[str, ...]:
+    """The classes of ``scheme`` given the raw labels ``observed`` (None entries ignored); () without a scheme."""
     if scheme is None:
         return ()
     return tuple(labelmaps.class_names(scheme, observed=[x for x in observed if x is not None]))

@@ -1,5 +1,6 @@
-"""``ecgedge serve export/NAME`` (or ``python -m ecgedge.serve.pytriton_server export/NAME``): serve an
-export through a real Triton server on CPU. The command's options live in :mod:`ecgedge.cli.serve`.
+"""``ecgedge serve export/NAME`` (or, the command alone, ``python -m ecgedge.cli.serve export/NAME``): serve
+an export through a real Triton server on CPU. The command's options live in :mod:`ecgedge.cli.serve`,
+which imports this library; the library never imports the CLI.
 
 PyTriton (``pip install nvidia-pytriton``) bundles the Triton Inference Server binary with only its
 Python backend and binds a Python callable as a Triton model. The callable here is the export's own
@@ -133,10 +134,3 @@ def _printer(stream):
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
-
-if __name__ == "__main__":
-    # Run as a script, this file is the ``__main__`` module, not ecgedge.serve.pytriton_server: the CLI
-    # it hands over to imports the library module afresh, so the library never imports the CLI.
-    from ecgedge.cli.serve import main
-
-    main()

@@ -161,7 +161,7 @@ class BedMonitor:
                  defer: bool = False):
         self.stream_id = stream_id
         self.defer = defer
-        self._due: PendingWindows | None = None  # windows due but not cut yet (defer)
+        self.due: PendingWindows | None = None  # windows due but not cut yet (defer)
         self.fs_in = float(fs_in)
         self.model = model
         self.cfg = model.preprocess
@@ -217,7 +217,7 @@ class BedMonitor:
 
     def _start_segment(self, first_sample: int, cause: str) -> None:
         self.pre = StreamingPreprocessor(self.cfg, self.fs_in, len(self.lead_index))
-        self._unfiltered: list[np.ndarray] = []  # samples received, not yet through the filters (< one hop)
+        self.unfiltered: list[np.ndarray] = []  # samples received, not yet through the filters (< one hop)
         # float32: the model's input type, which normalise_windows rounds to anyway (same values).
         self.out = Ring(len(self.lead_index), self._out_capacity, dtype=np.float32)
         self.raw = Ring(len(self.lead_index), self._raw_capacity)
@@ -340,7 +340,7 @@ class BedMonitor:
             if lead in self.lead_index:
                 off[self.lead_index.index(lead)] = True
         bad_flags = int(device_flags) & (CALIBRATION_FLAG | SATURATED_FLAG)
-        if self._due is not None and (not self._open or first_sample != self._next):
+        if self.due is not None and (not self._open or first_sample != self._next):
             self.settle()  # a gap or a new segment: the due windows come first
         if not self._open:
             self._start_segment(first_sample, self._next_cause)
@@ -388,7 +388,7 @@ class BedMonitor:
             self.flags.fill(np.uint16(bad_flags), n)
             # A non-finite sample would stay in the IIR state for ever: the filters see 0 mV there,
             # while the raw ring keeps it, so every window containing it is reported unreliable.
-            self._unfiltered.append(piece if np.isfinite(piece).all() else np.nan_to_num(piece, nan=0.0, posinf=0.0, neginf=0.0))
+            self.unfiltered.append(piece if np.isfinite(piece).all() else np.nan_to_num(piece, nan=0.0, posinf=0.0, neginf=0.0))
             self.next_sample = self._next + n
             # The filters run once per window, on everything received since: the preprocessing is
             # chunk-invariant, so this equals filtering every frame, at a fraction of the calls.
@@ -398,32 +398,37 @@ class BedMonitor:
                 if self.defer:
                     # What has arrived by now bounds the windows cut here, as it would bound them in
                     # _cut_windows: the source samples, and the outputs the resampler will have made of them.
-                    self._due = PendingWindows(self, self._next, self.pre.resampler.outputs_after(self._next - self.segment_start))
-                    items.append(self._due)  # type: ignore[arg-type]  # a place held for events
+                    self.due = PendingWindows(self, self._next, self.pre.resampler.outputs_after(self._next - self.segment_start))
+                    items.append(self.due)  # type: ignore[arg-type]  # a place held for events
                 else:
-                    self._filter_received()
+                    self.filter_received()
                     items += self._cut_windows()
         return items
 
     def settle(self) -> None:
         """Cut the windows due now, alone (``defer``); their events fill the :class:`~ecgedge.stream.ward.PendingWindows` that held their place."""
-        if self._due is not None:
-            self._filter_received()
-            self._cut_due(copy=True)  # the rings move on before the hub reads the window
+        if self.due is not None:
+            self.filter_received()
+            self.cut_due(copy=True)  # the rings move on before the hub reads the window
 
-    def _take_unfiltered(self) -> np.ndarray:
-        x = self._unfiltered[0] if len(self._unfiltered) == 1 else np.concatenate(self._unfiltered, axis=1)
-        self._unfiltered.clear()
+    # The deferred cut's interface (``due``, ``unfiltered``, these methods): public, because
+    # :func:`~ecgedge.stream.ward.cut_pending` cuts many beds' due windows in one pass with them.
+
+    def take_unfiltered(self) -> np.ndarray:
+        """The samples received since the last filtering, (leads, n) mV, handed over and forgotten."""
+        x = self.unfiltered[0] if len(self.unfiltered) == 1 else np.concatenate(self.unfiltered, axis=1)
+        self.unfiltered.clear()
         return x
 
-    def _filter_received(self) -> None:
-        if self._unfiltered:
-            self.out.write(self.pre.push(self._take_unfiltered()))
+    def filter_received(self) -> None:
+        """Run the samples received since the last filtering through this bed's own filters into its ring."""
+        if self.unfiltered:
+            self.out.write(self.pre.push(self.take_unfiltered()))
 
-    def _cut_due(self, copy: bool) -> list[WindowVerdict]:
+    def cut_due(self, copy: bool) -> list[WindowVerdict]:
         """Fill the pending place with the windows due there, in mV (copies, or views of the ring that
         hold until the next push); return the verdicts among them."""
-        due, self._due = self._due, None
+        due, self.due = self.due, None
         assert due is not None
         due.items = self._cut_windows(due.limit_in, due.limit_out, window="copy" if copy else "view")
         return [v for v in due.items if isinstance(v, WindowVerdict)]
@@ -473,11 +478,11 @@ class BedMonitor:
             self._checked = stop
         return spans
 
-    def _due_blocks(self) -> list[tuple[np.ndarray, int]]:
+    def due_blocks(self) -> list[tuple[np.ndarray, int]]:
         """(samples, segment offset) of the check blocks the due windows need, bookkeeping moved on:
         what :meth:`_cut_windows` would add, for :func:`~ecgedge.stream.ward.cut_pending` to add for many beds at once."""
-        assert self._due is not None
-        limit_in, limit_out = self._due.limit_in, min(self._due.limit_out, self.out.total)
+        assert self.due is not None
+        limit_in, limit_out = self.due.limit_in, min(self.due.limit_out, self.out.total)
         end_out, end = self.next_end, None
         while end_out <= limit_out and self._in_sample(end_out) <= limit_in:
             end, end_out = self._in_sample(end_out) - self.segment_start, end_out + self.hop_out

@@ -29,19 +29,19 @@ def cut_pending(pending: Iterable[PendingWindows]) -> list[WindowVerdict]:
     monitor's ring: read it, or copy it, before the monitor's next push): ``normalise_windows`` of
     it is, bit for bit, the model input the monitor alone would have given.
     """
-    due = [p.monitor for p in pending if not p.cut and p.monitor._due is p]
+    due = [p.monitor for p in pending if not p.cut and p.monitor.due is p]
     if len(due) == 1:  # one bed: its own filter and checks calls, without the grouping
-        due[0]._filter_received()
-        return due[0]._cut_due(copy=False)
-    with_samples = [m for m in due if m._unfiltered]
-    outputs = StreamingPreprocessor.push_many([m.pre for m in with_samples], [m._take_unfiltered() for m in with_samples])
+        due[0].filter_received()
+        return due[0].cut_due(copy=False)
+    with_samples = [m for m in due if m.unfiltered]
+    outputs = StreamingPreprocessor.push_many([m.pre for m in with_samples], [m.take_unfiltered() for m in with_samples])
     for m, y in zip(with_samples, outputs):
         m.out.write(y)
     checks, blocks, starts = [], [], []
     for m in due:
-        for block, start in m._due_blocks():
+        for block, start in m.due_blocks():
             checks.append(m.checks)
             blocks.append(block)
             starts.append(start)
     RunningSignalChecks.add_many(checks, blocks, starts)
-    return [v for m in due for v in m._cut_due(copy=False)]
+    return [v for m in due for v in m.cut_due(copy=False)]
