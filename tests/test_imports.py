@@ -160,8 +160,9 @@ def test_no_import_cycle_between_packages():
 @pytest.mark.parametrize("module, allowed", [
     ("ecgedge.errors", set()),
     ("ecgedge.config", {"ecgedge.errors"}),
-    ("ecgedge.signing", {"ecgedge.errors"}),
-    ("ecgedge.manifest", {"ecgedge.config", "ecgedge.errors", "ecgedge.hashing", "ecgedge.signing"}),
+    ("ecgedge.fsio", {"ecgedge.errors"}),  # the one atomic-write helper: everything that writes stands on it
+    ("ecgedge.signing", {"ecgedge.errors", "ecgedge.fsio"}),
+    ("ecgedge.manifest", {"ecgedge.config", "ecgedge.errors", "ecgedge.fsio", "ecgedge.hashing", "ecgedge.signing"}),
 ])
 def test_the_bottom_layers_import_only_what_is_below_them(module, allowed):
     assert reachable(module_graph(), module) - {module} <= allowed
@@ -241,3 +242,76 @@ def test_the_ward_sits_beside_the_cli_above_stream():
     for start in ("ecgedge.stream.session", "ecgedge.stream.run", "ecgedge.bridge", "ecgedge.runtime"):
         modules = reachable(graph, start) | {m for m in graph if m.startswith(start + ".")}
         assert not {m for m in modules if third_party_imports(m) & web}, f"{start} reaches the ward's dependencies"
+
+
+def test_one_pytorch_reference_runner():
+    """Every PyTorch reference path (export's parity and gate reference, training's held-out scores,
+    ``evaluate`` on a checkpoint, bench's baseline) runs ``evaluate.reference``: no other module
+    defines a Runner that imports torch, and the checkpoint rule (``unfinished_reason``) is asked
+    only there (and where it is defined)."""
+    offenders, rule = [], []
+    for module, path in _modules().items():
+        tree = ast.parse(path.read_text(), str(path))
+        runners = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
+                   and any(getattr(b, "id", getattr(b, "attr", "")) == "Runner" for b in n.bases)]
+        if runners and "torch" in third_party_imports(module) and module not in REFERENCE_ONLY:
+            offenders.append(f"{module}: {', '.join(runners)}")
+        if "unfinished_reason" in {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}:
+            rule.append(module)
+    assert not offenders, "PyTorch runners outside ecgedge.evaluate.reference: " + "; ".join(offenders)
+    # train.classifier only records the reason of a CAE that --allow-incomplete-init let through
+    assert set(rule) <= REFERENCE_ONLY | {"ecgedge.train.classifier"}, f"the checkpoint rule is asked outside evaluate.reference: {', '.join(sorted(rule))}"
+
+
+def test_nothing_below_the_cli_imports_it_even_as_a_script():
+    """No arrow runs back up to the CLI, not even from a ``python -m`` block: a module's command-line
+    entry lives in ``ecgedge.cli`` (``python -m ecgedge.cli.serve``)."""
+    offenders = []
+    for module, path in _modules().items():
+        if module.startswith("ecgedge.cli") or module in ("ecgedge", "ecgedge.__main__"):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{module}:{node.lineno}" for n in names if n.startswith("ecgedge.cli")]
+    assert not offenders, "imports of the CLI from below it: " + ", ".join(offenders)
+
+
+def test_the_data_face_names_every_public_home():
+    """``ecgedge.data`` exports what other packages use, each from its one module, lazily: importing
+    the package imports none of its modules."""
+    import importlib
+    import subprocess
+
+    data = importlib.import_module("ecgedge.data")
+    for name in data.__all__:
+        value = getattr(data, name)
+        assert value is getattr(importlib.import_module(f"ecgedge.data.{data._HOME[name]}"), name), name
+    code = "import sys, ecgedge.data; print(sorted(m for m in sys.modules if m.startswith('ecgedge.data.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out
+
+
+FIRMWARE = PACKAGE.parent / "firmware_bridge"
+
+
+def test_the_c_side_runs_only_the_documented_entry_points():
+    """The C side calls back into the package by module path (``python -m MODULE``); no import graph
+    sees that, so this does: each module a C source names exists, keeps its ``main`` and ``python -m``
+    guard, and is named in firmware_bridge/README.md's table of entry points."""
+    import re
+
+    named: dict[str, set[str]] = {}
+    for source in sorted((FIRMWARE / "sim").glob("*.c")):
+        for module in re.findall(r'"(ecgedge(?:\.[a-z_0-9]+)+)"', source.read_text()):
+            named.setdefault(module, set()).add(source.name)
+    assert named == {"ecgedge.data.device_samples": {"ecgsim.c"}, "ecgedge.export.mcu_device": {"classify.c"}}, named
+    readme = (FIRMWARE / "README.md").read_text()
+    for module, sources in named.items():
+        path = _modules().get(module)
+        assert path is not None, f"{', '.join(sources)} runs python -m {module}, which no longer exists"
+        tree = ast.parse(path.read_text(), str(path))
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{module} has no main()"
+        assert any(_is_main_guard(n) for n in tree.body), f"{module} has no python -m guard"
+        assert f"`python -m {module}`" in readme, f"firmware_bridge/README.md does not name python -m {module}"
