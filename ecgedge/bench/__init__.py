@@ -11,7 +11,7 @@ is skipped), :mod:`~ecgedge.bench.machine` (the machine and its FP32 and INT8 pe
 :mod:`~ecgedge.bench.untrained` (an untrained export for speed tests). Every name other modules
 use is importable from ``ecgedge.bench``.
 
-Method (the README repeats it):
+Method (benchmarks/README.md repeats it):
 
 - **One fresh process per configuration** (``python -m ecgedge.bench --worker JSON``), run one at
   a time, so its memory and its cold start are that configuration's own. ONNX Runtime and

@@ -421,10 +421,10 @@ class BenchReport:
 
 
 def method_text() -> str:
-    """The method paragraph of :mod:`ecgedge.bench`'s docstring (the README repeats it), for the JSON report."""
+    """The method paragraph of :mod:`ecgedge.bench`'s docstring (benchmarks/README.md repeats it), for the JSON report."""
     from ecgedge import bench
 
-    return (bench.__doc__ or "").partition("Method (the README repeats it):")[2].partition("Unavailable backends")[0].strip()
+    return (bench.__doc__ or "").partition("Method (benchmarks/README.md repeats it):")[2].partition("Unavailable backends")[0].strip()
 
 
 def write_json(report: BenchReport, path: str | Path) -> Path:

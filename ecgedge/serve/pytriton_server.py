@@ -15,7 +15,7 @@ Two quirks of PyTriton 0.7 (Triton 2.51) are handled here rather than left to ev
   from another build of the same version fails model load with ``'_thread.RLock' object has no
   attribute '_recursion_count'``, so this interpreter's ``LIBDIR`` goes first on ``LD_LIBRARY_PATH``;
 - under numpy 2 its stub answers every request with an empty output tensor, so numpy 2 is refused
-  (give the server its own environment: see the README's "Scaling out").
+  (give the server its own environment: see docs/scaling.md).
 
 The server runs until SIGINT or SIGTERM. Its log goes to stderr; once the model is loaded one line
 goes to stdout: ``READY grpc://HOST:PORT model NAME precision P``.
