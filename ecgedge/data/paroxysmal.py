@@ -34,14 +34,14 @@ from tqdm import tqdm
 
 from ecgedge.data.annotations import write_rhythm_annotations
 from ecgedge.data.synthetic import (
-    _BUILDERS,
-    _ELECTRODES,
-    _LEADS_FROM_ELECTRODES,
-    _MAINS_HZ,
+    BUILDERS,
+    ELECTRODES,
+    LEADS_FROM_ELECTRODES,
+    MAINS_HZ,
     checked_spec,
-    _draw_morphology,
-    _heart_waves,
-    _Waves,
+    draw_morphology,
+    heart_waves,
+    Waves,
 )
 from ecgedge.errors import ConfigError
 
@@ -143,10 +143,10 @@ class _Baseline:
     """Per-electrode wander, drift, hum and offset with parameters drawn once; white noise per chunk."""
 
     def __init__(self, rng: np.random.Generator, morph, noise_mv: float, wander_mv: float, fs: float):
-        n_el = _ELECTRODES.shape[0]
+        n_el = ELECTRODES.shape[0]
         self.rng, self.morph, self.fs = rng, morph, fs
         self.white = rng.uniform(0.5, 1.5) * noise_mv / np.sqrt(2)
-        self.mains = rng.uniform(0.0, 0.4, (n_el, 1)) * noise_mv if fs >= 2.5 * _MAINS_HZ else np.zeros((n_el, 1))
+        self.mains = rng.uniform(0.0, 0.4, (n_el, 1)) * noise_mv if fs >= 2.5 * MAINS_HZ else np.zeros((n_el, 1))
         self.mains_phase = rng.uniform(0, 2 * np.pi)
         self.breath = rng.uniform(0.2, 0.7, (n_el, 1)) * wander_mv
         self.breath_phase = rng.uniform(-0.5, 0.5, (n_el, 1))
@@ -158,7 +158,7 @@ class _Baseline:
     def __call__(self, t: np.ndarray) -> np.ndarray:
         m = self.morph
         out = self.white * self.rng.standard_normal((self.offset.shape[0], t.size))
-        out += self.mains * np.sin(2 * np.pi * _MAINS_HZ * t + self.mains_phase)
+        out += self.mains * np.sin(2 * np.pi * MAINS_HZ * t + self.mains_phase)
         out += self.breath * np.sin(2 * np.pi * m.resp_hz * t + m.resp_phase + self.breath_phase)
         out += np.sum(self.drift * np.sin(2 * np.pi * self.drift_hz * t + self.drift_phase), 1)
         return out + self.offset
@@ -188,15 +188,15 @@ def synthesize_paroxysmal(cfg: ParoxysmalConfig, *, progress: bool = False) -> P
     rows = checked_spec("SR", cfg.leads, cfg.duration_s, cfg.fs_hz, cfg.seed)
     plan_ss, morph_ss, rhythm_ss, noise_ss, art_ss = np.random.SeedSequence([int(cfg.seed), 0x9A70]).spawn(5)
     episodes = plan_episodes(cfg, np.random.default_rng(plan_ss))
-    morph = _draw_morphology(np.random.default_rng(morph_ss))
-    waves = _Waves([], [], [])
+    morph = draw_morphology(np.random.default_rng(morph_ss))
+    waves = Waves([], [], [])
     atrial = []
     last_r = -np.inf
     for ep, ss in zip(episodes, rhythm_ss.spawn(len(episodes))):
-        act = _BUILDERS[ep.rhythm](np.random.default_rng(ss), morph, max(ep.start_s, last_r + _MIN_RR_S), ep.end_s)
+        act = BUILDERS[ep.rhythm](np.random.default_rng(ss), morph, max(ep.start_s, last_r + _MIN_RR_S), ep.end_s)
         if act.r_times.size:
             last_r = float(act.r_times[-1])
-        part = _heart_waves(morph, act)
+        part = heart_waves(morph, act)
         waves.centers += part.centers
         waves.sigmas += part.sigmas
         waves.vectors += part.vectors
@@ -218,13 +218,13 @@ def synthesize_paroxysmal(cfg: ParoxysmalConfig, *, progress: bool = False) -> P
         c1 = min(n, c0 + chunk)
         t = np.arange(c0, c1) / fs
         lo, hi = np.searchsorted(centers, [t[0] - margin, t[-1] + margin])
-        part = _Waves([centers[lo:hi] - c0 / fs], [sigmas[lo:hi]], [vectors[lo:hi]])
+        part = Waves([centers[lo:hi] - c0 / fs], [sigmas[lo:hi]], [vectors[lo:hi]])
         dipole = part.render(c1 - c0, fs)
         for a, b, wave in atrial:
             if a - _FADE_S < t[-1] and b + _FADE_S > t[0]:
                 dipole += wave(t) * _fade(t, a, b)
-        electrodes = _ELECTRODES @ dipole + baseline(t)
-        x = _LEADS_FROM_ELECTRODES[rows] @ electrodes
+        electrodes = ELECTRODES @ dipole + baseline(t)
+        x = LEADS_FROM_ELECTRODES[rows] @ electrodes
         for a, b in bursts:
             k = (t >= a) & (t < b)
             if k.any():

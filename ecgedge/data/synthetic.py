@@ -106,10 +106,10 @@ _DOWER = np.array([
 # Electrode potentials RA, LA, LL, V1..V6 (9, 3) from the dipole: limb electrodes chosen to sum to
 # zero with LA - RA = I and LL - RA = II; precordial electrodes are their Dower leads.
 _I, _II = _DOWER[0], _DOWER[1]
-_ELECTRODES = np.vstack([-(_I + _II) / 3, (2 * _I - _II) / 3, (2 * _II - _I) / 3, _DOWER[2:]])
+ELECTRODES = np.vstack([-(_I + _II) / 3, (2 * _I - _II) / 3, (2 * _II - _I) / 3, _DOWER[2:]])
 # Leads (12, 9) from the electrodes, as the machine forms them: I = LA - RA, II = LL - RA,
 # III = LL - LA, aVR = RA - (LA + LL) / 2, ..., Vk = Vk - WCT with Wilson's terminal the limb mean.
-_LEADS_FROM_ELECTRODES = np.block([
+LEADS_FROM_ELECTRODES = np.block([
     [np.array([[-1, 1, 0], [-1, 0, 1], [0, -1, 1], [1, -0.5, -0.5], [-0.5, 1, -0.5], [-0.5, -0.5, 1]]),
      np.zeros((6, 6))],
     [np.full((6, 3), -1.0 / 3.0), np.eye(6)],
@@ -119,7 +119,7 @@ _FRONTAL = np.array([[_I[0], _I[1]], [_II[0] - _I[0] / 2, _II[1] - _I[1] / 2]])
 _FRONTAL_Z = np.array([_I[2], _II[2] - _I[2] / 2])
 _FRONTAL_INV = np.linalg.inv(_FRONTAL)
 
-_MAINS_HZ = 50.0          # Chapman-Shaoxing was recorded in China
+MAINS_HZ = 50.0          # Chapman-Shaoxing was recorded in China
 _PRE_S, _POST_S = 2.5, 1.0  # beats rendered before/after the record so its edges are not empty
 
 
@@ -164,7 +164,8 @@ class _Morphology:
     resp_qrs: float         # respiratory modulation depth of wave amplitudes
 
 
-def _draw_morphology(rng: np.random.Generator) -> _Morphology:
+def draw_morphology(rng: np.random.Generator) -> _Morphology:
+    """One subject's heart: axis, wave amplitudes and widths, breathing, drawn from ``rng`` (also :mod:`ecgedge.data.paroxysmal`'s)."""
     u = rng.uniform
     axis = float(np.clip(rng.normal(50.0, 25.0), -30.0, 100.0))
     return _Morphology(
@@ -183,7 +184,7 @@ def _draw_morphology(rng: np.random.Generator) -> _Morphology:
 
 
 @dataclass
-class _Waves:
+class Waves:
     """Gaussian dipole waves: centre (s), width sigma (s), vector (3,) in mV."""
 
     centers: list[np.ndarray]
@@ -404,7 +405,7 @@ def _flutter(rng, morph: _Morphology, t0: float, t1: float) -> _Activation:
     return _Activation(np.array(r), np.empty(0), atrial=atrial)
 
 
-_BUILDERS: dict[str, Callable[..., _Activation]] = {
+BUILDERS: dict[str, Callable[..., _Activation]] = {
     "SR": _sinus("SR", (0.01, 0.035), (0.005, 0.02), 0.005),
     "SB": _sinus("SB", (0.015, 0.04), (0.01, 0.025), 0.006),
     "ST": _sinus("ST", (0.003, 0.012), (0.003, 0.01), 0.003, skew=2.0),
@@ -419,11 +420,12 @@ _BUILDERS: dict[str, Callable[..., _Activation]] = {
 }
 
 
-def _heart_waves(morph: _Morphology, act: _Activation) -> _Waves:
+def heart_waves(morph: _Morphology, act: _Activation) -> Waves:
+    """The dipole waves of every beat of ``act`` (a rhythm's activation times) for the heart ``morph``."""
     def breathing(t):   # amplitude modulation as the heart moves against the electrodes
         return 1.0 + morph.resp_qrs * np.sin(2 * np.pi * morph.resp_hz * t + morph.resp_phase)
 
-    waves = _Waves([], [], [])
+    waves = Waves([], [], [])
     r = act.r_times
     resp = breathing(r)
     qrs_gain = (resp * np.asarray(act.qrs_gain))[:, None]
@@ -455,18 +457,18 @@ def _heart_waves(morph: _Morphology, act: _Activation) -> _Waves:
 def _electrode_noise(rng: np.random.Generator, t: np.ndarray, morph: _Morphology, noise_mv: float,
                      wander_mv: float) -> np.ndarray:
     """Per-electrode (9, n) white noise, mains hum, breathing wander, slow drift and offset, mV."""
-    n_el = _ELECTRODES.shape[0]
+    n_el = ELECTRODES.shape[0]
     # Lead noise is the difference of two electrodes: sqrt(2) times an electrode's.
     white = rng.uniform(0.5, 1.5) * noise_mv / np.sqrt(2) * rng.standard_normal((n_el, t.size))
     mains_mv = rng.uniform(0.0, 0.4, (n_el, 1)) * noise_mv
-    mains: np.ndarray | float = mains_mv * np.sin(2 * np.pi * _MAINS_HZ * t + rng.uniform(0, 2 * np.pi))
+    mains: np.ndarray | float = mains_mv * np.sin(2 * np.pi * MAINS_HZ * t + rng.uniform(0, 2 * np.pi))
     breath = (rng.uniform(0.2, 0.7, (n_el, 1)) * wander_mv
               * np.sin(2 * np.pi * morph.resp_hz * t + morph.resp_phase + rng.uniform(-0.5, 0.5, (n_el, 1))))
     drift_hz = rng.uniform(0.02, 0.25, (n_el, 3, 1))
     drift = np.sum(rng.uniform(0.1, 0.5, (n_el, 3, 1)) * wander_mv
                    * np.sin(2 * np.pi * drift_hz * t + rng.uniform(0, 2 * np.pi, (n_el, 3, 1))), 1)
     offset = rng.uniform(-1.5, 1.5, (n_el, 1)) * wander_mv
-    if t.size > 1 and 1.0 / (t[1] - t[0]) < 2.5 * _MAINS_HZ:
+    if t.size > 1 and 1.0 / (t[1] - t[0]) < 2.5 * MAINS_HZ:
         mains = 0.0   # hum would alias; an ECG front end this slow would have filtered it
     return white + mains + breath + drift + offset
 
@@ -515,13 +517,13 @@ def synthesize_ecg(rhythm: str, *, seed: int, duration_s: float = 10.0, fs: floa
     rows = checked_spec(rhythm, leads, duration_s, fs, seed)
     n = int(round(duration_s * fs))
     morph_ss, rhythm_ss, noise_ss = np.random.SeedSequence([int(seed), zlib.crc32(rhythm.encode())]).spawn(3)
-    morph = _draw_morphology(np.random.default_rng(morph_ss))
-    act = _BUILDERS[rhythm](np.random.default_rng(rhythm_ss), morph, -_PRE_S, duration_s + _POST_S)
+    morph = draw_morphology(np.random.default_rng(morph_ss))
+    act = BUILDERS[rhythm](np.random.default_rng(rhythm_ss), morph, -_PRE_S, duration_s + _POST_S)
     t = np.arange(n) / fs
-    dipole = _heart_waves(morph, act).render(n, fs)
+    dipole = heart_waves(morph, act).render(n, fs)
     if act.atrial is not None:
         dipole += act.atrial(t)
-    electrodes = _ELECTRODES @ dipole + _electrode_noise(np.random.default_rng(noise_ss), t, morph, noise_mv, wander_mv)
-    signal = (_LEADS_FROM_ELECTRODES[rows] @ electrodes).astype(np.float32)
+    electrodes = ELECTRODES @ dipole + _electrode_noise(np.random.default_rng(noise_ss), t, morph, noise_mv, wander_mv)
+    signal = (LEADS_FROM_ELECTRODES[rows] @ electrodes).astype(np.float32)
     r_peaks = np.round(act.r_times * fs).astype(np.int64)
     return signal, r_peaks[(r_peaks >= 0) & (r_peaks < n)]
