@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display): every plot of ecgedge draws with it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,7 +18,7 @@ def _plt():
 
 
 def plot_confusion(confusion: np.ndarray, class_names, path: str | Path, title: str = "") -> Path:
-    plt = _plt()
+    plt = pyplot()
     cm = np.asarray(confusion)
     k = len(class_names)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k), dpi=120)
@@ -38,7 +39,7 @@ def plot_confusion(confusion: np.ndarray, class_names, path: str | Path, title: 
 
 
 def plot_curves(history: list[dict], keys: list[str], path: str | Path, title: str = "") -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     epochs = [h["epoch"] for h in history]
     for k in keys:
@@ -57,7 +58,7 @@ def plot_curves(history: list[dict], keys: list[str], path: str | Path, title: s
 
 def plot_reconstruction(x: np.ndarray, y: np.ndarray, fs: float, path: str | Path, title: str = "") -> Path:
     """Overlay of an input window and its CAE reconstruction (normalised units)."""
-    plt = _plt()
+    plt = pyplot()
     t = np.arange(x.shape[-1]) / fs
     fig, ax = plt.subplots(figsize=(8, 2.5), dpi=120)
     ax.plot(t, x, lw=0.8, label="input")
@@ -72,7 +73,7 @@ def plot_reconstruction(x: np.ndarray, y: np.ndarray, fs: float, path: str | Pat
 
 
 def _class_colours(labels) -> dict:
-    plt = _plt()
+    plt = pyplot()
     cmap = plt.get_cmap("tab10")
     return {c: cmap(i % 10) for i, c in enumerate(labels)}
 
@@ -81,7 +82,7 @@ def plot_stream_timeline(ref, windows: list[dict], events: list[dict], class_map
     """One record of ``ecgedge evaluate stream``: reference class, stream label per window, window quality
     and the stream's rhythm changes against time (h). ``ref`` is a
     :class:`~ecgedge.data.annotations.RhythmReference`; windows and events are the stream's JSON records."""
-    plt = _plt()
+    plt = pyplot()
     colours = _class_colours(labels)
     hours = 3600.0 * ref.fs_hz
     fig, ax = plt.subplots(figsize=(12, 2.6), dpi=110)
@@ -113,7 +114,7 @@ def plot_stream_timeline(ref, windows: list[dict], events: list[dict], class_map
 
 def plot_stream_sweep(sweep: list[dict], path: str | Path) -> Path:
     """Median alarm delay (s) against false AF alarms per hour, one point per (hop, hysteresis)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=110)
     for hop in sorted({r["hop_s"] for r in sweep}):
         pts = [r for r in sweep if r["hop_s"] == hop and r["alarm_delay"]["median_s"] is not None]
@@ -157,7 +158,7 @@ def plot_beat_record(signal: np.ndarray, score, path: str | Path, title: str = "
     Reference beats: green triangles; detections: blue crosses; misses: red circles; false
     detections: orange squares; grey: not scored.
     """
-    plt = _plt()
+    plt = pyplot()
     x = np.asarray(signal, dtype=np.float64)
     fs = score.fs_hz
     n = len(x)

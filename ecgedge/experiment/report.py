@@ -197,9 +197,9 @@ def paired_markdown(results: dict) -> str:
 def plot_f1_vs_records(results: dict, path: Path) -> Path:
     """Each metric against the number of labelled training records (log x), one line per arm with its 95 %
     band; the paper's points (its own data set, macro F1) dashed on the macro F1 panel."""
-    from ecgedge.evaluate.plots import _plt
+    from ecgedge.evaluate.plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     metrics = _metrics(results)
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), dpi=100, squeeze=False)
     fr = results["fractions"]
