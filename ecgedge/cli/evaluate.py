@@ -57,12 +57,16 @@ def evaluate_cmd(
     were in the model's training set (by record id or by content hash).
     """
     from ecgedge.evaluate.scoring import EvaluateConfig, evaluate_source, source_name
+    from ecgedge.evaluate.trees import evaluate_trees
+    from ecgedge.runtime.trees_runner import is_trees_export
+    from ecgedge.shipped import resolve_source
 
     cfg = EvaluateConfig(source=source, data=DataConfig(paths=tuple(map(str, data)), labels_file=str(labels_file) if labels_file else None,
                                                         cache_dir=str(cache_dir) if cache_dir else None),
                          labels=labels, out=str(out or default_run_dir(f"eval-{source_name(source)}")), hop=hop,
                          precision=precision, backend=backend, threads=threads, bootstrap_repeats=bootstrap)
-    res = evaluate_source(cfg, progress=not quiet)
+    # A rhythm-trees export scores each record's features (one decision per record, no windows).
+    res = (evaluate_trees if is_trees_export(resolve_source(source)) else evaluate_source)(cfg, progress=not quiet)
     echo(summary_table(res.report))
     if res.leakage:
         typer.secho(f"WARNING: data leakage: {res.report['leakage']['warning']}", fg=typer.colors.RED, bold=True, err=True)

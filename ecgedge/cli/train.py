@@ -10,7 +10,7 @@ import typer
 from ecgedge.cli.common import default_run_dir, echo, user_errors
 from ecgedge.config import ClassifyConfig, ClassWeighting, Device, LabelScheme, PretrainConfig, config_from_toml
 
-app = typer.Typer(help="Train the CAE (pretrain) and the rhythm classifier (classify).", no_args_is_help=True)
+app = typer.Typer(help="Train the CAE (pretrain), the rhythm classifier (classify) and the rhythm trees (rhythm-trees).", no_args_is_help=True)
 
 DataOpt = typer.Option(..., "--data", exists=True, help="Record files or folders (searched recursively); repeatable.")
 ConfigOpt = typer.Option(None, "--config", exists=True, dir_okay=False, help="TOML config (e.g. a run's config.toml); flags override it.")
@@ -135,3 +135,38 @@ def print_classifier_metrics(metrics: dict) -> None:
     challenge = f"  challenge score (mean F1 of N, A, O) {rec['challenge_score']:.3f}" if "challenge_score" in rec else ""
     echo(f"held-out records: {metrics['records']['test']}{challenge}  macro F1 {rec['macro_f1']:.3f}  weighted F1 {rec['weighted_f1']:.3f}  accuracy {rec['accuracy']:.3f}")
     echo("  " + "  ".join(f"{c} {f:.2f}(n={rec['support'][c]})" for c, f in rec["per_class_f1"].items()))
+
+
+@app.command("rhythm-trees")
+@user_errors
+def rhythm_trees_cmd(
+    data: list[Path] = typer.Option(..., "--data", exists=True, help="CinC-2017-labelled single-lead records or folders (REFERENCE.csv beside them); repeatable."),
+    run_dir: Optional[str] = typer.Option(None, help="Run folder (default runs/rhythm-trees-TIMESTAMP)."),
+    export: Optional[Path] = typer.Option(None, help="Also export the trees (ONNX + manifest) to this folder."),
+    test_from: Optional[str] = typer.Option(None, help="Hold out the test records of this export (its manifest's gate records), "
+                                            "e.g. cinc2017-rhythm: the trees are then tested on the CNN's test split. Default: a seeded stratified 20 %."),
+    folds: int = typer.Option(5, min=2, help="Cross-validation folds (stratified by record) on the development records."),
+    class_weighting: ClassWeighting = typer.Option(ClassWeighting.inverse, help="Class weights of the trees' loss."),
+    max_iter: int = typer.Option(400, min=1, help="Boosting iterations (trees per class)."),
+    max_leaf_nodes: int = typer.Option(15, min=2, help="Leaves per tree."),
+    learning_rate: float = typer.Option(0.05, min=1e-6, max=1.0),
+    max_records: int = typer.Option(0, min=0, help="Read at most this many records (0 = all)."),
+    jobs: int = typer.Option(2, min=1, help="Processes for feature extraction and cross-validation folds."),
+    seed: int = typer.Option(0),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute every record's features (default: cached by content hash)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in --run-dir (and export in --export)."),
+):
+    """Rhythm trees: record features (beats, morphology, signal) into gradient-boosted trees, k-fold CV, test once, export."""
+    from ecgedge.train.rhythm_trees import RhythmTreesConfig, TreesConfig, test_records_of_export, train_rhythm_trees
+
+    trees = TreesConfig(max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
+                        class_weighting=class_weighting, seed=seed)
+    cfg = RhythmTreesConfig(data=tuple(map(str, data)), run_dir=run_dir or default_run_dir("rhythm-trees"), trees=trees, folds=folds,
+                            test_records=test_records_of_export(test_from) if test_from else (), max_records=max_records,
+                            jobs=jobs, seed=seed, cache=not no_cache, overwrite=overwrite)
+    res = train_rhythm_trees(cfg, log=echo)
+    echo(f"run folder: {res.run_dir}")
+    if export:
+        from ecgedge.export.trees import export_rhythm_trees
+
+        export_rhythm_trees(res.run_dir, export, overwrite=overwrite, log=echo)
