@@ -29,6 +29,7 @@ from ecgedge.cli.main import app
 from ecgedge.data.download import (BASE_URL_ENV, DATABASES, PART_SUFFIX, SUMS_FILE, Database, DownloadConfig, database,
                                    download_database, files_from_sha256sums, safe_relative_path)
 from ecgedge.errors import ConfigError, DownloadError
+from ecgedge.fsio import MARKER
 
 MITDB = DATABASES["mitdb"]
 # No backoff, a short timeout: a test that goes wrong fails in seconds instead of hanging.
@@ -197,7 +198,7 @@ def server(tree, serve) -> _Server:
 
 
 def _files_in(dest: Path) -> list[str]:
-    return sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file() and p.name != SUMS_FILE)
+    return sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file() and p.name not in (SUMS_FILE, MARKER))
 
 
 # ---- library

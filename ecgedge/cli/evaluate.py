@@ -47,7 +47,7 @@ def evaluate_cmd(
     precision: Optional[Precision] = typer.Option(None, help="Export folders: which artefact runs (default: the manifest's recommendation)."),
     backend: Optional[Backend] = typer.Option(None, help="Export folders: runtime backend (default ort-cpu)."),
     threads: Optional[int] = typer.Option(None, min=1, help="Export folders: inference threads."),
-    bootstrap: int = typer.Option(1000, min=1, help="Bootstrap resamples of the records for the 95 % intervals."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples of the records for the 95 % intervals (1 to 100,000: more is time, not precision)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Window cache folder (default ~/.cache/ecgedge)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):

@@ -50,7 +50,9 @@ from typing import Callable, Sequence
 from tqdm.auto import tqdm
 
 from ecgedge import __version__
+from ecgedge.bounds import problem as bound_problem
 from ecgedge.errors import ConfigError, DownloadError
+from ecgedge.fsio import MARKER, FolderKind, atomic_write_text, claim_in_place, own_files
 from ecgedge.hashing import file_sha256
 
 PHYSIONET_URL = "https://physionet.org"
@@ -129,6 +131,11 @@ class DownloadConfig:
         attempts: tries per file (the first included) before it counts as failed.
         timeout_s: seconds a request may wait to connect or for the next data.
         backoff_s: wait before the second try; doubled before each further one.
+        deadline_s: seconds the whole download may take (default 24 h): ``timeout_s`` bounds each
+            read, so a server sending one byte a second would otherwise hold it forever. When it
+            passes, transfers stop; what was fetched is kept and a rerun resumes the rest.
+        max_file_bytes: a file growing beyond this many bytes fails (default 8 GiB; see
+            :mod:`ecgedge.bounds` for both limits and why).
     """
 
     include: tuple[str, ...] = ()
@@ -137,6 +144,8 @@ class DownloadConfig:
     attempts: int = 3
     timeout_s: float = 30.0
     backoff_s: float = 1.0
+    deadline_s: float = 86_400.0
+    max_file_bytes: int = 8 * 2**30
 
     def __post_init__(self):
         object.__setattr__(self, "include", tuple(self.include))
@@ -148,6 +157,9 @@ class DownloadConfig:
             raise ConfigError(f"workers and attempts must be >= 1, got {self.workers} and {self.attempts}")
         if self.timeout_s <= 0 or self.backoff_s < 0:
             raise ConfigError(f"timeout_s must be > 0 and backoff_s >= 0, got {self.timeout_s} and {self.backoff_s}")
+        for name, value in (("download deadline", self.deadline_s), ("downloaded file size", self.max_file_bytes)):
+            if why := bound_problem(name, value):
+                raise ConfigError(why)
 
 
 @dataclass(frozen=True)
@@ -175,7 +187,28 @@ def files_from_sha256sums(text: str) -> list[RemoteFile]:
             raise DownloadError(f"{SUMS_FILE} lists {path} twice with different sha256")
     if not files:
         raise DownloadError(f"{SUMS_FILE} lists no file")
+    _refuse_collisions(list(files))
     return [RemoteFile(path, digest) for path, digest in files.items()]
+
+
+def _refuse_collisions(paths: list[str]) -> None:
+    """Names that would land on one another's bytes: ``X`` and ``X.part`` (a file and another's
+    partial download), names of the download's own files, two names equal on a case-insensitive
+    disk, and a file that is also another's folder."""
+    listed = set(paths)
+    own = {SUMS_FILE, SUMS_FILE + PART_SUFFIX, MARKER}
+    folded: dict[str, str] = {}
+    folders = {str(PurePosixPath(p).parent) for p in paths} | {str(q) for p in paths for q in PurePosixPath(p).parents}
+    for p in paths:
+        if p in own:
+            raise DownloadError(f"{SUMS_FILE} lists {p!r}, a name the download itself writes; refused")
+        if p.endswith(PART_SUFFIX) and p[: -len(PART_SUFFIX)] in listed:
+            raise DownloadError(f"{SUMS_FILE} lists both {p[: -len(PART_SUFFIX)]!r} and {p!r}: the second is the "
+                                "first's partial download; refused")
+        if (other := folded.setdefault(p.casefold(), p)) != p:
+            raise DownloadError(f"{SUMS_FILE} lists {other!r} and {p!r}, one file on a case-insensitive disk; refused")
+        if p in folders:
+            raise DownloadError(f"{SUMS_FILE} lists {p!r} as a file and as a folder of other files; refused")
 
 
 def safe_relative_path(path: str, where: str = "path") -> str:
@@ -285,13 +318,25 @@ def download_database(db: Database | str, dest: str | Path, config: DownloadConf
     t0 = time.perf_counter()
     text = _fetch_sums(db, base, config)
     files = select_files(files_from_sha256sums(text), config.include, config.max_files)
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / (SUMS_FILE + PART_SUFFIX)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, dest / SUMS_FILE)
+    listed = {SUMS_FILE, *(f.path for f in files)}
+    claim_in_place(dest, FolderKind.download, replace=True, legacy=lambda folder: _database_files(folder, listed))
+    own_files(dest, *listed)
+    atomic_write_text(dest / SUMS_FILE, text)
     with tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=db.name, disable=not progress) as bar:
-        outcomes = _Fetcher(db, base, dest, config, bar).fetch_all(files)
+        try:
+            outcomes = _Fetcher(db, base, dest, config, bar).fetch_all(files)
+        except _DeadlinePassed:
+            raise DownloadError(f"{db.name}: the download deadline of {config.deadline_s:g} s passed; files fetched so "
+                                f"far are kept (verified), partial ones resume: run again to go on") from None
     return DownloadResult(db, base, dest, outcomes, time.perf_counter() - t0)
+
+
+def _database_files(folder: Path, listed: set[str]) -> list[str] | None:
+    """A folder written before folder markers is a download when it holds nothing but the database's
+    own files (those ``SHA256SUMS.txt`` lists, their ``.part`` files, the list itself); ``None`` else."""
+    allowed = listed | {p + PART_SUFFIX for p in listed}
+    present = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    return sorted(set(present) & listed) if all(p in allowed for p in present) else None
 
 
 # ---- transfers
@@ -303,6 +348,14 @@ class _Retry(Exception):
 
 class _Stopped(Exception):
     """The run is being abandoned (Ctrl-C or an error elsewhere): stop between chunks."""
+
+
+class _DeadlinePassed(Exception):
+    """The whole download's deadline passed: every transfer stops (their .part files stay)."""
+
+
+class _TooLarge(Exception):
+    """A file grew beyond the size cap: it fails, its .part is removed."""
 
 
 def _retryable(code: int) -> bool:
@@ -341,6 +394,22 @@ def _backoff(config: DownloadConfig, attempt: int) -> None:
     time.sleep(config.backoff_s * 2 ** (attempt - 2))
 
 
+# A SHA256SUMS.txt names one file per ~80-byte line: 64 MiB is 800,000 files, beyond any PhysioNet database.
+_SUMS_MAX_BYTES = 64 * 2**20
+
+
+def _read_bounded(resp, url: str, deadline: float) -> bytes:
+    """The body of ``resp``, refused past :data:`_SUMS_MAX_BYTES` or ``deadline`` (time.monotonic)."""
+    out = bytearray()
+    while block := resp.read1(_CHUNK):
+        out += block
+        if len(out) > _SUMS_MAX_BYTES:
+            raise DownloadError(f"{url}: more than {_SUMS_MAX_BYTES} bytes; not a {SUMS_FILE}")
+        if time.monotonic() > deadline:
+            raise DownloadError(f"{url}: the download deadline passed while reading {SUMS_FILE}")
+    return bytes(out)
+
+
 def _fetch_sums(db: Database, base: str, config: DownloadConfig) -> str:
     url = db.url(base, SUMS_FILE)
     for attempt in range(1, config.attempts + 1):
@@ -348,7 +417,7 @@ def _fetch_sums(db: Database, base: str, config: DownloadConfig) -> str:
             _backoff(config, attempt)
         try:
             with urllib.request.urlopen(_request(url), timeout=config.timeout_s) as resp:
-                return resp.read().decode("utf-8")
+                return _read_bounded(resp, url, time.monotonic() + config.deadline_s).decode("utf-8")
         except urllib.error.HTTPError as exc:
             exc.close()
             if not _retryable(exc.code) or attempt == config.attempts:
@@ -382,6 +451,7 @@ class _Fetcher:
         self.db, self.base, self.dest, self.config, self.bar = db, base, dest, config, bar
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.deadline = time.monotonic() + config.deadline_s
 
     def fetch_all(self, files: Sequence[RemoteFile]) -> tuple[FileOutcome, ...]:
         done: dict[str, FileOutcome] = {}
@@ -421,6 +491,8 @@ class _Fetcher:
         for attempt in range(1, self.config.attempts + 1):
             if attempt > 1:
                 _backoff(self.config, attempt)
+            if time.monotonic() > self.deadline:
+                raise _DeadlinePassed()
             try:
                 digest = self._transfer(url, part, on_bytes)
             except urllib.error.HTTPError as exc:
@@ -432,6 +504,9 @@ class _Fetcher:
             except (OSError, http.client.HTTPException, _Retry) as exc:
                 reason = _reason(exc)  # the .part stays: the next try resumes it
                 continue
+            except _TooLarge as exc:
+                part.unlink(missing_ok=True)
+                return FileOutcome(remote.path, FileStatus.failed, received, attempt, str(exc))
             if digest == remote.sha256:
                 os.replace(part, final)
                 return FileOutcome(remote.path, FileStatus.fetched, received, attempt)
@@ -463,11 +538,20 @@ class _Fetcher:
                 raise _Retry(f"unexpected HTTP {resp.status}")
             length = resp.headers.get("Content-Length")
             expected = offset + int(length) if length and length.isdigit() else None
+            cap = self.config.max_file_bytes
+            if expected is not None and expected > cap:
+                raise _TooLarge(f"the server announces {expected} bytes, more than the {cap}-byte cap per file")
             size = offset
             with open(part, mode) as f:
-                while block := resp.read(_CHUNK):
+                # read1: at most one read of the socket per block, so the deadline is looked at after
+                # each one, however slowly the server sends (read(n) waits for all n bytes)
+                while block := resp.read1(_CHUNK):
                     if self._stop.is_set():
                         raise _Stopped()
+                    if time.monotonic() > self.deadline:
+                        raise _DeadlinePassed()
+                    if size + len(block) > cap:
+                        raise _TooLarge(f"more than the {cap}-byte cap per file received; refused")
                     f.write(block)
                     h.update(block)
                     size += len(block)

@@ -268,6 +268,37 @@ def check_data_files(hea: Path, header: Header, record_id: str) -> None:
                                        f"{header.n_samples} samples x {len(sigs)} signals need {need}")
 
 
+def check_header_bounds(hea: Path, header: Header, record_id: str) -> None:
+    """Refuse (:class:`BadRecord`, so batch jobs skip and count) a header holding a number no ECG can
+    have (:func:`ecgedge.bounds.header_problems`), before anything is sized from it. The header's
+    own text is checked too: wfdb reads a rate of ``1e9`` as 1 Hz."""
+    from ecgedge.bounds import header_problems
+
+    problems = header_problems(header.fs, len(header.signals), header.n_samples, [s.gain for s in header.signals])
+    if not problems and not header.multi_segment:
+        fs, gains = _stated_numbers(hea)
+        problems = header_problems(header.fs if fs is None else fs, len(header.signals), header.n_samples, gains)
+    if problems:
+        raise BadRecord(record_id, f"impossible header {hea.name}: {'; '.join(problems)}")
+
+
+def _stated_numbers(hea: Path) -> tuple[float | None, list[float]]:
+    """The rate and gains a header's text states, read leniently (wfdb reads ``-300`` Hz as its
+    default 250 and ``1e9`` as 1): ``None`` / no gain where a field is absent or not a number."""
+    try:
+        lines = [ln.split() for ln in hea.read_text(encoding="latin-1").splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    except OSError:
+        return None, []
+
+    def number(field: str) -> float | None:
+        text = re.match(r"[^/(]*", field).group()  # type: ignore[union-attr]
+        return float(text) if is_number(text) else None
+
+    fs = number(lines[0][2]) if lines and len(lines[0]) > 2 else None
+    gains = [g for line in lines[1:] if len(line) > 2 and (g := number(line[2])) is not None and g != 0]
+    return fs, gains
+
+
 def read_wfdb(hea: Path, record_id: str, table: LabelTable | None, with_annotations: bool) -> Record:
     """Read a WFDB record (module doc): ECG leads in mV, other channels named, labels, annotations.
 
@@ -276,6 +307,7 @@ def read_wfdb(hea: Path, record_id: str, table: LabelTable | None, with_annotati
             ``.mat`` fallback applies), no ECG lead, unreadable annotations.
     """
     header, rejected = _read_header(hea, record_id)
+    check_header_bounds(hea, header, record_id)
     check_data_files(hea, header, record_id)
     all_mat = bool(header.signals) and all(s.file.lower().endswith(".mat") for s in header.signals)
     if all_mat and rejected is None:

@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from ecgedge.bounds import problem as bound_problem
 from ecgedge.config import DataConfig, LabelScheme, PreprocessConfig, WindowConfig, config_to_dict
 from ecgedge.data.labels import class_names as scheme_classes
 from ecgedge.data.preprocess import normalise_windows
@@ -95,8 +96,10 @@ class EvaluateConfig:
             object.__setattr__(self, "backend", Backend(self.backend))
         if not self.data.paths:
             raise ConfigError("give at least one --data path")
-        if self.hop < 0 or self.batch_size < 1 or self.bootstrap_repeats < 1:
-            raise ConfigError(f"hop >= 0, batch_size >= 1 and bootstrap_repeats >= 1 required, got {self.hop}, {self.batch_size}, {self.bootstrap_repeats}")
+        if self.hop < 0 or self.batch_size < 1:
+            raise ConfigError(f"hop >= 0 and batch_size >= 1 required, got {self.hop}, {self.batch_size}")
+        if why := bound_problem("bootstrap repeats", self.bootstrap_repeats):
+            raise ConfigError(f"--bootstrap: {why}")
 
 
 @dataclass
