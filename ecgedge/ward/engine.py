@@ -19,7 +19,6 @@ arrived, for latency) for the writer, and every :data:`STRIP_EVERY_S` the live s
 from __future__ import annotations
 
 import bisect
-import copy
 import queue
 import threading
 import time
@@ -73,9 +72,9 @@ class WardSession(StreamSession):
 
 
 def rekeyed(frame, bed: str):
-    """The frame with ``stream_id`` set to the bed's name (a copy: the decoder's frame stays as it came)."""
-    out = copy.copy(frame)
-    object.__setattr__(out, "stream_id", bed)
+    """The frame with ``stream_id`` set to the bed's name (a shallow copy: the decoder's frame stays as it came)."""
+    out = object.__new__(type(frame))
+    out.__dict__.update(frame.__dict__, stream_id=bed)  # frozen: set past __setattr__, as Frame._from_wire does
     return out
 
 
@@ -106,18 +105,23 @@ class _Conn:
 
 @dataclass
 class _Strip:
-    """One bed's display lead, decimated: live samples for the page and a chunk for the database."""
+    """One bed's display lead: raw rows waiting (one contiguous run), the live samples for the page
+    and the chunk for the database, decimated by ``stride`` at absolute sample indices."""
 
     lead: int
     lead_name: str
     stride: int
-    fs: float
+    fs: float  # after decimation
+    gain_uv: float
+    baseline: int
+    raw: list = field(default_factory=list)  # rows of the display lead since the last render
+    raw_first: int = -1  # source sample of raw[0]
+    next_sample: int = -1  # source sample the next frame should start at
     live: list[int] = field(default_factory=list)
     live_first: int = -1  # decimated index of live[0]
     chunk: list[int] = field(default_factory=list)
     chunk_first: int = -1
     chunk_wall: float = 0.0
-    next_index: int = -1  # the decimated index the next sample would have
 
 
 class Engine:
@@ -193,13 +197,13 @@ class Engine:
                 except queue.Empty:
                     break
             now = time.monotonic()
-            t0 = time.process_time()
+            t0 = time.thread_time()
             for m in msgs:
                 if m[0] == "stop":
                     stopping = True
                     break
                 self._handle(m, now)
-            t1 = time.process_time()
+            t1 = time.thread_time()
             self.cpu_s["decode"] += t1 - t0
             records: list[dict] = []
             if self.session.pending:
@@ -212,7 +216,7 @@ class Engine:
                 last_tick = now
                 records += self.session.tick(now)
                 records += self._error_reports(now)
-            self.cpu_s["classify"] += time.process_time() - t1
+            self.cpu_s["classify"] += time.thread_time() - t1
             if stopping:
                 for conn in list(self.conns):
                     self._close(conn, "the gateway stopped")
@@ -335,6 +339,8 @@ class Engine:
         return arrivals[i][1] if i < len(arrivals) else None
 
     def _on_frame(self, frame: Frame) -> None:
+        # Per frame only bookkeeping: the display lead's samples are decimated and scaled a run at
+        # a time (:meth:`_render`), four times a second, not frame by frame.
         bed = str(frame.stream_id)
         arrivals = self._arrivals.get(bed)
         if arrivals is None:
@@ -343,33 +349,49 @@ class Engine:
             arrivals.clear()  # the device restarted its sample index
         arrivals.append((frame.end_sample, self._arrival_now))
         strip = self._strips.get(bed)
-        if strip is None or strip.lead_name != (frame.lead_ids[strip.lead] if strip.lead < frame.n_leads else None) \
-                or strip.stride != max(1, round(frame.fs_hz / self.display_fs_hz)):
+        lead = strip.lead if strip is not None else -1
+        if strip is None or lead >= frame.n_leads or strip.lead_name != frame.lead_ids[lead] \
+                or strip.stride != max(1, round(frame.fs_hz / self.display_fs_hz)) \
+                or strip.gain_uv != frame.gains_uv[lead] or strip.baseline != frame.baselines[lead]:
+            if strip is not None:
+                self._render(bed, strip, cut=True)
             lead = frame.lead_ids.index(DISPLAY_LEAD) if DISPLAY_LEAD in frame.lead_ids else 0
             stride = max(1, round(frame.fs_hz / self.display_fs_hz))
-            strip = self._strips[bed] = _Strip(lead, frame.lead_ids[lead], stride, frame.fs_hz / stride)
-        first = -(-frame.first_sample // strip.stride) * strip.stride  # the first kept sample index
-        offset = first - frame.first_sample
-        raw = frame.samples[strip.lead, offset::strip.stride]
-        if raw.size == 0:
-            return
-        uv = np.rint((raw.astype(np.float64) - frame.baselines[strip.lead]) * frame.gains_uv[strip.lead])
-        values = np.clip(uv, -32767, 32767).astype(np.int64).tolist()
-        index = first // strip.stride
-        if index != strip.next_index:  # a gap or a restart: the chunk and the live run end here
+            strip = self._strips[bed] = _Strip(lead, frame.lead_ids[lead], stride, frame.fs_hz / stride, frame.gains_uv[lead],
+                                               frame.baselines[lead])
+        elif frame.first_sample != strip.next_sample:  # a gap or a restart: what came before is drawn and cut there
+            self._render(bed, strip, cut=True)
+        if not strip.raw:
+            strip.raw_first = frame.first_sample
+            if not strip.chunk:
+                strip.chunk_wall = self._arrival_now - frame.samples_per_lead / frame.fs_hz
+        strip.raw.append(frame.samples[lead])
+        strip.next_sample = frame.end_sample
+
+    def _render(self, bed: str, strip: _Strip, *, cut: bool = False) -> None:
+        """Decimate and scale the strip's waiting rows into its live samples and database chunk;
+        ``cut``: the run ends here (a gap, a restart, a new format): send and store what it holds."""
+        if strip.raw:
+            raw = strip.raw[0] if len(strip.raw) == 1 else np.concatenate(strip.raw)
+            first = -(-strip.raw_first // strip.stride) * strip.stride  # the first kept source sample
+            kept = raw[first - strip.raw_first::strip.stride]
+            uv = np.rint((kept.astype(np.float64) - strip.baseline) * strip.gain_uv)
+            values = np.clip(uv, -32767, 32767).astype(np.int64).tolist()
+            index = first // strip.stride
+            if not strip.live:
+                strip.live_first = index
+            if not strip.chunk:
+                strip.chunk_first = index
+            strip.live += values
+            strip.chunk += values
+            # the next render starts where this one's stride left off
+            strip.raw = []
+            if len(strip.chunk) >= self.strip_chunk_s * strip.fs:
+                self._cut_chunk(bed, strip)
+        if cut:
             self._cut_chunk(bed, strip)
             if strip.live:
-                self._send_live_one(bed, strip)
-        if not strip.chunk:
-            strip.chunk_first = index
-            strip.chunk_wall = self._arrival_now - frame.samples_per_lead / frame.fs_hz
-        if not strip.live:
-            strip.live_first = index
-        strip.chunk += values
-        strip.live += values
-        strip.next_index = index + len(values)
-        if len(strip.chunk) >= self.strip_chunk_s * strip.fs:
-            self._cut_chunk(bed, strip)
+                self.live_strips([self._strip_message(bed, strip)])
 
     def _cut_chunk(self, bed: str, strip: _Strip) -> None:
         if strip.chunk:
@@ -377,21 +399,20 @@ class Engine:
                                        "lead": strip.lead_name,
                                        "uv": np.asarray(strip.chunk, dtype="<i2").tobytes()})
             strip.chunk = []
+            strip.chunk_wall = self._arrival_now
 
     def _cut_chunks(self, force: bool = False) -> None:
         for bed, strip in self._strips.items():
-            self._cut_chunk(bed, strip)
+            self._render(bed, strip, cut=True)
 
     def _send_live(self) -> None:
         out = []
         for bed, strip in self._strips.items():
+            self._render(bed, strip)
             if strip.live:
                 out.append(self._strip_message(bed, strip))
         if out:
             self.live_strips(out)
-
-    def _send_live_one(self, bed: str, strip: _Strip) -> None:
-        self.live_strips([self._strip_message(bed, strip)])
 
     @staticmethod
     def _strip_message(bed: str, strip: _Strip) -> dict:
