@@ -7,9 +7,14 @@ time. The browser test of the page is ``tests/test_ward_page.py``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import pwd
+import shutil
 import signal
+import subprocess
+import tempfile
 import socket
 import sqlite3
 import time
@@ -24,6 +29,7 @@ pytest.importorskip("uvicorn", reason="the ward needs the 'ward' extra: pip inst
 
 from typer.testing import CliRunner  # noqa: E402
 
+from ecgedge.cli.ward import app as ward_app  # noqa: E402
 from ecgedge.manifest import load_manifest  # noqa: E402
 from ecgedge.runtime import runner_from_export  # noqa: E402
 from ecgedge.stream.hub import StreamHub  # noqa: E402
@@ -147,16 +153,71 @@ def test_the_token_guards_the_page_and_its_push_channel(export, tmp_path):
 # ---- the database: alarms, acknowledgements, summaries --------------------------------------------
 
 
-def test_alarm_policy_store_and_acknowledgement(tmp_path):
+@pytest.fixture(scope="module")
+def postgres_server():
+    """A real PostgreSQL server (Debian's ``postgresql`` package) in a temporary folder, on a Unix
+    socket only, for this module; its URL. As root it runs as the package's ``postgres`` user
+    (initdb refuses root). Skips with the reason where the server or psycopg is missing."""
+    pytest.importorskip("psycopg", reason="PostgreSQL needs psycopg (the 'ward' extra)")
+    initdbs = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not initdbs:
+        pytest.skip("no PostgreSQL server (apt-get install postgresql): the ward's PostgreSQL backend is not tested here")
+    bindir = initdbs[-1].parent
+    root = Path(tempfile.mkdtemp(prefix="ward-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(root)
+            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", free_port()
+    run = lambda *cmd: subprocess.run([*as_user, *map(str, cmd)], capture_output=True, text=True, timeout=120)  # noqa: E731
+    done = run(bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+    if done.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"initdb failed: {done.stderr.strip()[-300:]}")
+    done = run(bindir / "pg_ctl", "-D", data, "-l", root / "log", "-w", "-o",
+               f"-k {root} -p {port} -c listen_addresses='' -c fsync=off", "start")
+    if done.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"the PostgreSQL server did not start: {done.stderr.strip()[-300:]}")
+    try:
+        yield f"postgresql://postgres@/postgres?host={root}&port={port}"
+    finally:
+        run(bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A fresh ward database: a SQLite file, or a new database on the test's PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "w.sqlite")
+    import psycopg
+
+    server = request.getfixturevalue("postgres_server")
+    name = f"ward{next(_databases)}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server.replace("/postgres?", f"/{name}?")
+
+
+def test_alarm_policy_store_and_acknowledgement(db_url):
     """Rate alarms are high priority (medium and technical when the signal cannot confirm them); an
     alarm is raised once, cleared, acknowledged, and then leaves the open list; per-hop records fold
-    into hourly and per-minute summaries."""
+    into hourly and per-minute summaries. The same schema and queries on SQLite and PostgreSQL."""
     raised = {"type": "rate_alarm", "stream": "7", "t": 30.0, "sample": 15000, "alarm": "asystole", "state": "raised",
               "technical": False, "hr_bpm": None, "last_beat": 12000}
     assert alarm_of(raised).priority is AlarmPriority.high
     assert alarm_of(dict(raised, technical=True, reason="lead-off: II")).priority is AlarmPriority.medium
     assert alarm_of({"type": "window", "stream": "7"}) is None
-    store = WardStore(str(tmp_path / "w.sqlite"))
+    store = WardStore(db_url)
     store.start_session("test", "tcp://127.0.0.1:0", "127.0.0.1:0")
     hops = [{"type": "window", "stream": "7", "t": 10.0 + k, "quality": "ok", "label": "SR"} for k in range(3)]
     hops += [{"type": "heart_rate", "stream": "7", "t": 10.0 + k, "sample": 5000, "hr_bpm": hr} for k, hr in enumerate((60.0, 80.0))]
@@ -164,7 +225,7 @@ def test_alarm_policy_store_and_acknowledgement(tmp_path):
     alarm_rows = [r for r in out if r["type"] == "alarm"]
     assert len(alarm_rows) == 1 and alarm_rows[0]["active"]  # raised once: the second raise is the same alarm
     store.write([dict(raised, state="cleared", sample=16000)])
-    with WardReader(str(tmp_path / "w.sqlite")) as r:
+    with WardReader(db_url) as r:
         (a,) = r.alarms()
         assert a["cleared"] is not None and a["acked"] is None  # cleared, still listed until acknowledged
         assert store.acknowledge(a["id"], "nurse")["acked"] is not None
@@ -172,9 +233,36 @@ def test_alarm_policy_store_and_acknowledgement(tmp_path):
         (h,) = r.hourly(bed="7")
         assert h["windows_ok"] == 3 and h["rhythms"] == {"SR": 3} and h["hr_mean"] == 70.0 and (h["hr_min"], h["hr_max"]) == (60.0, 80.0)
         assert [e["type"] for e in r.events(bed="7")] == ["rate_alarm", "rate_alarm", "rate_alarm"]  # per-hop records are summarised
-    conn = sqlite3.connect(str(tmp_path / "w.sqlite"))
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT COUNT(*) FROM acknowledgements").fetchone()[0] == 1
+    cur = store.conn.cursor()
+    cur.execute("SELECT COUNT(*) FROM acknowledgements")
+    assert cur.fetchone()[0] == 1
+    if not db_url.startswith("postgresql"):
+        assert cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_a_gateway_on_postgresql(export, postgres_server):
+    """``--db postgresql://...``: a bed's records reach the same tables on a real PostgreSQL server."""
+    import psycopg
+
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE wardgw")
+    url = postgres_server.replace("/postgres?", "/wardgw?")
+    with GatewayThread(export, url) as gw:
+        dev = Device(gw.port, 4, signal_adu("SR", 20.0), speed=5.0)
+        dev.start()
+        try:
+            gw.wait_for(lambda r: r["type"] == "quality" and r["quality"] == "ok", 60, "a classified window")
+        finally:
+            dev.stop()
+        gw.wait_for(lambda r: r["type"] == "bed_link" and r["state"] == "down", 10, "the link going down")
+    with WardReader(url) as r:
+        kinds = [e["type"] for e in r.events(bed="4")]
+        assert kinds[:3] == ["bed_link", "stream_start", "quality"] and "quality" in kinds[3:]
+        assert r.beds()[0]["bed"] == "4" and r.hourly(bed="4")[0]["windows_ok"] >= 1
+        assert r.alarms(bed="4")[0]["alarm"] == "no_telemetry"
+    out = CliRunner().invoke(ward_app, ["events", "--db", url, "--format", "csv"])
+    assert out.exit_code == 0 and len(out.output.strip().splitlines()) == len(kinds) + 1
 
 
 # ---- kill -9 ---------------------------------------------------------------------------------------------
@@ -227,8 +315,7 @@ def test_kill_9_keeps_every_committed_event_and_devices_reconnect(export, tmp_pa
     assert {b for b, _ in no_telemetry} == {"1", "2"} and all(c is not None for _, c in no_telemetry[:2])
 
     # ecgedge ward events on that database: table, CSV, FHIR
-    from ecgedge.cli.ward import app
-
+    app = ward_app
     runner = CliRunner()
     table = runner.invoke(app, ["events", "--db", str(db), "--bed", "1"])
     assert table.exit_code == 0, table.output

@@ -49,28 +49,28 @@ PER_HOP = ("window", "heart_rate", "device_label")
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS ward_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (id {pk}, started REAL NOT NULL, ended REAL, model TEXT, listen TEXT, http TEXT);
-CREATE TABLE IF NOT EXISTS beds (bed TEXT PRIMARY KEY, first_seen REAL NOT NULL, last_seen REAL NOT NULL, peer TEXT,
-    fs_hz REAL, leads TEXT, rhythm TEXT, hr_bpm REAL, quality TEXT, link TEXT);
-CREATE TABLE IF NOT EXISTS events (id {pk}, session_id BIGINT NOT NULL, seq BIGINT NOT NULL, ts REAL NOT NULL, bed TEXT,
-    type TEXT NOT NULL, t REAL, sample BIGINT, body TEXT NOT NULL, UNIQUE (session_id, seq));
+CREATE TABLE IF NOT EXISTS sessions (id {pk}, started {real} NOT NULL, ended {real}, model TEXT, listen TEXT, http TEXT);
+CREATE TABLE IF NOT EXISTS beds (bed TEXT PRIMARY KEY, first_seen {real} NOT NULL, last_seen {real} NOT NULL, peer TEXT,
+    fs_hz {real}, leads TEXT, rhythm TEXT, hr_bpm {real}, quality TEXT, link TEXT);
+CREATE TABLE IF NOT EXISTS events (id {pk}, session_id BIGINT NOT NULL, seq BIGINT NOT NULL, ts {real} NOT NULL, bed TEXT,
+    type TEXT NOT NULL, t {real}, sample BIGINT, body TEXT NOT NULL, UNIQUE (session_id, seq));
 CREATE INDEX IF NOT EXISTS events_bed_ts ON events (bed, ts);
 CREATE INDEX IF NOT EXISTS events_type_ts ON events (type, ts);
 CREATE TABLE IF NOT EXISTS alarms (id {pk}, bed TEXT NOT NULL, alarm TEXT NOT NULL, priority TEXT NOT NULL,
-    technical INTEGER NOT NULL, text TEXT, raised REAL NOT NULL, raised_event BIGINT, cleared REAL, cleared_event BIGINT,
-    acked REAL);
+    technical INTEGER NOT NULL, text TEXT, raised {real} NOT NULL, raised_event BIGINT, cleared {real}, cleared_event BIGINT,
+    acked {real});
 CREATE INDEX IF NOT EXISTS alarms_bed ON alarms (bed, alarm, cleared);
-CREATE TABLE IF NOT EXISTS acknowledgements (id {pk}, alarm_id BIGINT NOT NULL REFERENCES alarms (id), ts REAL NOT NULL,
+CREATE TABLE IF NOT EXISTS acknowledgements (id {pk}, alarm_id BIGINT NOT NULL REFERENCES alarms (id), ts {real} NOT NULL,
     by_whom TEXT);
 CREATE TABLE IF NOT EXISTS hourly (bed TEXT NOT NULL, hour BIGINT NOT NULL, windows_ok BIGINT NOT NULL,
-    windows_unreliable BIGINT NOT NULL, hr_n BIGINT NOT NULL, hr_sum REAL NOT NULL, hr_min REAL, hr_max REAL,
+    windows_unreliable BIGINT NOT NULL, hr_n BIGINT NOT NULL, hr_sum {real} NOT NULL, hr_min {real}, hr_max {real},
     PRIMARY KEY (bed, hour));
 CREATE TABLE IF NOT EXISTS hourly_rhythm (bed TEXT NOT NULL, hour BIGINT NOT NULL, rhythm TEXT NOT NULL,
     windows BIGINT NOT NULL, PRIMARY KEY (bed, hour, rhythm));
-CREATE TABLE IF NOT EXISTS minutes (bed TEXT NOT NULL, minute BIGINT NOT NULL, hr_n BIGINT NOT NULL, hr_sum REAL NOT NULL,
-    hr_min REAL, hr_max REAL, PRIMARY KEY (bed, minute));
-CREATE TABLE IF NOT EXISTS strips (id {pk}, bed TEXT NOT NULL, ts REAL NOT NULL, first_index BIGINT NOT NULL,
-    fs REAL NOT NULL, lead TEXT NOT NULL, uv {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS minutes (bed TEXT NOT NULL, minute BIGINT NOT NULL, hr_n BIGINT NOT NULL, hr_sum {real} NOT NULL,
+    hr_min {real}, hr_max {real}, PRIMARY KEY (bed, minute));
+CREATE TABLE IF NOT EXISTS strips (id {pk}, bed TEXT NOT NULL, ts {real} NOT NULL, first_index BIGINT NOT NULL,
+    fs {real} NOT NULL, lead TEXT NOT NULL, uv {blob} NOT NULL);
 CREATE INDEX IF NOT EXISTS strips_bed_ts ON strips (bed, ts);
 """
 
@@ -80,13 +80,14 @@ class _Dialect:
     name: str
     pk: str
     blob: str
+    real: str  # seconds since 1970 need a double: PostgreSQL's REAL is 4 bytes
     param: str
     least: str
     greatest: str
 
 
-SQLITE = _Dialect("sqlite", "INTEGER PRIMARY KEY", "BLOB", "?", "min", "max")
-POSTGRES = _Dialect("postgresql", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BYTEA", "%s", "LEAST", "GREATEST")
+SQLITE = _Dialect("sqlite", "INTEGER PRIMARY KEY", "BLOB", "REAL", "?", "min", "max")
+POSTGRES = _Dialect("postgresql", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BYTEA", "DOUBLE PRECISION", "%s", "LEAST", "GREATEST")
 
 
 def is_postgres(url: str) -> bool:
@@ -153,7 +154,7 @@ class WardStore:
     def _create(self) -> None:
         d = self.dialect
         with self._tx() as cur:
-            for stmt in _TABLES.format(pk=d.pk, blob=d.blob).split(";"):
+            for stmt in _TABLES.format(pk=d.pk, blob=d.blob, real=d.real).split(";"):
                 if stmt.strip():
                     cur.execute(stmt)
             cur.execute(self._q("SELECT value FROM ward_meta WHERE key = ?"), ("schema",))
