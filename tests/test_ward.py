@@ -332,3 +332,18 @@ def test_kill_9_keeps_every_committed_event_and_devices_reconnect(export, tmp_pa
     assert "8867-4" in codes  # heart rate per bed and minute
     assert codes.count("8884-9") == len([r for r in after if r[4] == "rhythm_change"])  # one per rhythm change
     assert runner.invoke(app, ["events", "--db", str(tmp_path / "nothing.sqlite")]).exit_code == 2
+
+
+def test_cli_help_and_bad_input(export, tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(ward_app, ["--help"])
+    assert out.exit_code == 0 and "serve" in out.output and "events" in out.output
+    out = runner.invoke(ward_app, [str(export), "--listen", "udp://127.0.0.1:1"])  # no subcommand: serve
+    assert out.exit_code == 2 and "expected tcp://HOST:PORT" in out.output
+    out = runner.invoke(ward_app, [str(export), "--http", "127.0.0.1", "--db", str(tmp_path / "w.sqlite")])
+    assert out.exit_code == 2 and "expected HOST:PORT" in out.output
+    out = runner.invoke(ward_app, [str(export), "--token", "short"])
+    assert out.exit_code == 2 and "at least 8 characters" in out.output
+    WardStore(str(tmp_path / "w.sqlite")).close()
+    out = runner.invoke(ward_app, ["events", "--db", str(tmp_path / "w.sqlite"), "--since", "yesterday"])
+    assert out.exit_code == 2 and "-2h" in out.output

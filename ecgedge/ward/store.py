@@ -458,7 +458,8 @@ class WardReader:
         rows = self._rows("SELECT h.bed, h.hour, h.windows_ok, h.windows_unreliable, h.hr_n, h.hr_sum, h.hr_min, h.hr_max FROM hourly h"
                           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY h.bed, h.hour", args)
         rhythms: dict[tuple[str, int], dict[str, int]] = {}
-        for b, hour, label, n in self._rows("SELECT bed, hour, rhythm, windows FROM hourly_rhythm"):
+        for b, hour, label, n in self._rows("SELECT h.bed, h.hour, h.rhythm, h.windows FROM hourly_rhythm h"
+                                            + (" WHERE " + " AND ".join(where) if where else ""), args):
             rhythms.setdefault((b, hour), {})[label] = n
         return [{"bed": b, "hour": hour, "windows_ok": ok, "windows_unreliable": bad,
                  "hr_mean": round(s / n, 1) if n else None, "hr_min": lo, "hr_max": hi, "rhythms": rhythms.get((b, hour), {})}
