@@ -136,7 +136,8 @@ def test_deferred_monitors_give_what_each_alone_gives(ecg, seed):
 
 
 def test_beds_in_step_share_one_pass(ecg, monkeypatch):
-    """64 beds fed the same hop go through the resampler and band-pass as one array: one call each per hop."""
+    """64 beds fed the same hop go through the resampler and band-pass as one array: one call each per hop
+    (sosfilt twice: the preprocessing's band-pass and the QRS detectors', StreamingQrsDetector.push_many)."""
     calls = {"upfirdn": 0, "sosfilt": 0}
     import ecgedge.data.preprocess as pre
 
@@ -154,5 +155,7 @@ def test_beds_in_step_share_one_pass(ecg, monkeypatch):
                    for i in m.push(ecg[:, second * 500 + b:][:, :500], second * 500) if isinstance(i, PendingWindows)]
         assert len(pending) == 64
         verdicts += cut_pending(pending)
-    assert calls == {"upfirdn": 12, "sosfilt": 12}
+    # sosfilt: the preprocessing's and the detectors' band-pass once a hop, and each detector's energy
+    # floor once, when its monitor is made (ecgedge.beats.qrs.energy_floor).
+    assert calls == {"upfirdn": 12, "sosfilt": 12 + 12 + 64}
     assert len(verdicts) == 12 * 64 and sum(v.window is not None for v in verdicts) == 3 * 64

@@ -377,7 +377,8 @@ def test_every_record_type_is_a_typed_event():
     """The session's table of record types names one event class per type, and those are exactly
     the events a session hands out (:data:`ecgedge.stream.events.Event`), each with ``to_json``."""
     rows = re.findall(r"^``(\w+)``\s+``(\w+)``", session.__doc__, re.M)
-    assert len(rows) == len({kind for kind, _ in rows}) == 17  # 17th: device_label (ecgsim --classify)
+    # 17th: device_label (ecgsim --classify); device_beats (--beats); heart_rate and rate_alarm (the host's beats)
+    assert len(rows) == len({kind for kind, _ in rows}) == 20
     classes = {getattr(events, name) for _, name in rows}
     assert classes == set(typing.get_args(events.Event))
     assert all(dataclasses.is_dataclass(c) and "to_json" in vars(c) for c in classes)

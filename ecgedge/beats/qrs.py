@@ -195,6 +195,7 @@ class StreamingQrsDetector:
         self.fs = float(fs)
         self.n_leads = int(n_leads)
         self.leads = list(range(self.n_leads)) if leads is None else [int(i) for i in leads]
+        self._all_leads = list(range(self.n_leads))
         if not self.leads or any(not 0 <= i < self.n_leads for i in self.leads):
             raise ShapeMismatch(f"QRS leads {self.leads} are not among the {self.n_leads} lead(s) of the signal")
         c = self.cfg
@@ -238,6 +239,43 @@ class StreamingQrsDetector:
     def push(self, chunk: np.ndarray, concealed: np.ndarray | None = None) -> Beats:
         """Add (leads, n) samples in mV (``concealed``: optional bool per sample, True where the caller
         interpolated over lost data) and return the beats decided so far."""
+        x, cflag = self._prepared(chunk, concealed)
+        if not x.shape[1]:
+            return Beats.empty(self.fs)
+        y, self._zi = sps.sosfilt(self.sos, x, axis=-1, zi=self._state_before(x))
+        return self._filtered(x, y, cflag)
+
+    @staticmethod
+    def push_many(detectors: "list[StreamingQrsDetector]", chunks: list[np.ndarray],
+                  concealed: "list[np.ndarray | None] | None" = None) -> list[Beats]:
+        """``[d.push(x, c) for d, x, c in zip(detectors, chunks, concealed)]``, bit for bit, with one
+        band-pass call (``sosfilt``) for each set of detectors with the same sections and chunk length,
+        their leads as the rows of one array (sosfilt runs every row alone with its own state, so
+        stacking rows changes no sum), as :meth:`ecgedge.data.preprocess.StreamingBandpass.push_many`
+        does for the preprocessing. The later stages run per detector."""
+        concealed = concealed if concealed is not None else [None] * len(detectors)
+        prepared = [d._prepared(x, c) for d, x, c in zip(detectors, chunks, concealed)]
+        out: list[Beats | None] = [None] * len(detectors)
+        groups: dict[tuple, list[int]] = {}
+        for i, (d, (x, _)) in enumerate(zip(detectors, prepared)):
+            if not x.shape[1]:
+                out[i] = Beats.empty(d.fs)
+            else:
+                groups.setdefault((d.sos.tobytes(), x.shape[1]), []).append(i)
+        for members in groups.values():
+            xs = [prepared[i][0] for i in members]
+            zi = np.concatenate([detectors[i]._state_before(x) for i, x in zip(members, xs)], axis=1)
+            y, zf = sps.sosfilt(detectors[members[0]].sos, np.concatenate(xs) if len(xs) > 1 else xs[0], axis=-1, zi=zi)
+            a = 0
+            for i, x in zip(members, xs):
+                d, b = detectors[i], a + x.shape[0]
+                d._zi = zf[:, a:b]
+                out[i] = d._filtered(x, y[a:b], prepared[i][1])
+                a = b
+        return out  # type: ignore[return-value]  # every slot is filled above
+
+    def _prepared(self, chunk: np.ndarray, concealed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The leads in use of a chunk (float64, non-finite samples held) and its concealed mask."""
         x = np.asarray(chunk, dtype=np.float64)
         if x.ndim == 1:
             x = x[None, :]
@@ -245,8 +283,9 @@ class StreamingQrsDetector:
             raise ShapeMismatch(f"chunk of shape {x.shape}; the QRS detector expects ({self.n_leads}, n) samples in mV")
         m = x.shape[1]
         if m == 0:
-            return Beats.empty(self.fs)
-        x = x[self.leads]
+            return x, np.zeros(0, bool)
+        if self.leads != self._all_leads:
+            x = x[self.leads]
         cflag = np.zeros(m, bool) if concealed is None else np.asarray(concealed, bool).reshape(m).copy()
         finite = np.isfinite(x)
         if not finite.all():
@@ -261,10 +300,19 @@ class StreamingQrsDetector:
                 x[r] = np.where(last >= 0, x[r][np.maximum(last, 0)], self._held[r])
             cflag |= ~finite.all(axis=0)
         self._held = x[:, -1].copy()
+        return x, cflag
+
+    def _state_before(self, x: np.ndarray) -> np.ndarray:
+        """The band-pass state before ``x``; at the start, the steady state of its first sample."""
         if self._zi is None:
             self._zi = sps.sosfilt_zi(self.sos)[:, None, :] * x[None, :, 0, None]
             self._prev2 = np.zeros((len(self.leads), 2))
-        y, self._zi = sps.sosfilt(self.sos, x, axis=-1, zi=self._zi)
+        return self._zi
+
+    def _filtered(self, x: np.ndarray, y: np.ndarray, cflag: np.ndarray) -> Beats:
+        """The stages after the band-pass (``y``) for the samples ``x``: slope energy, integration,
+        candidates and decisions; the beats decided so far."""
+        m = x.shape[1]
         loc = x
         ext = np.concatenate([self._prev2, y], axis=1)
         self._prev2 = ext[:, -2:]
@@ -314,17 +362,19 @@ class StreamingQrsDetector:
         a, b = max(lo - r, self._base), min(hi + r, self.n)
         full = np.full(hi - lo + 2 * r, -np.inf)
         full[a - (lo - r):b - (lo - r)] = self._integ[a - self._base:b - self._base]
-        win = np.lib.stride_tricks.sliding_window_view(full, 2 * r + 1)[: hi - lo]
-        centre = win[:, r]
-        before = win[:, :r].max(axis=1)
-        after = win[:, r + 1:].max(axis=1)
-        is_peak = (centre > before) & (centre >= after) & (centre > 0)
+        centre = full[r:r + hi - lo]
+        # A candidate is above the sample before it and not below the one after it: test the few such
+        # local maxima against their whole neighbourhoods (the same candidates as testing every sample).
+        local = np.flatnonzero((centre > full[r - 1:r - 1 + hi - lo]) & (centre >= full[r + 1:r + 1 + hi - lo]) & (centre > 0))
         out = []
-        for k in np.flatnonzero(is_peak):
-            n = lo + int(k)
+        for k in local.tolist():
+            c = full[k + r]
+            if not (c > full[k:k + r].max() and c >= full[k + r + 1:k + 2 * r + 1].max()):
+                continue
+            n = lo + k
             i = n - self._base
             slope = float(self._energy[:, max(0, i - self.w_int + 1):i + 1].sum(axis=0).max())
-            out.append(_Candidate(n, float(centre[k]), slope))
+            out.append(_Candidate(n, float(c), slope))
         return out
 
     def _decide(self, upto: int, final: bool = False) -> Beats:
@@ -373,7 +423,8 @@ class StreamingQrsDetector:
             self._accept(c, found, BeatFlag.NONE)
             return
         st.npk = 0.125 * c.height + 0.875 * st.npk
-        st.pending.append(c)
+        if st.last_beat >= 0:  # search-back looks back to the last beat: before the first, nothing is kept
+            st.pending.append(c)
 
     def _is_twave(self, c: _Candidate, since: int | None) -> bool:
         st = self._state

@@ -17,6 +17,7 @@ from ecgedge.cli.common import export_folder_argument, user_errors
 from ecgedge.errors import ConfigError, StreamError, storage_error
 from ecgedge.runtime.base import Backend, Precision
 from ecgedge.stream.monitor import CONCEAL_MAX_S, INOPERABLE_AFTER_S, StreamSettings
+from ecgedge.stream.rate import ASYSTOLE_S, BRADY_BPM, TACHY_BPM, RateAlarmSettings
 
 
 def _escaped(text: str) -> str:
@@ -39,6 +40,12 @@ def stream_cmd(
         INOPERABLE_AFTER_S, "--inoperable-after-s", min=0.0,
         help="Raise the ecg_signal_inoperable alert after this many seconds without a classified window "
              "(cleared when one is classified again); 0: never."),
+    asystole_s: float = typer.Option(
+        ASYSTOLE_S, "--asystole-s", min=0.0,
+        help="Raise the asystole alarm after this many seconds without a beat (at most this + 0.2 s + --hop after "
+             "the last beat); 0: never."),
+    brady_bpm: float = typer.Option(BRADY_BPM, "--brady-bpm", min=0.0, help="Raise extreme bradycardia below this heart rate (bpm); 0: never."),
+    tachy_bpm: float = typer.Option(TACHY_BPM, "--tachy-bpm", min=0.0, help="Raise extreme tachycardia above this heart rate (bpm); 0: never."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False, help="Write the JSON lines to this file instead of stdout."),
     precision: Optional[Precision] = typer.Option(None, help="Which artefact runs (default: int8 if the accuracy gate accepted it, else the reference)."),
     backend: Backend = typer.Option(Backend.ort_cpu, help="Runtime backend."),
@@ -59,7 +66,9 @@ def stream_cmd(
     Gaps are reported with their sample range; short ones are concealed (the windows holding them
     are classified and carry concealed_samples), longer ones make the windows they touch
     'unreliable', as are windows with a lead off, a flat or a saturated lead. No classified window
-    for --inoperable-after-s raises an ecg_signal_inoperable alert. The last line is a summary.
+    for --inoperable-after-s raises an ecg_signal_inoperable alert. Every window is followed by the heart
+    rate and the beats found; asystole and extreme brady-/tachycardia are raised as rate_alarm records
+    (docs/beats-stream.md). The last line is a summary.
     A --tee copy that cannot be written (a full disk) is reported once and dropped; classification
     goes on. Exits 2 when every stream was refused (leads or rate the model cannot use).
     """
@@ -70,7 +79,8 @@ def stream_cmd(
     except ValueError as exc:  # an unclosed quote
         raise ConfigError(f"--sim {sim!r}: {exc} (quote it as the shell would)") from None
     settings = StreamSettings(hop_s=hop, hysteresis=hysteresis, conceal_max_s=conceal_max_s,
-                              inoperable_after_s=inoperable_after_s)
+                              inoperable_after_s=inoperable_after_s,
+                              rate_alarms=RateAlarmSettings(asystole_s=asystole_s, brady_bpm=brady_bpm, tachy_bpm=tachy_bpm))
     cfg = StreamConfig(export=str(export), source=source, settings=settings,
                        precision=precision, backend=backend, threads=threads, sim_args=sim_args,
                        max_outage_s=max_outage, show=show, show_png=str(show_png) if show_png else None,

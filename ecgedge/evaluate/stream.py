@@ -34,6 +34,7 @@ each hysteresis, so a sweep costs one inference pass per hop.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -44,10 +45,10 @@ import numpy as np
 from tqdm import tqdm
 
 from ecgedge.config import Backend, Precision
-from ecgedge.data.annotations import RhythmReference, read_rhythm_reference
+from ecgedge.data.annotations import BeatReference, RhythmReference, read_beat_reference, read_rhythm_reference
 from ecgedge.data.leads import canonical_lead_name, lead_indices
 from ecgedge.data.records import read_record
-from ecgedge.errors import ConfigError, DataNotFound, ShapeMismatch
+from ecgedge.errors import BadRecord, ConfigError, DataNotFound, ShapeMismatch
 from ecgedge.evaluate.episodes import EpisodeScore, Interval, markdown_table, score_episodes, summarise
 
 AF_CODE = "AFIB"
@@ -161,6 +162,7 @@ class PlayedRecord:
     events: list[dict]
     cpu_s: float
     signal_s: float
+    beats: list[dict] = field(default_factory=list)  # heart_rate and rate_alarm records
 
 
 def _model_leads(names: Sequence[str], record_id: str, spec, lead: str | None) -> tuple[list[int], list[str]]:
@@ -211,7 +213,8 @@ def play_direct(runner, spec, settings, hea: Path, *, lead: str | None = None, c
 def _split(records: list[dict], cpu_s: float, signal_s: float) -> PlayedRecord:
     windows = [r for r in records if r.get("type") == "window"]
     events = [r for r in records if r.get("type") in ("rhythm_change", "quality", "alert", "gap")]
-    return PlayedRecord(windows, events, cpu_s, signal_s)
+    beats = [r for r in records if r.get("type") in ("heart_rate", "rate_alarm")]
+    return PlayedRecord(windows, events, cpu_s, signal_s, beats)
 
 
 def play_via_device(cfg: StreamEvalConfig, spec, settings, hea: Path, export: Path) -> PlayedRecord:
@@ -306,6 +309,117 @@ def score_played(played: PlayedRecord, ref: RhythmReference, cmap: dict[str, str
                           excluded=ref.spans([FLUTTER_CODE]), covered=covered_spans(played.windows), record=name)
 
 
+# ---- heart rate and rate alarms ---------------------------------------------------------------------
+
+# IEC 60601-2-27's heart-rate meter accuracy: within +-10 % of the reference rate or +-5 bpm, whichever is greater.
+HR_TOLERANCE_SHARE = 0.10
+HR_TOLERANCE_BPM = 5.0
+# Hops scored for heart rate from this many seconds of stream on: the detector learns for 2 s and the
+# rate is the median of 8 RR intervals, so a bedside monitor's rate settles in about 10 s at 60 bpm.
+HR_START_S = 10.0
+# A stream rate alarm matches a reference one of its kind raised or held within this many seconds.
+ALARM_MATCH_S = 10.0
+
+
+def reference_rates(hop_ends: Sequence[tuple[float, int]], ref: BeatReference, rate_settings=None) -> tuple[list, list]:
+    """The heart rate and rate alarms the reference beats give at each hop end ``(t_s, sample)``: the
+    stream's own rules (:class:`~ecgedge.stream.rate.BedBeats`, fed the reference beats before each
+    hop end, no detector and no decision delay). Returns (``HeartRate`` list, ``RateAlarm`` list)."""
+    from ecgedge.stream.events import HeartRate
+    from ecgedge.stream.rate import BedBeats, RateAlarmSettings
+
+    bed = BedBeats.reference(0, ref.fs_hz, rate_settings or RateAlarmSettings())
+    beats = np.asarray(ref.samples, dtype=np.int64)
+    rates: list = []
+    alarms: list = []
+    i = 0
+    for t_s, end in hop_ends:
+        j = int(np.searchsorted(beats, end, side="left"))
+        bed.add(beats[i:j], np.zeros(j - i, dtype=np.uint8))
+        i = j
+        for e in bed.hop(t_s, end, lambda seconds: ""):
+            (rates if isinstance(e, HeartRate) else alarms).append(e)
+    return rates, alarms
+
+
+def heart_rate_accuracy(beat_records: Sequence[dict], ref: BeatReference, rate_settings=None, *,
+                        start_s: float = HR_START_S) -> dict:
+    """How the stream's heart rate and rate alarms (its ``heart_rate`` / ``rate_alarm`` records) compare
+    with those of the reference beats at the same hop ends (:func:`reference_rates`).
+
+    Heart rate: over the hops where the reference has a rate, from ``start_s`` of stream on
+    (default :data:`HR_START_S`), hops ending inside an unscored span, such as a reference VF episode, or within 10 s after one
+    are left out), the share within +-10 % or +-5 bpm of it (IEC 60601-2-27's heart-rate meter
+    accuracy); a hop without a stream rate counts as outside. Alarms, per kind: the reference's
+    physiological alarms, those the stream raised too (a stream raise within :data:`ALARM_MATCH_S`
+    of the reference raise, or while it holds), with the delay (s) from the reference raise, and
+    the stream raises that match none (false); the stream's technical raises are counted apart
+    (``technical``): they say the signal was too poor to decide, and match nothing.
+    """
+    rates = [r for r in beat_records if r.get("type") == "heart_rate"]
+    ref_rates, ref_alarms = reference_rates([(float(r["t"]), int(r["sample"])) for r in rates], ref, rate_settings)
+    errors, within, no_rate = [], 0, 0
+    for r, q in zip(rates, ref_rates):
+        end = int(r["sample"])
+        if q.hr_bpm is None or end < start_s * ref.fs_hz or any(a <= end < b + int(10 * ref.fs_hz) for a, b in ref.unscored):
+            continue
+        if r["hr_bpm"] is None:
+            no_rate += 1
+            continue
+        err = abs(float(r["hr_bpm"]) - q.hr_bpm)
+        errors.append(err)
+        within += err <= max(HR_TOLERANCE_SHARE * q.hr_bpm, HR_TOLERANCE_BPM)
+    hops = len(errors) + no_rate
+    out: dict[str, Any] = {"hops": hops, "within": within, "share_within": round(within / hops, 4) if hops else None,
+                           "no_rate": no_rate,
+                           "mean_abs_error_bpm": round(float(np.mean(errors)), 2) if errors else None,
+                           "p95_abs_error_bpm": round(float(np.percentile(errors, 95)), 2) if errors else None,
+                           "alarms": {}}
+    raised = [a for a in beat_records if a.get("type") == "rate_alarm" and a["state"] == "raised"]
+    stream_raised = [a for a in raised if not a["technical"]]
+    for kind in sorted({a.alarm.value for a in ref_alarms} | {a["alarm"] for a in raised}):
+        episodes, start = [], None
+        for a in ref_alarms:
+            if a.alarm.value != kind:
+                continue
+            if a.state.value == "raised":
+                start = float(a.t_s)
+            elif start is not None:
+                episodes.append((start, float(a.t_s)))
+                start = None
+        if start is not None:
+            episodes.append((start, math.inf))
+        mine = [float(a["t"]) for a in stream_raised if a["alarm"] == kind]
+        used: set[int] = set()
+        delays = []
+        for a, b in episodes:
+            hit = [k for k, t in enumerate(mine) if k not in used and a - ALARM_MATCH_S <= t <= b + ALARM_MATCH_S]
+            if hit:
+                used.add(hit[0])
+                delays.append(round(mine[hit[0]] - a, 3))
+        out["alarms"][kind] = {"reference": len(episodes), "detected": len(delays), "missed": len(episodes) - len(delays),
+                               "false": len(mine) - len(used), "delays_s": delays,
+                               "technical": sum(1 for a in raised if a["technical"] and a["alarm"] == kind),
+                               "max_delay_s": max(delays) if delays else None}
+    return out
+
+
+def gross_heart_rate(per_record: dict[str, dict]) -> dict:
+    """The pooled heart-rate accuracy and alarm counts of :func:`heart_rate_accuracy` over records."""
+    hops = sum(r["hops"] for r in per_record.values())
+    within = sum(r["within"] for r in per_record.values())
+    alarms: dict[str, dict] = {}
+    for r in per_record.values():
+        for kind, a in r["alarms"].items():
+            g = alarms.setdefault(kind, {"reference": 0, "detected": 0, "missed": 0, "false": 0, "technical": 0, "delays_s": []})
+            for key in ("reference", "detected", "missed", "false", "technical"):
+                g[key] += a[key]
+            g["delays_s"] += a["delays_s"]
+    for g in alarms.values():
+        g["max_delay_s"] = max(g["delays_s"]) if g["delays_s"] else None
+    return {"hops": hops, "within": within, "share_within": round(within / hops, 4) if hops else None, "alarms": alarms}
+
+
 # ---- the command --------------------------------------------------------------------------------
 
 @dataclass
@@ -356,6 +470,12 @@ def evaluate_stream(cfg: StreamEvalConfig, *, progress: bool = True, log: Callab
     scores = runs[head]
     summary = summarise(scores)
     agreement = {hea.stem: window_agreement(p.windows, refs[hea], cmap, spec.labels) for hea, p in headline_played.items()}
+    heart: dict[str, dict] = {}
+    for hea, p in headline_played.items():
+        try:
+            heart[hea.stem] = heart_rate_accuracy(p.beats, read_beat_reference(hea))
+        except BadRecord:  # no beat annotations (rhythm-only .atr): no heart-rate reference
+            continue
     report: dict[str, Any] = {
         "export": str(export), "model": manifest.data.get("name"), "precision": Precision(precision).value,
         "backend": Backend(cfg.backend).value, "labels": list(spec.labels), "leads": list(spec.leads),
@@ -365,6 +485,8 @@ def evaluate_stream(cfg: StreamEvalConfig, *, progress: bool = True, log: Callab
         "conventions": "EC57/epicmp: any overlap matches; atrial flutter excluded; gross = pooled, average = mean of records",
         "records": [s.to_json() for s in scores], "summary": summary,
         "window_agreement": agreement,
+        "heart_rate": {"tolerance": "within +-10 % or +-5 bpm of the reference beats' rate at the hop end (IEC 60601-2-27)",
+                       "records": heart, "gross": gross_heart_rate(heart)} if heart else None,
         "speed": {"signal_s": round(signal, 1), "cpu_s": round(cpu, 2),
                   "x_real_time": round(signal / cpu, 1) if cpu > 0 else None},
     }
@@ -402,6 +524,7 @@ def _markdown(report: dict, table: str) -> str:
              table, "",
              f"Alarm delay: median {d['median_s']} s, 90th percentile {d['p90_s']} s, max {d['max_s']} s; "
              f"{d['detected']} detected, {d['missed']} missed.", "",
+             *_heart_rate_lines(report.get("heart_rate")),
              f"Speed: {report['speed']['signal_s']:g} s of signal in {report['speed']['cpu_s']:g} CPU s "
              f"({report['speed']['x_real_time']}x real time)."]
     if "sweep" in report:
@@ -412,6 +535,18 @@ def _markdown(report: dict, table: str) -> str:
             lines.append(f"| {r['hop_s']:g} | {r['hysteresis']} | {g['duration_se']} | {g['duration_ppv']} | {a['median_s']} | "
                          f"{a['p90_s']} | {g['false_alarms_per_hour']} |")
     return "\n".join(lines) + "\n"
+
+
+def _heart_rate_lines(heart: dict | None) -> list[str]:
+    if not heart:
+        return []
+    g = heart["gross"]
+    lines = [f"Heart rate: {g['within']} of {g['hops']} hops ({g['share_within']}) {heart['tolerance']}.", ""]
+    for kind, a in g["alarms"].items():
+        lines += [f"Rate alarm {kind}: {a['reference']} in the reference, {a['detected']} raised (max delay "
+                  f"{a['max_delay_s']} s after the reference's), {a['missed']} missed, {a['false']} false; "
+                  f"{a['technical']} technical (signal too poor to decide).", ""]
+    return lines
 
 
 def parse_sweep(items: Sequence[str]) -> tuple[tuple[float, ...], tuple[int, ...]]:

@@ -177,6 +177,78 @@ class RhythmChange:
                 "confidence": round(self.confidence, 4)}
 
 
+class RateAlarmKind(str, Enum):
+    """The rate alarms of IEC 60601-2-27 a bedside ECG monitor must raise (:mod:`ecgedge.stream.rate`)."""
+
+    asystole = "asystole"
+    bradycardia = "extreme_bradycardia"
+    tachycardia = "extreme_tachycardia"
+
+
+@dataclass(frozen=True)
+class HeartRate:
+    """One hop of one bed's beats (:mod:`ecgedge.stream.rate`), with the window ending at source sample ``sample``.
+
+    ``hr_bpm``: the median of the last ``rr_count`` RR intervals (at most
+    :data:`ecgedge.beats.RATE_BEATS`, 8) in beats per minute, None before two beats (or after a gap
+    that restarted the filters, until two beats follow it). ``irregularity``: median absolute
+    successive RR difference over the median RR of those intervals (:func:`ecgedge.beats.rr_irregularity`;
+    None with fewer than 3). ``beats``: the R peaks found since the previous hop, source-rate sample
+    indices (found about 0.2 s after their peak, so usually in the hop before; a search-back beat
+    later), and ``beat_flags`` their :class:`ecgedge.beats.BeatFlag` bits (1 noisy, 2 concealed gap,
+    4 search-back).
+    """
+
+    stream: Hashable
+    t_s: float
+    sample: int
+    hr_bpm: float | None
+    rr_count: int
+    irregularity: float | None
+    beats: tuple[int, ...] = ()
+    beat_flags: tuple[int, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"type": "heart_rate", "stream": self.stream, "t": round(self.t_s, 3), "sample": self.sample,
+                "hr_bpm": None if self.hr_bpm is None else round(self.hr_bpm, 1), "rr_count": self.rr_count,
+                "irregularity": None if self.irregularity is None else round(self.irregularity, 4),
+                "beats": list(self.beats), "beat_flags": list(self.beat_flags)}
+
+
+@dataclass(frozen=True)
+class RateAlarm:
+    """A rate alarm of one bed raised or cleared at the hop ending at source sample ``sample`` (``t_s``).
+
+    ``technical``: the condition holds but the signal is too poor to decide (``reason``: a lead off,
+    device flags, non-finite, saturated or implausible samples, noisy beats, the inoperable alert),
+    as a monitor's "ECG signal inoperable" stands in for a physiological alarm it cannot confirm.
+    ``hr_bpm``: the heart rate then (None if unknown); ``last_beat``: source sample of the last beat
+    before it (None: none since the stream or a gap began); ``since_beat_s``: seconds from that beat
+    (or from the start of the judged signal) to ``t_s``. Delays: :mod:`ecgedge.stream.rate`.
+    """
+
+    stream: Hashable
+    t_s: float
+    sample: int
+    alarm: RateAlarmKind
+    state: AlertState
+    technical: bool = False
+    hr_bpm: float | None = None
+    last_beat: int | None = None
+    since_beat_s: float | None = None
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        out = {"type": "rate_alarm", "stream": self.stream, "t": round(self.t_s, 3), "sample": self.sample,
+               "alarm": RateAlarmKind(self.alarm).value, "state": AlertState(self.state).value, "technical": self.technical,
+               "hr_bpm": None if self.hr_bpm is None else round(self.hr_bpm, 1), "last_beat": self.last_beat}
+        if self.since_beat_s is not None:
+            out["since_beat_s"] = round(self.since_beat_s, 3)
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
 # ---- one bed: what the link and the sequence tracker saw -----------------------------------------
 
 
@@ -490,7 +562,7 @@ class SessionSummary:
         return out
 
 
-Event = Union[WindowVerdict, SampleGap, SignalAlert, QualityChange, RhythmChange, DeviceLabel, DeviceBeats, StreamStart, StreamRefused,
+Event = Union[WindowVerdict, SampleGap, SignalAlert, QualityChange, RhythmChange, HeartRate, RateAlarm, DeviceLabel, DeviceBeats, StreamStart, StreamRefused,
               DroppedFrame, StreamRestart, StreamFormatChange, NoData, UndecodedBytes, LinkChange, TeeFailed,
               SessionStart, SessionSummary]
 

@@ -72,6 +72,8 @@ class StreamHub:
         if old is not None:  # a format change: the bed's time without a classified window (and its alert) go on
             old.settle()  # its due windows are cut before it goes
             monitor.dark_s, monitor.inoperable = old.dark_s, old.inoperable
+            if monitor.rate is not None and old.rate is not None:  # and its raised rate alarms
+                monitor.rate.carry_alarms(old.rate)
         self.monitors[stream_id] = monitor
         return monitor
 

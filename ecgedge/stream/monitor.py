@@ -59,10 +59,19 @@ from ecgedge.data.preprocess import StreamingPreprocessor, normalise_windows, re
 from ecgedge.data.quality import RunningSignalChecks, rate_problem, signal_problems
 from ecgedge.errors import ConfigError, MissingLeads, ShapeMismatch
 from ecgedge.stream.events import AlertState, Event, QualityChange, RhythmChange, SampleGap, SignalAlert, WindowVerdict
+from ecgedge.stream.rate import BedBeats, RateAlarmSettings
 from ecgedge.stream.ring import Ring
 
 # Device flag bits that make a window unreliable (PROTOCOL.md, device_flags).
 CALIBRATION_FLAG, SATURATED_FLAG = int(DeviceFlag.CALIBRATION), int(DeviceFlag.SATURATED)
+
+
+def device_flag_names(flags: int) -> str:
+    """The device flags that make samples unusable, named: ``"calibration pulse, ADC saturated"``."""
+    return ", ".join(name for bit, name in ((CALIBRATION_FLAG, "calibration pulse"), (SATURATED_FLAG, "ADC saturated"))
+                     if flags & bit)
+
+
 # Longest gap ``ecgedge stream`` conceals (s): two 40-ms frames of ecgsim/Chapman at 500 Hz, not
 # three. A straight line between two real samples has no peak of its own, so concealment cannot
 # invent a beat; 0.1 s is the upper end of a normal QRS complex (80-100 ms) and well below the
@@ -97,6 +106,10 @@ class StreamSettings:
             reported ``unreliable`` (reason ``model: noisy signal (~ 0.74)``): it neither raises
             nor ends a rhythm, as a window that fails the signal checks does. The inoperable alert
             stays driven by the signal checks (its clock runs before the model does).
+        beats: run the QRS detector (:mod:`ecgedge.stream.rate`): every hop's events carry a
+            :class:`~ecgedge.stream.events.HeartRate`, and rate alarms are raised (default True).
+        rate_alarms: the asystole, extreme bradycardia and extreme tachycardia limits
+            (:class:`~ecgedge.stream.rate.RateAlarmSettings`).
     """
 
     hop_s: float = 1.0
@@ -104,6 +117,8 @@ class StreamSettings:
     conceal_max_s: float = 0.0
     inoperable_after_s: float = INOPERABLE_AFTER_S
     noise_labels: tuple[str, ...] = NOISE_LABELS
+    beats: bool = True
+    rate_alarms: RateAlarmSettings = RateAlarmSettings()
 
     def __post_init__(self):
         if not self.hop_s > 0:
@@ -198,6 +213,8 @@ class BedMonitor:
         # ``new`` spans and the gaps not concealed, so restarts and rate changes do not upset it.
         self.dark_s = 0.0
         self.inoperable = False  # the ecg_signal_inoperable alert is raised
+        # Beats, heart rate and rate alarms (ecgedge.stream.rate): fed at every window end.
+        self.rate = BedBeats(stream_id, self.fs_in, model.leads, settings.rate_alarms) if settings.beats else None
 
     # ---- sample bookkeeping -------------------------------------------------------------------
 
@@ -236,6 +253,8 @@ class BedMonitor:
         self._checked = 0  # segment offset up to which the raw samples have been added to the checks
         self._start_k = 1  # the next window (its end is model sample k * hop) whose start splits a block
         self._open = True
+        if self.rate is not None:
+            self.rate.start(first_sample, after_gap=cause == "gap")
 
     def _end_segment(self, reason: str) -> list[Event]:
         """Close the current segment: its samples after the last window go into one unreliable verdict."""
@@ -260,13 +279,58 @@ class BedMonitor:
         return sum(max(0, min(end, b) - max(start, a)) for a, b in self._concealed)
 
     def _final(self, v: WindowVerdict) -> list[Event]:
-        """A verdict is cut: count its concealed samples, run the inoperable clock; the verdict and any alert."""
+        """A verdict is cut: count its concealed samples, run the beats and the inoperable clock; the
+        verdict, any inoperable alert, its heart rate and any rate alarm (judged with the inoperable
+        alert as it stood before this verdict)."""
+        beats: list[Event] = []
+        if self.rate is not None and self.rate.active:
+            self._feed_beats(v.end_sample)
+            beats += self.rate.hop(v.t_s, v.end_sample, self._rate_signal_problem)
         if self._concealed:
             v.concealed = self._concealed_in(v.start_sample, v.end_sample)
             v.concealed_new = self._concealed_in(v.new_start, v.end_sample)
             # Windows only move forward: a span ending before this one's start is in no later window.
             self._concealed = [(a, b) for a, b in self._concealed if b > v.start_sample]
-        return [v, *self._clock((v.end_sample - v.new_start) / self.fs_in, v.reliable, v.t_s, v.end_sample, v.reason)]
+        return [v, *self._clock((v.end_sample - v.new_start) / self.fs_in, v.reliable, v.t_s, v.end_sample, v.reason), *beats]
+
+    def qrs_samples(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The QRS lead's source samples ``[start, end)`` of this segment (mV; NaN where its electrode is
+        off, so the detector holds its last value and finds no beat there) and which were concealed."""
+        assert self.rate is not None
+        n, at = end - start, end - self.segment_start
+        lead = self.rate.lead
+        x = self.raw.last(n, at)[lead]
+        off = self.lead_off.last(n, at)[lead]
+        if off.any():
+            x = np.where(off, np.nan, x)
+        concealed = None
+        if self._concealed:
+            concealed = np.zeros(n, dtype=bool)
+            for a, b in self._concealed:
+                concealed[max(a, start) - start:max(min(b, end) - start, 0)] = True
+        return x, concealed
+
+    def _feed_beats(self, end: int) -> None:
+        """Feed the detector the QRS lead's samples up to stream sample ``end``."""
+        assert self.rate is not None
+        if end > self.rate.fed:
+            self.rate.feed(*self.qrs_samples(self.rate.fed, end))
+
+    def _rate_signal_problem(self, seconds: float) -> str:
+        """The monitor's reason why the QRS lead's last ``seconds`` (up to the samples fed) are too poor
+        for a rate alarm (:mod:`ecgedge.stream.rate`): the inoperable alert, the lead off, device flags;
+        ``""`` when none (the samples themselves are checked by the caller)."""
+        assert self.rate is not None
+        if self.inoperable:
+            return "ecg_signal_inoperable alert raised"
+        at = self.rate.fed - self.segment_start
+        n = min(int(round(seconds * self.fs_in)), at, self.lead_off.capacity)
+        if n <= 0:
+            return ""
+        if self.lead_off.last(n, at)[self.rate.lead].any():
+            return f"lead-off: {self.rate.lead_name}"
+        flags = int(np.bitwise_or.reduce(self.flags.last(n, at)[0]))
+        return f"device: {device_flag_names(flags)}" if flags else ""
 
     def _clock(self, seconds: float, classified: bool, t_s: float, sample: int, reason: str) -> list[SignalAlert]:
         """Advance the time without classification by ``seconds`` of stream; the alert it raises or clears."""
@@ -478,6 +542,15 @@ class BedMonitor:
             self._checked = stop
         return spans
 
+    def first_due_end(self) -> int | None:
+        """Source sample at which the first window due (``defer``) ends; None if none is due (for
+        :func:`~ecgedge.stream.ward.cut_pending`, which feeds many beds' QRS detectors at once)."""
+        assert self.due is not None
+        end_out = self.next_end
+        if end_out <= min(self.due.limit_out, self.out.total) and self._in_sample(end_out) <= self.due.limit_in:
+            return self._in_sample(end_out)
+        return None
+
     def due_blocks(self) -> list[tuple[np.ndarray, int]]:
         """(samples, segment offset) of the check blocks the due windows need, bookkeeping moved on:
         what :meth:`_cut_windows` would add, for :func:`~ecgedge.stream.ward.cut_pending` to add for many beds at once."""
@@ -500,9 +573,7 @@ class BedMonitor:
             v.leads = tuple(self.model.leads[i] for i in np.flatnonzero(off))
             v.reliable, v.reason = False, f"lead-off: {', '.join(v.leads)}"
         elif flags:
-            what = [name for bit, name in ((CALIBRATION_FLAG, "calibration pulse"), (SATURATED_FLAG, "ADC saturated"))
-                    if flags & bit]
-            v.reliable, v.reason = False, f"device: {', '.join(what)}"
+            v.reliable, v.reason = False, f"device: {device_flag_names(flags)}"
         elif not self.checks.clearly_clean(end - n, end) and (
                 problems := signal_problems(self.raw.last(n, end), self.fs_in, self.model.leads)):
             v.reliable, v.reason = False, "; ".join(problems)

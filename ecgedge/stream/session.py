@@ -22,6 +22,12 @@ fields and hands out their ``to_json()``, a dict with a ``type`` (the CLI writes
                                             ``samples`` [start, end) decided, ``beats``, ``beat_flags``, ``leads``; where
                                             the host detects beats too, ``compared`` device beats of which ``agree`` have
                                             a host beat within one sample (the frame waits for the host's hop)
+``heart_rate``      ``HeartRate``           one per hop, after its ``window`` (:mod:`~ecgedge.stream.rate`): ``hr_bpm`` (median of the
+                                            last ``rr_count`` <= 8 RR intervals), ``irregularity``, the ``beats`` found since
+                                            the previous hop (source samples) and their ``beat_flags``
+``rate_alarm``      ``RateAlarm``           ``asystole``, ``extreme_bradycardia`` or ``extreme_tachycardia`` ``raised`` or
+                                            ``cleared`` (hysteresis), ``technical`` when the signal is too poor to decide
+                                            (``reason``); ``hr_bpm``, ``last_beat``, ``since_beat_s``
 ``rhythm_change``   ``RhythmChange``        a label held ``held_windows`` reliable windows: ``from``, ``to``, ``confidence``
 ``quality``         ``QualityChange``       the signal became ``ok`` or ``unreliable`` (``reason``)
 ``gap``             ``SampleGap``           samples [start, end) never arrived (``frames_lost``); the stream recovers;
