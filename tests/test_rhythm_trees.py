@@ -278,3 +278,12 @@ def test_real_records_train_export_and_agree(shared_data, tmp_path, monkeypatch)
     label, _ = ort_decisions((tmp_path / "export" / "model.trees.onnx").read_bytes(), X)
     np.testing.assert_array_equal(label, model.predict(X))
     assert len(split["test"]) == len(X)
+
+
+def test_the_window_runtime_refuses_a_trees_export_in_one_line(trained):
+    from ecgedge.errors import ConfigError
+    from ecgedge.runtime.loader import runner_from_export
+
+    _, work = trained
+    with pytest.raises(ConfigError, match="rhythm trees"):
+        runner_from_export(work / "export")

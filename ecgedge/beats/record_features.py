@@ -35,7 +35,7 @@ Feature groups and units (:func:`feature_names` gives the order of :attr:`Record
 * **template** (24): the median beat from -250 to +450 ms at 24 equally spaced times, over R and
   polarity-corrected (dimensionless).
 
-Cost: about 2-4 ms per 30-s record on one core beyond the detector (``docs/rhythm-trees.md``).
+Cost: about 9 ms of CPU per 30-s record beyond the detector's 8 ms (median of 200 CinC-2017 records; ``docs/rhythm-trees.md``).
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ def runner_from_export(folder: str | Path, precision: Precision | str | None = N
         manifest = load_manifest(folder, verify=verify, public_key=public_key)
     elif public_key is not None:
         verify_signature(manifest.folder, public_key)
+    if manifest.data.get("kind") == "rhythm-trees":  # its input is a feature vector, not a window
+        raise ConfigError(f"{manifest.folder} holds rhythm trees, which take a record's features, not windows: "
+                          "ecgedge evaluate scores them; in code, ecgedge.runtime.trees_runner.TreesRunner runs them")
     precision = Precision(precision) if precision else precision_for(manifest, backend)
     key = artefact_key(backend, precision)
     art = manifest.artefact(key)
