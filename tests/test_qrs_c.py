@@ -139,8 +139,9 @@ def test_two_leads_same_beats(build, shared_data, wfdb):
 
 @pytest.mark.data
 def test_nan_runs_are_held_and_flagged(build, shared_data, wfdb):
-    """NaN and Inf hold the last value and flag nearby beats concealed; the Python detector is
-    pushed in the same 40-ms chunks (the concealed check looks as far as the chunk has reached)."""
+    """NaN and Inf hold the last value and flag nearby beats concealed, the same in C (40-ms chunks)
+    as in Python pushed in 40-ms chunks or given the whole record (the concealed check stops at the
+    candidate's look-ahead, so it does not depend on the chunking)."""
     x, fs = _mitdb(shared_data, wfdb, "100", 60.0)
     x = x.astype(np.float32).astype(np.float64)
     x[3600:3700] = np.nan
@@ -152,6 +153,7 @@ def test_nan_runs_are_held_and_flagged(build, shared_data, wfdb):
     c = _c_beats(build, x, fs, chunk)
     assert (py.flags & 2).any()
     assert_same_beats(c, py, "mitdb 100 with NaN runs")
+    assert_same_beats(_python_beats(x, fs), py, "mitdb 100 with NaN runs, whole vs 40-ms chunks")
 
 
 def test_flat_and_short_signals(build):

@@ -495,7 +495,9 @@ class StreamingQrsDetector:
         k = k_neg if -dev[k_neg] > self.cfg.negative_ratio * dev[k_pos] else k_pos
         peak_buf = lo + k
         flags = BeatFlag.NONE
-        if self._concealed[max(0, peak_buf - self.locate):peak_buf + self.locate + 1].any():
+        # The QRS window, cut at the candidate's look-ahead (what every chunking has seen when the
+        # candidate is decided), so that the flag does not depend on when the beat is accepted.
+        if self._concealed[max(0, peak_buf - self.locate):min(peak_buf + self.locate + 1, i + self.r_cand)].any():
             flags |= BeatFlag.CONCEALED
         return self._base + peak_buf, flags
 

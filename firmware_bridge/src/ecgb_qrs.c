@@ -6,8 +6,8 @@
  * of a push, after the learning period); this port finds each candidate as soon as its look-ahead
  * has arrived (candidate detection depends on the signal only) and computes at once what the
  * decision needs later (height, slope, R-peak position), so its look-back buffers hold 0.5 s
- * rather than the learning period. The concealed-sample check of a beat, which the Python makes
- * when it accepts the beat, is kept up to date per sample instead.
+ * rather than the learning period. The concealed-sample check of a beat (its QRS window, cut at the
+ * candidate's look-ahead) is kept up to date per sample instead.
  */
 #include "ecgb_qrs.h"
 
@@ -543,6 +543,7 @@ static void make_candidate(ecgb_qrs_t *q, int64_t c, ecgb_qrs_cand_t *out)
     out->conc_to = out->peak - q->locate;
     if (out->conc_to < 0) out->conc_to = 0;
     out->conc_end = out->peak + q->locate + 1;
+    if (out->conc_end > c + q->r_cand) out->conc_end = c + q->r_cand; /* the look-ahead: chunk-invariant */
     for (; out->conc_to < out->conc_end && out->conc_to < q->n; out->conc_to++)
         if (q->concealed[ring(out->conc_to)]) out->conc = 1;
 }
