@@ -262,13 +262,13 @@ def test_data_build_overwrite_never_deletes_inputs_or_user_files(shared_data, tm
 def test_evaluate_out_refuses_a_users_report_and_keeps_notes(tmp_path):
     """``evaluate --out`` used to overwrite a user's own ``report.json``; an earlier evaluation's
     files are replaced, the user's beside them are not."""
-    from ecgedge.evaluate.scoring import REPORT_FORMAT, _evaluation_folder
+    from ecgedge.evaluate.scoring import REPORT_FORMAT, evaluation_folder
 
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "report.json").write_text('{"my": "report"}')
     with pytest.raises(ConfigError, match="not an ecgedge evaluation"):
-        _evaluation_folder(mine, ())
+        evaluation_folder(mine, ())
     assert (mine / "report.json").read_text() == '{"my": "report"}'
 
     old = tmp_path / "old"  # an evaluation from before folder markers
@@ -276,7 +276,7 @@ def test_evaluate_out_refuses_a_users_report_and_keeps_notes(tmp_path):
     (old / "report.json").write_text(json.dumps({"format": REPORT_FORMAT}))
     (old / "predictions.csv").write_text("x")
     (old / "NOTES.md").write_text("mine")
-    with _evaluation_folder(old, ()) as staging:
+    with evaluation_folder(old, ()) as staging:
         (staging / "report.json").write_text(json.dumps({"format": REPORT_FORMAT, "new": 1}))
     assert json.loads((old / "report.json").read_text())["new"] == 1
     assert not (old / "predictions.csv").exists() and (old / "NOTES.md").read_text() == "mine"
@@ -284,4 +284,4 @@ def test_evaluate_out_refuses_a_users_report_and_keeps_notes(tmp_path):
     data = tmp_path / "ev" / "records"
     data.mkdir(parents=True)
     with pytest.raises(ConfigError, match="contains this command's input"):
-        _evaluation_folder(tmp_path / "ev", (str(data),))
+        evaluation_folder(tmp_path / "ev", (str(data),))

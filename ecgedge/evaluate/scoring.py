@@ -252,9 +252,9 @@ def evaluate_source(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateRe
         DataNotFound: no usable record.
     """
     out = Path(cfg.out)
-    _evaluation_folder(out, cfg.data.paths)  # refused before minutes of work
+    evaluation_folder(out, cfg.data.paths)  # refused before minutes of work
     src = open_source(cfg)
-    _check_classes(src, cfg.labels)
+    check_classes(src, cfg.labels)
     refs = find_records(cfg.data.paths)
     _check_leads(src, refs[: cfg.data.max_records] if cfg.data.max_records else refs, cfg.data.paths)
 
@@ -283,7 +283,7 @@ def evaluate_source(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateRe
     intervals = bootstrap_intervals(rec_truth, rec_pred, src.labels, repeats=cfg.bootstrap_repeats, seed=cfg.seed)
     record_ids = [ws.record_ids[r] for r in recs]
 
-    leakage = _leakage(src, cfg.data, record_ids)
+    leakage = leakage_of(src, cfg.data, record_ids)
     summary = ws.summary
     report = {
         "format": REPORT_FORMAT,
@@ -308,11 +308,11 @@ def evaluate_source(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateRe
         "windows": win_report.to_dict(),
         "leakage": leakage.to_dict() | ({"warning": leakage.describe(len(record_ids))} if leakage else {}),
     }
-    with _evaluation_folder(out, (*cfg.data.paths, src.path)) as staging:
+    with evaluation_folder(out, (*cfg.data.paths, src.path)) as staging:
         (staging / "report.json").write_text(json.dumps(report, indent=2))
         (staging / "confusion.json").write_text(json.dumps({"class_names": list(src.labels), "rows": "truth", "columns": "prediction",
                                                            "records": rec_report.confusion.tolist(), "windows": win_report.confusion.tolist()}, indent=2))
-        (staging / "predictions.csv").write_text(_predictions_csv(record_ids, rec_truth, rec_pred, rec_probs, rec_windows, src.labels))
+        (staging / "predictions.csv").write_text(predictions_csv(record_ids, rec_truth, rec_pred, rec_probs, rec_windows, src.labels))
         title = f"{src.name} on {len(record_ids)} records: macro F1 {rec_report.macro_f1:.3f}"
         plot_confusion(rec_report.confusion, src.labels, staging / "confusion.png", title)
     return EvaluateResult(out, report, leakage, summary)
@@ -321,7 +321,7 @@ def evaluate_source(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateRe
 _EVALUATION_FILES = ("report.json", "confusion.json", "predictions.csv", "confusion.png")
 
 
-def _evaluation_folder(out: Path, inputs):
+def evaluation_folder(out: Path, inputs):
     """The evaluation folder ``out`` as an owned folder (:mod:`ecgedge.fsio`): new, empty, or an
     earlier evaluation, whose own files are replaced (a user's files beside them are kept); a
     user's folder (their own ``report.json`` included) or one holding ``inputs`` is refused.
@@ -341,7 +341,8 @@ def _legacy_evaluation(folder: Path) -> list[str] | None:
     return [n for n in _EVALUATION_FILES if (folder / n).is_file()]
 
 
-def _check_classes(src: ModelSource, scheme: LabelScheme) -> None:
+def check_classes(src: ModelSource, scheme: LabelScheme) -> None:
+    """Refuse (:class:`ConfigError`) a label scheme whose classes the model cannot be scored on."""
     if scheme == LabelScheme.atr:
         return  # the data's annotations define the classes: checked once they are read
     want = scheme_classes(scheme)
@@ -381,7 +382,8 @@ def _check_leads(src: ModelSource, refs, paths) -> None:
                             f"(none of {readable} records read can serve the model)")
 
 
-def _leakage(src: ModelSource, data: DataConfig, record_ids: list[str]) -> Leakage:
+def leakage_of(src: ModelSource, data: DataConfig, record_ids: list[str]) -> Leakage:
+    """Which of the scored records the model was trained on (by id and content hash), or why that is not known."""
     if src.training is None:
         return Leakage(checked=False, note=src.training_note)
     train = src.training
@@ -397,7 +399,8 @@ def _leakage(src: ModelSource, data: DataConfig, record_ids: list[str]) -> Leaka
     return Leakage(True, note, len(train.ids), bool(train.sha256), by_id, dict(sorted(by_hash.items())))
 
 
-def _predictions_csv(record_ids, truth, pred, probs, windows, labels) -> str:
+def predictions_csv(record_ids, truth, pred, probs, windows, labels) -> str:
+    """``predictions.csv``: one row per record (id, truth, prediction, each class's probability, windows)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["record_id", "truth", "predicted", *(f"p_{c}" for c in labels), "windows"])

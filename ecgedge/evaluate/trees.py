@@ -27,8 +27,8 @@ from ecgedge.data.windows import LoadSummary
 from ecgedge.errors import BadRecord, DataNotFound
 from ecgedge.evaluate.metrics import bootstrap_intervals, classification_report
 from ecgedge.evaluate.plots import plot_confusion
-from ecgedge.evaluate.scoring import (REPORT_FORMAT, EvaluateConfig, EvaluateResult, ModelSource, SourceKind, _check_classes,
-                                      _evaluation_folder, _leakage, _predictions_csv, source_name)
+from ecgedge.evaluate.scoring import (REPORT_FORMAT, EvaluateConfig, EvaluateResult, ModelSource, SourceKind, check_classes,
+                                      evaluation_folder, leakage_of, predictions_csv, source_name)
 from ecgedge.runtime.base import Precision
 from ecgedge.runtime.trees_runner import TreesRunner
 from ecgedge.shipped import resolve_source
@@ -65,7 +65,7 @@ def features_of_records(paths, *, labels, labels_file: str | None = None, max_re
 def evaluate_trees(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateResult:
     """Score the trees export ``cfg.source`` on ``cfg.data`` and write the evaluation folder ``cfg.out``."""
     out = Path(cfg.out)
-    _evaluation_folder(out, cfg.data.paths)
+    evaluation_folder(out, cfg.data.paths)
     folder = resolve_source(cfg.source)
     runner = TreesRunner(folder, threads=cfg.threads or 1)
     runner.check_features(feature_names(), FEATURE_VERSION)
@@ -79,7 +79,7 @@ def evaluate_trees(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateRes
                        "model_kind": m.data.get("kind"), "feature_version": FEATURE_VERSION},
                       TrainingRecords.from_dict(trained, origin=str(folder / "manifest.json")) if trained else None,
                       "" if trained else f"{folder}/manifest.json names no training records: leakage not checked", lambda: runner)
-    _check_classes(src, cfg.labels)
+    check_classes(src, cfg.labels)
     ids, truth_names, X, summary = features_of_records(cfg.data.paths, labels=cfg.labels, labels_file=cfg.data.labels_file,
                                                        max_records=cfg.data.max_records, progress=progress)
     if not ids:
@@ -92,7 +92,7 @@ def evaluate_trees(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateRes
         pred, probs = runner.decide(X)
     rep = classification_report(truth, pred, src.labels)
     intervals = bootstrap_intervals(truth, pred, src.labels, repeats=cfg.bootstrap_repeats, seed=cfg.seed)
-    leakage = _leakage(src, cfg.data, ids)
+    leakage = leakage_of(src, cfg.data, ids)
     report = {
         "format": REPORT_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -110,10 +110,10 @@ def evaluate_trees(cfg: EvaluateConfig, *, progress: bool = True) -> EvaluateRes
         "windows": rep.to_dict() | {"note": "one decision per record: the same as records"},
         "leakage": leakage.to_dict() | ({"warning": leakage.describe(len(ids))} if leakage else {}),
     }
-    with _evaluation_folder(out, (*cfg.data.paths, folder)) as staging:
+    with evaluation_folder(out, (*cfg.data.paths, folder)) as staging:
         (staging / "report.json").write_text(json.dumps(report, indent=2))
         (staging / "confusion.json").write_text(json.dumps({"class_names": list(src.labels), "rows": "truth", "columns": "prediction",
                                                            "records": rep.confusion.tolist(), "windows": rep.confusion.tolist()}, indent=2))
-        (staging / "predictions.csv").write_text(_predictions_csv(ids, truth, pred, probs, np.ones(len(ids), np.int64), src.labels))
+        (staging / "predictions.csv").write_text(predictions_csv(ids, truth, pred, probs, np.ones(len(ids), np.int64), src.labels))
         plot_confusion(rep.confusion, src.labels, staging / "confusion.png", f"{src.name} on {len(ids)} records: macro F1 {rep.macro_f1:.3f}")
     return EvaluateResult(out, report, leakage, summary)
