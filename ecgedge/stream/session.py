@@ -67,6 +67,7 @@ from ecgedge.bridge.decoder import FrameDecoder
 from ecgedge.bridge.frame import BeatFrame, DecodeError, DeviceFlag, Frame, LabelFlag, LabelFrame, mv_from_adc
 from ecgedge.bridge.sequence import FormatChange, Gap, OutOfOrder, Repeat, Restart, SequenceTracker
 from ecgedge.bridge.sources import LinkEvent
+from ecgedge.bounds import problem as bound_problem
 from ecgedge.errors import ShapeMismatch
 from ecgedge.stream.events import (
     AlertState,
@@ -311,6 +312,10 @@ class StreamSession:
         c = self.counts[sid]
         c.fs_hz, c.leads, c.refused = frame.fs_hz, frame.lead_ids, ""
         try:
+            # a rate no ECG device has (ecgedge.bounds): refused once, here, for as long as the bed announces it
+            # (0.3 Hz made every 20-sample frame a minute of stream, each hop a window event: a flood)
+            if why := bound_problem("announced sampling rate", frame.fs_hz):
+                raise ShapeMismatch(f"stream {sid}: {why}")
             self.hub.open(sid, fs_in=frame.fs_hz, lead_names=frame.lead_ids, start_reason="starting up" if new else "format change")
         except ShapeMismatch as exc:
             self.hub.monitors.pop(sid, None)
