@@ -315,3 +315,15 @@ def test_the_c_side_runs_only_the_documented_entry_points():
         assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{module} has no main()"
         assert any(_is_main_guard(n) for n in tree.body), f"{module} has no python -m guard"
         assert f"`python -m {module}`" in readme, f"firmware_bridge/README.md does not name python -m {module}"
+
+
+def test_no_private_name_crosses_a_file():
+    """A name one module takes from another is public (no leading underscore): a private that several
+    files need is made public or moved home. ``ecgedge._build_info`` is a generated module, not a name."""
+    offenders = []
+    for module, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ecgedge") and not node.level:
+                offenders += [f"{module} takes {node.module}.{a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__") and a.name != "_build_info"]
+    assert not offenders, "; ".join(offenders)
