@@ -19,7 +19,7 @@ import torch
 
 from ecgedge.config import ModelConfig, PreprocessConfig, WindowConfig, config_from_dict, config_to_dict
 from ecgedge.data.preprocess import preprocess_params
-from ecgedge.errors import ArtefactError, storage_error
+from ecgedge.errors import ArtefactError, EcgEdgeError, storage_error
 from ecgedge.models.autoencoder import ConvAutoencoder
 from ecgedge.models.classifier import RhythmClassifier
 
@@ -132,20 +132,39 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/foreign files
-        raise ArtefactError(f"{path} is not a loadable checkpoint: {exc}") from None
+        raise ArtefactError(f"{path} is not a loadable checkpoint: {_unloadable(exc, path)}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ArtefactError(f"{path} is not an ecgedge checkpoint (format {raw.get('format') if isinstance(raw, dict) else type(raw)})")
-    return Checkpoint(
-        kind=raw["kind"],
-        model_config=config_from_dict(ModelConfig, raw["model_config"]),
-        preprocess=config_from_dict(PreprocessConfig, raw["preprocess"]),
-        window=config_from_dict(WindowConfig, raw["window"]),
-        state_dict=raw["state_dict"],
-        leads=tuple(raw["leads"]),
-        labels=tuple(raw["labels"]),
-        epoch=raw["epoch"],
-        complete=raw["complete"],
-        metrics=raw["metrics"],
-        train_config=raw["train_config"],
-        path=str(path),
-    )
+    try:
+        return Checkpoint(
+            kind=raw["kind"],
+            model_config=config_from_dict(ModelConfig, raw["model_config"]),
+            preprocess=config_from_dict(PreprocessConfig, raw["preprocess"]),
+            window=config_from_dict(WindowConfig, raw["window"]),
+            state_dict=raw["state_dict"],
+            leads=tuple(raw["leads"]),
+            labels=tuple(raw["labels"]),
+            epoch=raw["epoch"],
+            complete=raw["complete"],
+            metrics=raw["metrics"],
+            train_config=raw["train_config"],
+            path=str(path),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, EcgEdgeError) as exc:
+        what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else _first_line(exc)
+        raise ArtefactError(f"{path} is a damaged ecgedge checkpoint ({what}); re-train or copy it again") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)[:200]
+
+
+def _unloadable(exc: BaseException, path: Path) -> str:
+    """Why torch could not load ``path``, in one line: never torch's advice to load it with
+    ``weights_only=False`` (that would run whatever code the file holds)."""
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if "Weights only load failed" in str(exc):
+        return ("it is not a PyTorch file of tensors and plain data (damaged, or holding Python objects); "
+                "ecgedge loads checkpoints as data only and never runs code from one")
+    return f"damaged or truncated ({_first_line(exc)})"
