@@ -347,3 +347,22 @@ def test_cli_help_and_bad_input(export, tmp_path):
     WardStore(str(tmp_path / "w.sqlite")).close()
     out = runner.invoke(ward_app, ["events", "--db", str(tmp_path / "w.sqlite"), "--since", "yesterday"])
     assert out.exit_code == 2 and "-2h" in out.output
+
+
+def test_a_failing_database_stops_the_gateway_and_says_why(export, tmp_path):
+    """Nothing reaches the page that was not kept: when the writer fails (a full disk), the gateway stops."""
+    lines: list[str] = []
+    with GatewayThread(export, tmp_path / "w.sqlite") as gw:
+        gw.gateway.log = lines.append
+
+        def broken(*a, **k):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        gw.gateway.store.write = broken  # type: ignore[method-assign]
+        with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+            sock.sendall(b"".join(frames_of(signal_adu("SR", 2.0), stream_id=1)))
+            gw._thread.join(30)
+        assert not gw._thread.is_alive()
+    assert isinstance(gw.gateway.failure, sqlite3.OperationalError)
+    assert any("the database writer failed" in line and "disk is full" in line for line in lines)
+    assert not [r for r in gw.records if r.get("stream") == "1"]  # nothing was shown

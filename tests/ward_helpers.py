@@ -129,8 +129,9 @@ class GatewayThread:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.gateway.loop.call_soon_threadsafe(self.gateway.request_stop)
-        self._thread.join(30)
+        if self._thread.is_alive():
+            self.gateway.loop.call_soon_threadsafe(self.gateway.request_stop)
+            self._thread.join(30)
         self.runner.__exit__(None, None, None)
 
     @property

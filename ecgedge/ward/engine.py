@@ -139,11 +139,12 @@ class Engine:
 
     def __init__(self, hub: StreamHub, session_id: int, deliver: Callable[[Batch], None], *,
                  live_strips: Callable[[list[dict]], None] = lambda s: None,
-                 drop: Callable[[int, str], None] = lambda c, r: None, limits: Limits = Limits(),
+                 drop: Callable[[int, str], None] = lambda c, r: None, on_error: Callable[[BaseException], None] | None = None,
+                 limits: Limits = Limits(),
                  display_fs_hz: float = 250.0, strip_chunk_s: float = 10.0, batch_delay_s: float = BATCH_DELAY_S):
         self.session = WardSession(hub, on_frame=self._on_frame)
         self.session_id = session_id
-        self.deliver, self.live_strips, self.drop = deliver, live_strips, drop
+        self.deliver, self.live_strips, self.drop, self.on_error = deliver, live_strips, drop, on_error
         self.limits = limits
         self.display_fs_hz, self.strip_chunk_s, self.batch_delay_s = display_fs_hz, strip_chunk_s, batch_delay_s
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -171,7 +172,7 @@ class Engine:
         self.inbox.put(("close", conn, reason, dropped))
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="ward-engine", daemon=True)
+        self._thread = threading.Thread(target=self._run_reporting, name="ward-engine", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -180,6 +181,14 @@ class Engine:
             self._thread.join(timeout)
 
     # ---- the engine thread ------------------------------------------------------------------------
+
+    def _run_reporting(self) -> None:
+        try:
+            self.run()
+        except Exception as exc:  # a bug (or a model that fails): the gateway must stop, not go quiet
+            if self.on_error is None:
+                raise
+            self.on_error(exc)
 
     def run(self) -> None:
         waiting_since: float | None = None

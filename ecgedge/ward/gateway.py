@@ -97,6 +97,7 @@ class Gateway:
         self._ids = itertools.count(1)
         self._stop = asyncio.Event()
         self._writes: queue.Queue = queue.Queue(maxsize=512)
+        self.failure: BaseException | None = None
         self.listen_address: tuple[str, int] = ("", 0)
         self.http_address: tuple[str, int] = ("", 0)
 
@@ -112,7 +113,7 @@ class Gateway:
             for b in reader.beds():
                 self.beds[b["bed"]] = _Bed(b["bed"], {k: v for k, v in b.items() if v is not None})
         self.engine = Engine(self.hub, self.session_id, self._from_engine, live_strips=self._strips_from_engine,
-                             drop=self._drop_from_engine, limits=self.limits, display_fs_hz=self.cfg.display_fs_hz,
+                             drop=self._drop_from_engine, on_error=lambda exc: self._failed("the engine", exc), limits=self.limits, display_fs_hz=self.cfg.display_fs_hz,
                              strip_chunk_s=self.cfg.strip_chunk_s)
         self._writer = threading.Thread(target=self._write_loop, name="ward-writer", daemon=True)
         self._writer.start()
@@ -276,15 +277,29 @@ class Gateway:
             item = self._writes.get()
             if item is None:
                 return
+            if self.failure is not None:
+                continue  # stopping after a failure: drained so the engine never blocks on it
             t0 = time.thread_time()
-            if isinstance(item, tuple):  # ("ack", alarm id, by, future)
-                _, alarm_id, by, fut = item
-                row = self.store.acknowledge(alarm_id, by)
-                self.loop.call_soon_threadsafe(self._acked, row, fut)
+            try:
+                if isinstance(item, tuple):  # ("ack", alarm id, by, future)
+                    _, alarm_id, by, fut = item
+                    row = self.store.acknowledge(alarm_id, by)
+                    self.loop.call_soon_threadsafe(self._acked, row, fut)
+                    continue
+                out = self.store.write(item.records, item.strips)
+            except Exception as exc:  # nothing is shown that was not kept: the gateway stops, and says why
+                self._failed("the database writer", exc)
                 continue
-            out = self.store.write(item.records, item.strips)
             self.cpu_s["write"] += time.thread_time() - t0
             self.loop.call_soon_threadsafe(self._publish, out, item)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """A thread of the gateway failed: stop (a central station that silently stops keeping or
+        showing events is worse than one that stops); :func:`run_ward` raises it after the shutdown."""
+        if self.failure is None:
+            self.failure = exc
+            self.log(f"error: {what} failed ({type(exc).__name__}: {exc}); the gateway stops")
+            self.loop.call_soon_threadsafe(self.request_stop)
 
     def _publish(self, out: list[dict], batch: Batch) -> None:
         t0 = time.thread_time()
@@ -404,8 +419,11 @@ def _bed_order(bed: str):
     return (0, int(bed), "") if bed.isdigit() else (1, 0, bed)
 
 
-def run_ward(cfg: WardConfig, *, log: Callable[[str], None] | None = None) -> None:
-    """``ecgedge ward``: load the model (as ``ecgedge stream`` does), run the gateway until SIGINT/SIGTERM."""
+def run_ward(cfg: WardConfig, *, log: Callable[[str], None] | None = None, on_start: Callable[[Gateway], None] | None = None,
+             seconds: float | None = None) -> dict:
+    """``ecgedge ward``: load the model (as ``ecgedge stream`` does), run the gateway until SIGINT/SIGTERM
+    (or for ``seconds``); ``on_start`` is called with the listening gateway (to start devices). Returns
+    the gateway's :meth:`~Gateway.status` at the end."""
     from ecgedge.manifest import load_manifest
     from ecgedge.runtime import runner_from_export
     from ecgedge.stream.monitor import ModelSpec
@@ -417,7 +435,7 @@ def run_ward(cfg: WardConfig, *, log: Callable[[str], None] | None = None) -> No
     runner = runner_from_export(cfg.export, precision, Backend.ort_cpu, threads=cfg.threads, manifest=manifest, verify=False)
     spec = ModelSpec.from_manifest(manifest)
 
-    async def main() -> None:
+    async def main() -> dict:
         with runner:
             gateway = Gateway(cfg, StreamHub(runner, spec, cfg.settings),
                               model_name=f"{manifest.data.get('name')} ({precision.value})", log=log)
@@ -425,6 +443,13 @@ def run_ward(cfg: WardConfig, *, log: Callable[[str], None] | None = None) -> No
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, gateway.request_stop)
+            if on_start is not None:
+                on_start(gateway)
+            if seconds is not None:
+                loop.call_later(seconds, gateway.request_stop)
             await gateway.wait()
+            if gateway.failure is not None:
+                raise gateway.failure
+            return gateway.status()
 
-    asyncio.run(main())
+    return asyncio.run(main())
