@@ -266,3 +266,73 @@ def test_heart_rate_within_10_percent_or_5_bpm(shared_data, record):
     acc = heart_rate_accuracy([e.to_json() for e in events if isinstance(e, (HeartRate, RateAlarm))], ref)
     assert acc["hops"] >= 280 and acc["share_within"] >= 0.99, acc
     assert not [a for a in alarms(events) if not a.technical]
+
+
+# ---- the ward's detectors in one pass -----------------------------------------------------------------
+
+def test_push_many_equals_each_detector_alone(shared_data):
+    """``StreamingQrsDetector.push_many`` (the hub's: one band-pass call for the beds that share a chunk
+    length) gives every detector exactly the beats it gives alone: 6 beds of record 100 at different
+    phases, chunks of two lengths, NaN samples and concealed ones in some."""
+    from ecgedge.beats import StreamingQrsDetector
+
+    x = mitdb(shared_data, "100", 30)[0]
+    beds = 6
+    alone = [StreamingQrsDetector(FS, 1) for _ in range(beds)]
+    many = [StreamingQrsDetector(FS, 1) for _ in range(beds)]
+    got_alone: list[list] = [[] for _ in range(beds)]
+    got_many: list[list] = [[] for _ in range(beds)]
+    pos = [0] * beds
+    rng = np.random.default_rng(4)
+    for step in range(40):
+        chunks, concealed = [], []
+        for b in range(beds):
+            n = 180 if b % 2 else 233
+            c = x[(pos[b] + 1000 * b + np.arange(n)) % x.size].copy()
+            if rng.random() < 0.2:
+                c[10:20] = np.nan
+            k = np.zeros(n, bool)
+            if rng.random() < 0.2:
+                k[30:40] = True
+            chunks.append(c)
+            concealed.append(k if k.any() else None)
+            pos[b] += n
+        for b in range(beds):
+            got_alone[b].append(alone[b].push(chunks[b], concealed[b]))
+        for b, found in enumerate(StreamingQrsDetector.push_many(many, chunks, concealed)):
+            got_many[b].append(found)
+    for b in range(beds):
+        a = [(f.samples.tolist(), f.flags.tolist()) for f in got_alone[b]]
+        m = [(f.samples.tolist(), f.flags.tolist()) for f in got_many[b]]
+        assert a == m
+        assert sum(len(f.samples) for f in got_alone[b]) > 20
+
+
+# ---- live views ---------------------------------------------------------------------------------------
+
+def test_show_draws_beats_rate_and_alarms(shared_data, lead_ii, tmp_path):
+    """``--show``: the head line carries the heart rate and a raised asystole, a row of ▲ marks the beats;
+    ``--show-png``: a strip per rate alarm raised (with the beats marked and the rate in its title)."""
+    import io
+
+    from ecgedge.stream.show import PngEvents, TerminalView
+
+    runner, spec = lead_ii
+    x = mitdb(shared_data, "100", 34)
+    at = beat_after(x, 20.0) + int(0.3 * FS)
+    x = splice(x, at, np.full(int(8 * FS), x[0, at]))[:, :int(27 * FS)]  # ends inside the flat stretch
+    out = io.StringIO()
+    term = TerminalView(out, seconds=10.0, lead="II", size=(100, 30))
+    png = PngEvents(tmp_path, lead="II")
+    session = StreamSession(StreamHub(runner, spec), on_frame=lambda f: (term.frame(f), png.frame(f)))
+    for frame in python_frames(x, FS, ["MLII"], spf=18):
+        records = session.feed(frame)
+        term.update(records, 0.0)
+        png.update(records)
+    records = session.flush()
+    term.update(records, 0.0)
+    png.update(records)
+    screen = term.render()
+    assert "HR " in screen and "ASYSTOLE" in screen and "▲" in screen
+    if png._figure is not None:  # matplotlib installed
+        assert [p.name for p in png.written if "alarm_asystole" in p.name]

@@ -59,6 +59,7 @@ from enum import IntFlag
 
 import numpy as np
 from scipy import signal as sps
+from scipy.ndimage import maximum_filter1d
 
 from ecgedge.errors import ConfigError, ShapeMismatch
 
@@ -363,14 +364,13 @@ class StreamingQrsDetector:
         full = np.full(hi - lo + 2 * r, -np.inf)
         full[a - (lo - r):b - (lo - r)] = self._integ[a - self._base:b - self._base]
         centre = full[r:r + hi - lo]
-        # A candidate is above the sample before it and not below the one after it: test the few such
-        # local maxima against their whole neighbourhoods (the same candidates as testing every sample).
-        local = np.flatnonzero((centre > full[r - 1:r - 1 + hi - lo]) & (centre >= full[r + 1:r + 1 + hi - lo]) & (centre > 0))
+        # peak[j] = max(full[j:j + r]) for every j (a running maximum in C, exact): the r samples before
+        # a centre start at its index k, the r after it at k + r + 1.
+        peak = maximum_filter1d(full, size=r, mode="constant", cval=-np.inf, origin=-(r // 2))
+        is_peak = (centre > peak[:hi - lo]) & (centre >= peak[r + 1:r + 1 + hi - lo]) & (centre > 0)
         out = []
-        for k in local.tolist():
+        for k in np.flatnonzero(is_peak).tolist():
             c = full[k + r]
-            if not (c > full[k:k + r].max() and c >= full[k + r + 1:k + 2 * r + 1].max()):
-                continue
             n = lo + k
             i = n - self._base
             slope = float(self._energy[:, max(0, i - self.w_int + 1):i + 1].sum(axis=0).max())

@@ -1,10 +1,13 @@
 """Live views of the beds in a session, for a person at the bedside or the bench.
 
 - :class:`TerminalView` (``--show``): a strip chart of the last seconds of one lead per bed, with
-  the current rhythm, the last window's verdict and the latest events, redrawn in place with plain
-  ANSI escapes (no dependency). Lost samples are drawn as a dotted line, never joined over.
-- :class:`PngEvents` (``--show-png DIR``): a PNG strip of the seconds before each rhythm change and
-  each loss of signal quality. matplotlib is imported only here and only when asked; without it
+  the current rhythm, the heart rate, the last window's verdict and the latest events, redrawn in
+  place with plain ANSI escapes (no dependency); a row of ``▲`` under the strip marks the beats
+  found (``heart_rate`` records), a raised rate alarm shows in the bed's head line. Lost samples are
+  drawn as a dotted line, never joined over.
+- :class:`PngEvents` (``--show-png DIR``): a PNG strip of the seconds before each rhythm change,
+  each loss of signal quality and each rate alarm raised, with the beats marked and the heart rate
+  in the title. matplotlib is imported only here and only when asked; without it
   the view says so once and writes nothing.
 
 Both get every delivered frame (``frame``) and every record (``update``); memory is bounded by
@@ -17,6 +20,7 @@ import re
 import shutil
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Hashable
 
@@ -96,6 +100,23 @@ class _BedState:
         self.rhythm: str | None = None
         self.window: dict | None = None
         self.no_data = False
+        self.hr_bpm: float | None = None
+        self.beats: deque[int] = deque(maxlen=BEATS_KEPT)  # source samples of the last beats found
+        self.alarms: dict[str, bool] = {}  # rate alarms raised now: name -> technical
+
+
+# Beats kept per bed for the markers: more than a strip of the fastest rate (300 bpm x 15 s).
+BEATS_KEPT = 80
+
+
+def beat_columns(beats, end: int, n: int, cols: int) -> str:
+    """A row of ``cols`` characters with ``▲`` under each beat (source samples) among the ``n`` samples
+    ending at ``end``."""
+    row = [" "] * cols
+    for b in beats:
+        if end - n <= b < end:
+            row[min(cols - 1, (b - (end - n)) * cols // max(1, n))] = "▲"
+    return "".join(row)
 
 
 def strip_lines(y: np.ndarray, cols: int, rows: int) -> tuple[list[str], float, float]:
@@ -158,6 +179,19 @@ class TerminalView:
             if kind == "window":
                 assert bed is not None  # window, rhythm and no-data records name their bed
                 bed.window = r
+            elif kind == "heart_rate":
+                assert bed is not None
+                bed.hr_bpm = r["hr_bpm"]
+                bed.beats.extend(r["beats"])
+            elif kind == "rate_alarm":
+                assert bed is not None
+                if r["state"] == "raised":
+                    bed.alarms[r["alarm"]] = r["technical"]
+                    urgent = True
+                else:
+                    bed.alarms.pop(r["alarm"], None)
+                what = r["alarm"].replace("_", " ") + (" (technical: " + r.get("reason", "") + ")" if r["technical"] else "")
+                self._event(f"{r['t']:.1f} s bed {r['stream']}: {what} {r['state']}")
             elif kind == "rhythm_change":
                 assert bed is not None
                 bed.rhythm = r["to"]
@@ -197,6 +231,9 @@ class TerminalView:
             if trace is not None and trace.end is not None:  # a trace is made with its first frame
                 head += f"  lead {trace.lead}  {trace.fs_hz:g} Hz  t {trace.end / trace.fs_hz:7.1f} s"
             head += f"   rhythm {BOLD}{bed.rhythm or '-'}{RESET}"
+            head += f"   HR {BOLD}{bed.hr_bpm:.0f}{RESET} bpm" if bed.hr_bpm is not None else "   HR -"
+            for name, technical in bed.alarms.items():
+                head += f"   {RED}{BOLD}{name.replace('_', ' ').upper()}{' (technical)' if technical else ''}{RESET}"
             w = bed.window
             if bed.no_data:
                 head += f"   {RED}NO DATA{RESET}"
@@ -211,6 +248,8 @@ class TerminalView:
             for i, row in enumerate(rows):
                 label = f"{top:+6.2f} " if i == 0 else f"{bottom:+6.2f} " if i == len(rows) - 1 else " " * 7
                 lines.append(f"{DIM}{label}{RESET}│{row}")
+            if trace is not None and trace.end is not None:
+                lines.append(f"{' ' * 7}│{YELLOW}{beat_columns(bed.beats, trace.end, len(y), cols)}{RESET}")
             lines.append(f"{DIM}{' ' * 7}└{'─' * cols} mV, last {self.seconds:g} s{RESET}")
         lines += [f"{YELLOW}{e}{RESET}" for e in self.events]
         return "\n".join(lines)
@@ -240,6 +279,7 @@ class PngEvents:
         self.seconds = seconds
         self.traces = _Traces(lead, seconds + 5.0)  # events come out up to a read's worth after their sample
         self.written: list[Path] = []
+        self.beats: dict[Hashable, _BedState] = {}  # per bed: the last beats and heart rate
         self._figure: tuple[Any, Any] | None = None  # matplotlib's (Figure, FigureCanvasAgg) classes
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -259,7 +299,14 @@ class PngEvents:
         if self._figure is None:
             return
         for r in records:
-            if r["type"] == "rhythm_change":
+            if r["type"] == "heart_rate":
+                bed = self.beats.setdefault(r["stream"], _BedState())
+                bed.hr_bpm = r["hr_bpm"]
+                bed.beats.extend(r["beats"])
+            elif r["type"] == "rate_alarm" and r["state"] == "raised":
+                what = r["alarm"].replace("_", " ") + (f" (technical: {r.get('reason', '')})" if r["technical"] else "")
+                self.write(r, what, f"alarm_{r['alarm']}{'_technical' if r['technical'] else ''}")
+            elif r["type"] == "rhythm_change":
                 self.write(r, f"{r['from'] or 'start'} -> {r['to']} (p {r['confidence']:.2f}, held {r['held_windows']} windows)",
                            f"rhythm_{r['from'] or 'none'}-{r['to']}")
             elif r["type"] == "quality" and r["quality"] == "unreliable" and r.get("reason") != "starting up":
@@ -275,9 +322,17 @@ class PngEvents:
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         ax.plot(t, y, lw=0.8, color="black")
+        bed = self.beats.get(event["stream"])
+        hr = ""
+        if bed is not None and len(t):
+            # Beats found up to the event (R peaks, source samples) marked on the trace.
+            shown = [b for b in bed.beats if t[0] * trace.fs_hz <= b <= t[-1] * trace.fs_hz]
+            at = [y[min(len(y) - 1, int(round(b - t[0] * trace.fs_hz)))] for b in shown]
+            ax.plot(np.array(shown) / trace.fs_hz, at, "v", color="tab:red", ms=5, label="beats")
+            hr = f", HR {bed.hr_bpm:.0f} bpm" if bed.hr_bpm is not None else ", HR -"
         ax.set_xlabel("s since the stream started")
         ax.set_ylabel(f"lead {trace.lead} (mV)")
-        ax.set_title(f"bed {event['stream']}, {event['t']:.1f} s: {title}", fontsize=10)
+        ax.set_title(f"bed {event['stream']}, {event['t']:.1f} s{hr}: {title}", fontsize=10)
         ax.grid(True, lw=0.3)
         fig.tight_layout()
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"bed{event['stream']}_{event['t']:09.3f}s_{what}") + ".png"
