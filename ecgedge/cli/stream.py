@@ -55,6 +55,8 @@ def stream_cmd(
     show: bool = typer.Option(False, "--show", help="Draw the last seconds of a lead and the current rhythm in the terminal (on stderr)."),
     show_png: Optional[Path] = typer.Option(None, "--show-png", file_okay=False, help="Write a PNG strip per rhythm change / quality loss into this folder."),
     show_lead: str = typer.Option("II", help="Lead drawn by --show and --show-png."),
+    lead: Optional[str] = typer.Option(None, "--lead", help="Single-lead models: the source lead to read as the model's lead, "
+                                       "by name (e.g. MLII, V5) or 1-based position (2, for unnamed '?' leads)."),
     tee: Optional[Path] = typer.Option(None, dir_okay=False, help="Also save every byte received (replay: --source stdin < FILE)."),
     server: Optional[str] = typer.Option(None, help="Infer on a Triton Inference Server instead of here: grpc://HOST:PORT."),
     server_model: Optional[str] = typer.Option(None, help="The model's name on that server (default: the export's Triton model name)."),
@@ -80,7 +82,8 @@ def stream_cmd(
         raise ConfigError(f"--sim {sim!r}: {exc} (quote it as the shell would)") from None
     settings = StreamSettings(hop_s=hop, hysteresis=hysteresis, conceal_max_s=conceal_max_s,
                               inoperable_after_s=inoperable_after_s,
-                              rate_alarms=RateAlarmSettings(asystole_s=asystole_s, brady_bpm=brady_bpm, tachy_bpm=tachy_bpm))
+                              rate_alarms=RateAlarmSettings(asystole_s=asystole_s, brady_bpm=brady_bpm, tachy_bpm=tachy_bpm),
+                              source_lead=lead)
     cfg = StreamConfig(export=str(export), source=source, settings=settings,
                        precision=precision, backend=backend, threads=threads, sim_args=sim_args,
                        max_outage_s=max_outage, show=show, show_png=str(show_png) if show_png else None,

@@ -73,6 +73,35 @@ def lead_indices(have: Sequence[str], wanted: Sequence[str], *, single_lead_serv
     return [rows[standard_lead(w)] for w in wanted]
 
 
+def chosen_lead_row(have: Sequence[str], chosen: str, wanted: Sequence[str]) -> int:
+    """Row among ``have`` of the source lead ``chosen`` that a single-lead model (``wanted``: its one
+    lead) reads instead of its own (``--lead`` of ``ecgedge stream`` and ``evaluate stream``): the
+    shipped lead-I model on MIT-BIH's MLII, say.
+
+    ``chosen`` is a lead name (matched as :func:`lead_indices` matches: any case, MLII for II) or a
+    1-based position (``2`` or ``#2``), for sources whose leads are unnamed (WFDB's ``?``).
+
+    Raises:
+        ConfigError: the model takes several leads (``--lead`` picks one);
+        MissingLeads: no such lead, or a position beyond the source's leads.
+    """
+    from ecgedge.errors import ConfigError
+
+    if len(wanted) != 1:
+        raise ConfigError(f"--lead picks one lead for a single-lead model; this model takes {', '.join(wanted)}")
+    have = [str(h) for h in have]
+    text = str(chosen).strip()
+    position = text[1:] if text.startswith("#") else text
+    if position.isdigit():
+        if not 1 <= int(position) <= len(have):
+            raise MissingLeads([f"#{position} (by position)"], have)
+        return int(position) - 1
+    for i, name in enumerate(have):
+        if standard_lead(name) == standard_lead(text):
+            return i
+    raise MissingLeads([canonical_lead_name(text)], have)
+
+
 MV_PER_UNIT: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv": 1e-6, "v": 1e3}
 """Voltage units (lower case) -> mV per unit: the units an ECG lead may come in."""
 

@@ -46,9 +46,9 @@ from tqdm import tqdm
 
 from ecgedge.config import Backend, Precision
 from ecgedge.data.annotations import BeatReference, RhythmReference, read_beat_reference, read_rhythm_reference
-from ecgedge.data.leads import canonical_lead_name, lead_indices
+from ecgedge.data.leads import chosen_lead_row, lead_indices
 from ecgedge.data.records import read_record
-from ecgedge.errors import BadRecord, ConfigError, DataNotFound, ShapeMismatch
+from ecgedge.errors import BadRecord, ConfigError, DataNotFound, MissingLeads, ShapeMismatch
 from ecgedge.evaluate.episodes import EpisodeScore, Interval, markdown_table, score_episodes, summarise
 
 AF_CODE = "AFIB"
@@ -168,12 +168,11 @@ class PlayedRecord:
 def _model_leads(names: Sequence[str], record_id: str, spec, lead: str | None) -> tuple[list[int], list[str]]:
     """Rows of the model's leads among a record's lead ``names``, and the names the stream gives them."""
     names = [str(n) for n in names]
-    if lead is not None:
-        if len(spec.leads) != 1:
-            raise ConfigError(f"--lead picks one lead for a single-lead model; this model takes {', '.join(spec.leads)}")
-        if lead not in names:
-            raise ShapeMismatch(f"{record_id}: no lead {lead!r} (it has {', '.join(names)})")
-        return [names.index(lead)], [spec.leads[0]]
+    if lead is not None:  # by name or position: the one policy ecgedge stream --lead uses too
+        try:
+            return [chosen_lead_row(names, lead, spec.leads)], [spec.leads[0]]
+        except MissingLeads as exc:
+            raise ShapeMismatch(f"{record_id}: no lead {exc.missing[0]} (it has {', '.join(names)})") from None
     try:
         rows = lead_indices(names, spec.leads)
     except ShapeMismatch as exc:
@@ -185,8 +184,7 @@ def _read_leads(hea: Path, spec, lead: str | None) -> tuple[float, list[str], np
     """(fs in Hz, the stream's lead names, (leads, n) mV) of the model's leads of ``hea``, read by
     :func:`~ecgedge.data.records.read_record` (ECG leads only, canonical names)."""
     record = read_record(hea)
-    rows, names = _model_leads(record.lead_names, record.record_id, spec,
-                               None if lead is None else canonical_lead_name(lead))
+    rows, names = _model_leads(record.lead_names, record.record_id, spec, lead)
     return record.fs, names, record.signal[rows].astype(np.float64)
 
 

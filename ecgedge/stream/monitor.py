@@ -54,7 +54,7 @@ import numpy as np
 
 from ecgedge.bridge.frame import DeviceFlag
 from ecgedge.config import PreprocessConfig
-from ecgedge.data.leads import lead_indices
+from ecgedge.data.leads import chosen_lead_row, lead_indices
 from ecgedge.data.preprocess import StreamingPreprocessor, normalise_windows, resampling_ratio
 from ecgedge.data.quality import RunningSignalChecks, rate_problem, signal_problems
 from ecgedge.errors import ConfigError, MissingLeads, ShapeMismatch
@@ -110,6 +110,9 @@ class StreamSettings:
             :class:`~ecgedge.stream.events.HeartRate`, and rate alarms are raised (default True).
         rate_alarms: the asystole, extreme bradycardia and extreme tachycardia limits
             (:class:`~ecgedge.stream.rate.RateAlarmSettings`).
+        source_lead: for a single-lead model, the source lead it reads instead of its own, by name
+            or 1-based position for unnamed (``?``) leads (``--lead``;
+            :func:`ecgedge.data.leads.chosen_lead_row`); default None: the model's lead by name.
     """
 
     hop_s: float = 1.0
@@ -119,6 +122,7 @@ class StreamSettings:
     noise_labels: tuple[str, ...] = NOISE_LABELS
     beats: bool = True
     rate_alarms: RateAlarmSettings = RateAlarmSettings()
+    source_lead: str | None = None
 
     def __post_init__(self):
         if not self.hop_s > 0:
@@ -183,10 +187,15 @@ class BedMonitor:
         self.settings = settings
         self.lead_names = tuple(str(n) for n in lead_names)
         try:
-            self.lead_index = lead_indices(self.lead_names, model.leads)
+            if settings.source_lead is not None:
+                self.lead_index = [chosen_lead_row(self.lead_names, settings.source_lead, model.leads)]
+            else:
+                self.lead_index = lead_indices(self.lead_names, model.leads)
         except MissingLeads as exc:
+            hint = "" if settings.source_lead is not None or len(model.leads) != 1 else \
+                "; a single-lead model can read another lead: --lead NAME (or --lead 2, by position)"
             raise ShapeMismatch(f"stream {stream_id} carries leads {', '.join(self.lead_names)}; "
-                                f"the model needs {', '.join(exc.missing)} too") from None
+                                f"the model needs {', '.join(exc.missing)} too{hint}") from None
         # A source too slow for the model's band is monitored (gaps, alerts) but never classified.
         self.rate_problem = rate_problem(self.fs_in, self.cfg.bandpass_high_hz)
         self.up, self.down = resampling_ratio(self.fs_in, self.cfg.fs_hz)  # fs_in * up / down = fs_model
