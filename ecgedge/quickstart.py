@@ -7,8 +7,10 @@ Runtime FP32/INT8, batch 1 and 8, each in its own process) -> a live stream: the
 (``firmware_bridge/build/ecgsim``) plays a held-out synthetic atrial-fibrillation record, then, where
 ``../shared/data`` is at hand, a real Chapman-Shaoxing record, at 10x real time through the wire
 protocol, and ``ecgedge stream``'s session classifies them window by window, printing rhythm and
-signal-quality events as they happen. Everything lands under one folder (the benchmark as
-``bench.json``, the stream's JSON lines as ``stream.jsonl``).
+signal-quality events as they happen; then a ward: one simulated device per held-out rhythm (and the
+real record) connects to an ``ecgedge ward`` gateway for 20 s, its page's address printed while it
+runs. Everything lands under one folder (the benchmark as ``bench.json``, the stream's JSON lines as
+``stream.jsonl``, the ward's database as ``ward.sqlite``).
 
 The training sizes are chosen for 2 CPU cores and a few minutes, not for accuracy: the synthetic
 rhythms are easy, and the point is the chain. Where ``make`` or a C compiler is missing the stream
@@ -38,6 +40,8 @@ class QuickstartConfig:
     lr: float = 3e-3
     bench: bool = True
     stream: bool = True
+    ward: bool = True
+    ward_seconds: float = 20.0
     seed: int = 0
 
 
@@ -64,38 +68,99 @@ def quickstart(cfg: QuickstartConfig, *, progress: bool = True, log=print) -> Qu
         res.steps.append((name, time.perf_counter() - t, where))
         return value
 
-    heas = step("1/8 generate a synthetic 12-lead data set (WFDB, ecg-arrhythmia layout)", lambda: (
+    heas = step("1/9 generate a synthetic 12-lead data set (WFDB, ecg-arrhythmia layout)", lambda: (
         write_wfdb_dataset(data_dir, records_per_rhythm=cfg.records_per_rhythm, seed=cfg.seed, progress=progress), str(data_dir)))
     data = DataConfig(paths=(str(data_dir),), cache_dir=str(cache))
-    cae = step("2/8 pretrain the CAE on lead II", lambda: (lambda r: (r, str(r.checkpoint)))(pretrain(PretrainConfig(
+    cae = step("2/9 pretrain the CAE on lead II", lambda: (lambda r: (r, str(r.checkpoint)))(pretrain(PretrainConfig(
         data=data, window=WindowConfig(hop=128), epochs=cfg.pretrain_epochs, batch_size=32, lr=cfg.lr, seed=cfg.seed, run_dir=str(out / "runs" / "cae")), progress=progress, overwrite=True)))
     log(f"CAE held-out MSE {cae.metrics['held_out']['mse_normalised']:.4f} (normalised), {cae.metrics['held_out']['mse_uv2']:.1f} µV²")
-    clf = step("3/8 train the transfer classifier (chapman4: SB, AFIB, GSVT, SR)", lambda: (lambda r: (r, str(r.checkpoint)))(classify(ClassifyConfig(
+    clf = step("3/9 train the transfer classifier (chapman4: SB, AFIB, GSVT, SR)", lambda: (lambda r: (r, str(r.checkpoint)))(classify(ClassifyConfig(
         data=data, labels=LabelScheme.chapman4, init=str(cae.checkpoint), epochs=cfg.classify_epochs, lr=cfg.lr, batch_size=16, seed=cfg.seed,
         run_dir=str(out / "runs" / "classifier")), progress=progress, overwrite=True)))
     rec = clf.metrics["test"]["records"]
     log(f"held-out macro F1 {rec['macro_f1']:.3f}, weighted F1 {rec['weighted_f1']:.3f} on {clf.metrics['records']['test']} records")
     # The demo's test split holds out one window per record (64 at the default size), fewer than the
     # gate's default minimum of 100 (ExportConfig): enough to show the chain, not to certify a model.
-    exp = step("4/8 export ONNX FP32 + INT8 and run the accuracy gate", lambda: (lambda r: (r, str(r.folder)))(main_export(ExportConfig(
+    exp = step("4/9 export ONNX FP32 + INT8 and run the accuracy gate", lambda: (lambda r: (r, str(r.folder)))(main_export(ExportConfig(
         source=str(clf.run_dir), out=str(out / "export"), int8=True, min_gate_windows=QUICKSTART_GATE_WINDOWS), progress=progress, log=log)))
-    step("5/8 re-verify the export folder with the torch-free runtime (as a device would)", lambda: (
+    step("5/9 re-verify the export folder with the torch-free runtime (as a device would)", lambda: (
         check_export(exp.folder, log=log), str(exp.folder / "manifest.json")))
     if cfg.bench:
-        step("6/8 benchmark: PyTorch FP32 eager vs ONNX Runtime FP32 / INT8 (each in its own process)",
+        step("6/9 benchmark: PyTorch FP32 eager vs ONNX Runtime FP32 / INT8 (each in its own process)",
              lambda: _bench(exp.folder, out / "bench.json", log))
     if cfg.stream:
-        step("7/8 stream ECG from the simulated bedside device (C, wire protocol) into ecgedge stream",
+        step("7/9 stream ECG from the simulated bedside device (C, wire protocol) into ecgedge stream",
              lambda: _stream(exp.folder, _held_out_record(clf, heas, "AFIB"), out / "stream.jsonl", log))
 
     if cfg.stream:
-        step("8/8 a real model on real ECG: the shipped CinC-2017 classifier streams a real AF record",
+        step("8/9 a real model on real ECG: the shipped CinC-2017 classifier streams a real AF record",
              lambda: _stream_shipped(out / "stream-real.jsonl", log))
+
+    if cfg.ward:
+        step("9/9 a ward: simulated bedside devices -> one ecgedge ward gateway -> database -> central-station page",
+             lambda: _ward(exp.folder, clf, heas, out, cfg.ward_seconds, log))
 
     log("\nwhere everything went:")
     for name, secs, where in res.steps:
         log(f"  {name.split(' ', 1)[1][:60]:<62} {secs:6.1f} s  {where}")
     return res
+
+
+def _ward(export: Path, clf, heas: list[Path], out: Path, seconds: float, log) -> tuple[object, str]:
+    """A gateway for ``seconds``: one ecgsim device per held-out synthetic rhythm (and the real Chapman
+    record where ../shared/data has it) at twice real time, each its own bed; the page's address is
+    printed while it runs, the events per bed at the end (``ward.sqlite``)."""
+    import subprocess
+
+    from ecgedge.bridge.sources import ecgsim_path
+    from ecgedge.errors import StreamError
+
+    try:
+        sim = ecgsim_path()
+        from ecgedge.ward.config import WardConfig
+        from ecgedge.ward.gateway import run_ward
+    except StreamError as exc:
+        log(f"skipped: {exc}")
+        return None, "skipped (no simulated device)"
+    except ImportError:
+        log("skipped: the ward needs its extra: pip install 'ecgedge[ward]'")
+        return None, "skipped (pip install 'ecgedge[ward]')"
+    plays = [(r, f"synthetic {rhythm}") for rhythm in ("SR", "AFIB", "SB", "GSVT") if (r := _held_out_record(clf, heas, rhythm))]
+    if (real := _real_record()) is not None:
+        plays.append((real, "real Chapman JS00001"))
+    db = out / "ward.sqlite"
+    for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if leftover.exists():
+            leftover.unlink()  # the quickstart's own database from an earlier run (its folder is the quickstart's)
+    devices: list = []
+
+    def start_devices(gateway) -> None:
+        host, port = gateway.listen_address
+        log(f"  open {gateway.url}  (the gateway runs {seconds:g} s)")
+        for bed, (record, what) in enumerate(plays, start=1):
+            log(f"  bed {bed}: {what}: ecgsim --speed 2 --loop --stream-id {bed} --tcp-connect {host}:{port} {record}")
+            devices.append(subprocess.Popen([str(sim), "--quiet", "--speed", "2", "--loop", "--stream-id", str(bed),
+                                             "--tcp-connect", f"{host}:{port}", record],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    cfg = WardConfig(export=str(export), listen="tcp://127.0.0.1:0", http="127.0.0.1:0", db=str(db))
+    try:
+        status = run_ward(cfg, log=lambda line: None, on_start=start_devices, seconds=seconds)
+    finally:
+        for p in devices:
+            p.kill()
+            p.wait()
+    from ecgedge.ward.store import WardReader
+
+    with WardReader(str(db)) as reader:
+        for b in reader.beds():
+            alarms = reader.alarms(open_only=False, bed=b["bed"])
+            log(f"  bed {b['bed']}: rhythm {b['rhythm'] or '-'}, heart rate {b['hr_bpm'] or '-'} bpm, "
+                f"{len(reader.events(bed=b['bed']))} events, {len(alarms)} alarms ({', '.join(sorted({a['alarm'] for a in alarms})) or 'none'})")
+    log(f"  {status['events']} events kept in {db}; p99 latency {status['latency_p99_s']} s from a frame to the page\n"
+        f"  run it yourself: ecgedge ward {export} --db {db}   (devices: ecgsim --stream-id N --tcp-connect 127.0.0.1:5600 RECORD)\n"
+        f"  read it back:    ecgedge ward events --db {db} [--bed 1] [--format csv|fhir]")
+    return status, str(db)
 
 
 def _bench(export: Path, json_path: Path, log) -> tuple[object, str]:

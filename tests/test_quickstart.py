@@ -16,8 +16,8 @@ def test_quickstart_runs_the_whole_chain(tmp_path, monkeypatch):
     out = tmp_path / "qs"
     res = CliRunner().invoke(app, ["quickstart", "--out", str(out), "-q"])
     assert res.exit_code == 0, res.output
-    for step in range(1, 9):
-        assert f"== {step}/8" in res.output
+    for step in range(1, 10):
+        assert f"== {step}/9" in res.output
     assert "where everything went:" in res.output
 
     m = load_manifest(out / "export")  # hashes verified
@@ -44,3 +44,12 @@ def test_quickstart_runs_the_whole_chain(tmp_path, monkeypatch):
         assert windows, "the real record was classified"
         summary = [r for r in records if r["type"] == "summary"][-1]
         assert summary["streams"][0]["lost"] == 0
+
+    # Step 9: a ward of simulated devices through one gateway, kept in its database.
+    ward = out / "ward.sqlite"
+    if "skipped" not in res.output.split("== 9/9", 1)[1].split("\n", 2)[1]:
+        from ecgedge.ward.store import WardReader
+
+        assert "open http://127.0.0.1:" in res.output
+        with WardReader(str(ward)) as reader:
+            assert len(reader.beds()) >= 4 and reader.events(types=("stream_start",))

@@ -72,7 +72,7 @@ def quickstart_cmd(
     records_per_rhythm: int = typer.Option(40, min=4, help="Synthetic records per rhythm (8 rhythms)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
-    """Run the whole chain on generated data: synthesize -> pretrain -> classify -> export INT8 + gate -> check -> bench -> stream."""
+    """Run the whole chain on generated data: synthesize -> pretrain -> classify -> export INT8 + gate -> check -> bench -> stream -> ward."""
     from ecgedge.cli.common import user_errors
     from ecgedge.quickstart import QuickstartConfig, quickstart
 
