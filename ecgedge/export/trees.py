@@ -91,6 +91,7 @@ def export_rhythm_trees(run_dir: str | Path, out: str | Path, *, overwrite: bool
                             f"version {FEATURE_VERSION}: retrain it")
     onnx_model = onnx_from_trees(model, len(names))
     onnx_bytes = onnx_model.SerializeToString()
+    opsets = {o.domain or "": int(o.version) for o in onnx_model.opset_import}  # what the converter wrote
     with np.load(run / "check.npz") as z:
         X, y, ids = z["X"], z["y"], z["record_ids"]
     sk_label = model.predict(X).astype(np.int64)
@@ -116,7 +117,7 @@ def export_rhythm_trees(run_dir: str | Path, out: str | Path, *, overwrite: bool
         window={"kind": "record", "samples": 0, "min_s": 9.0,
                 "note": "a whole record, or a stream's last N seconds (the same function); trained on 9-61 s records"},
         source={"run_dir": str(run.resolve()), "trees_sha256": _sha(run / "trees.pkl"), "config": config},
-        artefacts={"fp32": {"file": MODEL_FILE, "precision": "fp32", "runtime": "onnx", "opset": {"": ONNX_OPSET, "ai.onnx.ml": ML_OPSET},
+        artefacts={"fp32": {"file": MODEL_FILE, "precision": "fp32", "runtime": "onnx", "opset": opsets,
                             "parity": parity, "status": "reference"}},
         kind=KIND,
         features={"names": list(names), "count": len(names), "version": FEATURE_VERSION, "units": FEATURE_UNITS,
