@@ -29,7 +29,9 @@ The numbers are ONNX Runtime's, so the library's outputs equal ``model.int8.onnx
   half to even). So the entry point takes the float window the model takes:
   ``ecgedge_model_run(const float *in, int8_t *out)``, and the quantization it needs (of the first
   convolution's output) is inside it; ``ecgedge_model_dequantize`` turns the int8 logits back into
-  the ONNX model's float logits.
+  the ONNX model's float logits. A NaN or +-Inf input value is read as 0 (the window's mean after
+  z-scoring); only a convolution output whose sum is not finite re-reads its inputs that way, so a
+  finite window costs nothing more (``tests/test_mcu_nan.py`` runs this under -fsanitize=undefined).
 
 A multi-lead model's shared encoder runs once per lead, each lead's output written into its
 channels of the joined tensor (the graph's ``(batch * leads, c, t) -> (batch, leads * c, t)``
@@ -478,7 +480,8 @@ def c_sources_from_plan(plan: McuPlan, *, name: str, labels: list[str]) -> dict[
 #define ECGEDGE_MODEL_LABELS {{{label_list}}}
 
 /* Classify one window: in[ECGEDGE_MODEL_INPUT_VALUES] (the ONNX model's input: leads x samples,
- * lead-major, z-scored per lead) -> out[ECGEDGE_MODEL_CLASSES] int8 logits. Not reentrant: one static arena. */
+ * lead-major, z-scored per lead) -> out[ECGEDGE_MODEL_CLASSES] int8 logits. Not reentrant: one static arena.
+ * A NaN or +-Inf input value is read as 0 (the window's mean after z-scoring): defined, no trap. */
 void ecgedge_model_run(const float *in, int8_t *out);
 /* int8 logits -> the ONNX model's float logits: (q - zero point) * scale. */
 void ecgedge_model_dequantize(const int8_t *q, float *logits);

@@ -58,7 +58,9 @@ def mcu_library_for_export(source: str | Path, *, out: str | Path | None = None,
     shipped inside the ecgedge package, ``export/NAME``), the library generated from its
     ``model.int8.onnx`` (which the gate must have accepted), gated as backend ``c-int8`` on the stored
     check windows with the manifest's thresholds, compared with ONNX Runtime's INT8 outputs, and
-    swapped in. A signed export is refused (the new files would void its signature).
+    swapped in. A signed export is refused when the library would be added in place (the new files
+    would void its signature); written elsewhere (``out``, and always for a shipped model) the copy is a
+    new, unsigned export, and says so: its manifest changes, the source's signature covers only the source.
 
     Raises:
         ArtefactError: no accepted INT8 model; GateFailed: the library fails the gate (written, marked rejected).
@@ -67,8 +69,6 @@ def mcu_library_for_export(source: str | Path, *, out: str | Path | None = None,
 
     src = Path(source)
     manifest = load_manifest(src, verify=True)
-    if (src / SIGNATURE).exists():
-        raise ConfigError(f"{src} is signed: adding files would void {SIGNATURE}; re-export with --target mcu --sign KEY")
     int8_status = manifest.status("int8")
     if int8_status != ArtefactStatus.accepted:
         raise ArtefactError(f"{src}: the INT8 model is {int8_status.value if int8_status else 'missing'}; "
@@ -77,12 +77,19 @@ def mcu_library_for_export(source: str | Path, *, out: str | Path | None = None,
         inside_package = Path(os.path.abspath(src)).is_relative_to(Path(ecgedge.__file__).resolve().parent)
         out = Path("export") / (manifest.data.get("name") or src.name) if inside_package else src
     dest = Path(out)
+    signed = (src / SIGNATURE).exists()
+    if signed and Path(os.path.abspath(dest)) == Path(os.path.abspath(src)):
+        raise ConfigError(f"{src} is signed: adding files would void {SIGNATURE}; write the library to a copy (--out) "
+                          "or re-export with --target mcu --sign KEY")
+    if signed:
+        log(f"note: {dest} is a new export with the C library added; it is not signed ({src}'s signature covers "
+            "only its own manifest)")
     staged: list[Path] = []
     try:
         folder = staging_folder(dest) if Path(os.path.abspath(dest)) != Path(os.path.abspath(src)) else staging_folder_for(src)
         staged.append(folder)
         for rel in export_files(src):  # the export's own files: a user's notes stay where they are
-            if rel.split("/")[0] != MCU_DIR and (src / rel).is_file():
+            if rel.split("/")[0] != MCU_DIR and rel != SIGNATURE and (src / rel).is_file():
                 (folder / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src / rel, folder / rel)
         manifest = Manifest(folder, manifest.data)

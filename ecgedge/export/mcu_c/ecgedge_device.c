@@ -139,6 +139,12 @@ int ecgedge_device_push(const float *mv, unsigned lead_off, ecgedge_device_verdi
     int lead, c;
     for (lead = 0; lead < ECGDEV_LEADS; ++lead) {
         float x = mv[ecgdev_lead_index[lead]];
+        if (x - x != 0.0f) {
+            /* NaN or +-Inf (a dropped or invalid sample): held at the lead's previous sample and
+             * flagged as lead-off, so the band-pass state stays finite and the window is marked */
+            x = n_in == 0 ? 0.0f : hist[lead][(n_in - 1) % HIST];
+            off_until = n_in + 1;
+        }
         if (n_in == 0) {
             int h;
             first_in[lead] = x;

@@ -39,7 +39,9 @@ int ecgedge_device_source_leads(void);
 /* Start a segment: the next sample pushed has source index first_sample. */
 void ecgedge_device_reset(uint64_t first_sample);
 /* One sample time: mv[source leads] in mV, lead_off bit i = source lead i off. Returns 1 when a
- * window ends at this sample (its verdict in *v), else 0. */
+ * window ends at this sample (its verdict in *v), else 0. A NaN or +-Inf sample is held at the
+ * lead's previous sample (0 before the first) and counts as lead-off: the window that holds it is
+ * flagged ECGEDGE_DEVICE_FLAG_LEAD_OFF and the filters stay finite. */
 int ecgedge_device_push(const float *mv, unsigned lead_off, ecgedge_device_verdict *v);
 
 #endif

@@ -77,6 +77,7 @@ int8_t ecgedge_quantize_f32(float x, float scale, int32_t zp, int32_t lo)
     float v = x / scale;                 /* MlasQuantizeLinear divides */
     float f;
     int32_t i;
+    if (v != v) v = 0.0f;                /* NaN: the zero point (the cast below would be undefined) */
     if (v > 1024.0f) v = 1024.0f;        /* saturates below anyway; keeps the cast defined */
     if (v < -1024.0f) v = -1024.0f;
     i = (int32_t)v;                      /* truncation toward zero */
@@ -105,6 +106,17 @@ void ecgedge_conv_f32(const ecgedge_conv_f32_t *c, const float *in, int8_t *out)
             for (ic = 0; ic < c->c_in; ic++) {
                 const float *x = in + (base + k0 * c->dilation) * c->c_in + ic;
                 for (k = k0; k < k1; k++, x += c->dilation * c->c_in) acc = fmaf(w[k * c->c_in + ic], *x, acc);
+            }
+            if (acc - acc != 0.0f) {
+                /* NaN or +-Inf: a non-finite input value (or an overflow). Defined behaviour, in the
+                 * header: a non-finite input value is read as 0, the window's mean after z-scoring.
+                 * Only this slow path tests each value, so finite windows cost nothing more. */
+                acc = 0.0f;
+                for (ic = 0; ic < c->c_in; ic++) {
+                    const float *x = in + (base + k0 * c->dilation) * c->c_in + ic;
+                    for (k = k0; k < k1; k++, x += c->dilation * c->c_in)
+                        acc = fmaf(w[k * c->c_in + ic], *x - *x == 0.0f ? *x : 0.0f, acc);
+                }
             }
             acc = acc + c->bias[o];
             out[t * c->out_stride + o] = ecgedge_quantize_f32(acc, c->out_scale, c->out_zp, c->out_min);
