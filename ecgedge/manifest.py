@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 from ecgedge.config import PARITY_ATOL, Backend, Precision
 from ecgedge.errors import ArtefactError
-from ecgedge.fsio import MARKER, is_private_key
+from ecgedge.fsio import MARKER, atomic_write_text, is_private_key
 from ecgedge.hashing import file_sha256
 from ecgedge.signing import signature_path, sign_file, verify_file
 
@@ -151,11 +151,7 @@ class Manifest:
     def save(self) -> Path:
         """Re-hash every file in the folder and write the manifest."""
         self.data["files"] = hash_folder(self.folder)
-        path = self.folder / MANIFEST
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        tmp.replace(path)
-        return path
+        return atomic_write_text(self.folder / MANIFEST, json.dumps(self.data, indent=2))
 
 
 @dataclass(frozen=True)

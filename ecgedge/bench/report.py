@@ -21,7 +21,6 @@ from __future__ import annotations
 import enum
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -430,12 +429,8 @@ def method_text() -> str:
 def write_json(report: BenchReport, path: str | Path) -> Path:
     """Write ``report`` as JSON to ``path`` (folders created); replaced atomically, so an interrupted
     write leaves the previous report."""
+    from ecgedge.fsio import atomic_write_text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(report.to_dict(), indent=2))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(path, json.dumps(report.to_dict(), indent=2))

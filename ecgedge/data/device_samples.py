@@ -108,10 +108,9 @@ class DeviceRecording:
 
     def write_raw(self, path: Path) -> None:
         """Write the interchange file (module doc) to ``path``, replacing it atomically."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(np.ascontiguousarray(self.adu.T).astype("<i4").tobytes())
-        os.replace(tmp, path)
+        from ecgedge.fsio import atomic_write_bytes
+
+        atomic_write_bytes(path, np.ascontiguousarray(self.adu.T).astype("<i4").tobytes())
 
     def ecgsim_args(self, path: Path) -> list[str]:
         """ecgsim options that play the interchange file at ``path`` as this recording's device."""

@@ -20,6 +20,7 @@ import torch
 from ecgedge.config import ModelConfig, PreprocessConfig, WindowConfig, config_from_dict, config_to_dict
 from ecgedge.data.preprocess import preprocess_params
 from ecgedge.errors import ArtefactError, EcgEdgeError, storage_error
+from ecgedge.fsio import atomic_file
 from ecgedge.models.autoencoder import ConvAutoencoder
 from ecgedge.models.classifier import RhythmClassifier
 
@@ -83,15 +84,12 @@ def save_torch_file(path: str | Path, payload: dict, what: str) -> Path:
     file. A full disk or a permission problem raises :class:`~ecgedge.errors.StorageError` naming
     ``what`` and ``path`` (the half-written file is removed)."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     try:
         # A file object, not a path: torch's own writer reports a full disk as a bare RuntimeError
         # ("unexpected pos"), Python's file as the OSError it is.
-        with open(tmp, "wb") as f:
+        with atomic_file(path, "wb") as f:
             torch.save(payload, f)
-        tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise storage_error(exc, f"write {what} {path}") from None
     return path
 
