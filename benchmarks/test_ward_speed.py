@@ -47,7 +47,7 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-@pytest.mark.parametrize("beds", [64, 512])
+@pytest.mark.parametrize("beds", [64, 128, 512])
 def test_ward_end_to_end(benchmark, beds, export_dir, info, tmp_path):
     result: dict = {}
 

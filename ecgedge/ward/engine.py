@@ -194,26 +194,35 @@ class Engine:
         waiting_since: float | None = None
         last_tick = last_strip = time.monotonic()
         stopping = False
+        backlog: deque = deque()
         while not stopping:
-            try:
-                msgs = [self.inbox.get(timeout=0.02)]
-            except queue.Empty:
-                msgs = []
-            idle = not msgs
-            while len(msgs) < 100_000:
+            if not backlog:
                 try:
-                    msgs.append(self.inbox.get_nowait())
+                    backlog.append(self.inbox.get(timeout=0.02))
+                except queue.Empty:
+                    pass
+            idle = not backlog
+            while True:
+                try:
+                    backlog.append(self.inbox.get_nowait())
                 except queue.Empty:
                     break
             now = time.monotonic()
             t0 = time.thread_time()
-            for m in msgs:
+            # Messages are handled for at most half a batch delay at a time, so that a backlog (more
+            # beds than the core keeps up with) still gets its windows flushed and its stop heard.
+            budget = now + self.batch_delay_s / 2
+            while backlog:
+                m = backlog.popleft()
                 if m[0] == "stop":
                     stopping = True
                     break
                 self._handle(m, now)
+                if time.monotonic() > budget:
+                    break
             t1 = time.thread_time()
             self.cpu_s["decode"] += t1 - t0
+            now = time.monotonic()
             records: list[dict] = []
             if self.session.pending:
                 waiting_since = now if waiting_since is None else waiting_since
@@ -236,6 +245,9 @@ class Engine:
             if now - last_strip >= STRIP_EVERY_S:
                 last_strip = now
                 self._send_live()
+        for m in backlog:  # data after the stop is dropped; its done() callbacks still run
+            if m[0] == "data" and m[4] is not None:
+                m[4](len(m[2]))
 
     def _deliver(self, records: list[dict]) -> None:
         arrived = [self._arrival_of(r) for r in records]

@@ -222,7 +222,7 @@ class Gateway:
                     dev.inflight += len(data)
                 self.engine.data(cid, data, time.time(), dev.done)
                 while dev.inflight > self.limits.max_inflight_bytes and not dev.reason:
-                    await asyncio.sleep(0.005)  # back-pressure: this socket waits, the others do not
+                    await asyncio.sleep(0.02)  # back-pressure: this socket waits, the others do not
                 if dev.reason:
                     break
         except (ConnectionError, OSError) as exc:
@@ -247,7 +247,7 @@ class Gateway:
             if dev is not None:
                 dev.reason = reason
                 self._drop_now(dev)
-        self.loop.call_soon_threadsafe(drop)
+        self._to_loop(drop)
 
     async def _sweep(self) -> None:
         """Close connections that sent no frame within ``first_frame_s`` or nothing for ``idle_s``."""
@@ -270,7 +270,7 @@ class Gateway:
         self._writes.put(batch)  # blocks the engine while the writer is 512 batches behind: back-pressure
 
     def _strips_from_engine(self, strips: list[dict]) -> None:
-        self.loop.call_soon_threadsafe(self._publish_strips, strips)
+        self._to_loop(self._publish_strips, strips)
 
     def _write_loop(self) -> None:
         while True:
@@ -284,14 +284,14 @@ class Gateway:
                 if isinstance(item, tuple):  # ("ack", alarm id, by, future)
                     _, alarm_id, by, fut = item
                     row = self.store.acknowledge(alarm_id, by)
-                    self.loop.call_soon_threadsafe(self._acked, row, fut)
+                    self._to_loop(self._acked, row, fut)
                     continue
                 out = self.store.write(item.records, item.strips)
             except Exception as exc:  # nothing is shown that was not kept: the gateway stops, and says why
                 self._failed("the database writer", exc)
                 continue
             self.cpu_s["write"] += time.thread_time() - t0
-            self.loop.call_soon_threadsafe(self._publish, out, item)
+            self._to_loop(self._publish, out, item)
 
     def _failed(self, what: str, exc: BaseException) -> None:
         """A thread of the gateway failed: stop (a central station that silently stops keeping or
@@ -299,7 +299,15 @@ class Gateway:
         if self.failure is None:
             self.failure = exc
             self.log(f"error: {what} failed ({type(exc).__name__}: {exc}); the gateway stops")
-            self.loop.call_soon_threadsafe(self.request_stop)
+            self._to_loop(self.request_stop)
+
+    def _to_loop(self, fn, *args) -> None:
+        """Run ``fn(*args)`` in the event loop, from another thread; nothing once the loop has closed
+        (an engine finishing its last records after a shutdown that stopped waiting for it)."""
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass
 
     def _publish(self, out: list[dict], batch: Batch) -> None:
         t0 = time.thread_time()

@@ -214,7 +214,9 @@ async function openHistory(bed) {
   }
   seg(from, t1, cur, quality);
   for (const a of h.alarms) { ctx.fillStyle = a.priority === "high" ? "#ff2d2d" : a.priority === "medium" ? "#ffd21f" : "#39d5ff"; ctx.fillRect(x(a.raised), 44, Math.max(2, x(a.cleared || t1) - x(a.raised)), 10); }
-  document.getElementById("h-legend").innerHTML = [...legend].map(([l, c]) => `<span><i style="background:${c}"></i>${l}</span>`).join("") + "<span>faded: signal unreliable · lower bar: alarms</span>";
+  const key = document.getElementById("h-legend"); key.textContent = "";
+  for (const [l, c] of legend) { const sw = el("i"); sw.style.background = c; const item = el("span"); item.append(sw, document.createTextNode(l)); key.append(item); }
+  key.append(el("span", "", "faded: signal unreliable · lower bar: alarms"));
   const list = document.getElementById("h-events"); list.textContent = "";
   for (const e of [...h.events].reverse()) {
     const li = el("li", "", `${fmtTime(e.ts)} ${describe(e)}`); li.dataset.type = e.type;
