@@ -143,3 +143,18 @@ def test_check_refuses_a_private_key_inside_the_export(copy, keys):
     shutil.copy(keys[0], copy / "signing.key")
     res = _check(copy, "--key", str(keys[1]))
     assert res.exit_code == 2 and "private key inside the export folder" in res.output, res.output
+
+
+def test_evaluate_and_bench_key_pins_the_signer(copy, keys, attacker, tmp_path):
+    from ecgedge.bench.plan import BenchConfig
+    from ecgedge.bench.run import main_bench
+    from ecgedge.config import DataConfig, LabelScheme
+    from ecgedge.evaluate.scoring import EvaluateConfig, open_source
+
+    sign_manifest(copy, attacker[0])  # a valid signature, by somebody else
+    cfg = EvaluateConfig(source=str(copy), data=DataConfig(paths=(str(tmp_path),)), labels=LabelScheme.chapman4,
+                         out=str(tmp_path / "ev"), public_key=str(keys[1]))
+    with pytest.raises(ArtefactError, match="signed with another key"):
+        open_source(cfg)
+    with pytest.raises(ArtefactError, match="signed with another key"):
+        main_bench(BenchConfig(export=str(copy), public_key=str(keys[1]), machine_peak=False), log=lambda *_: None)

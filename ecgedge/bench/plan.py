@@ -70,6 +70,7 @@ class BenchConfig:
     machine_peak: bool = True
     steady_malloc: bool = True
     seed: int = 0
+    public_key: str | None = None  # the export must be signed by this key (--key); a signature is checked anyway
 
     def __post_init__(self):
         object.__setattr__(self, "backends", tuple(BenchBackend(b) for b in self.backends))

@@ -150,7 +150,7 @@ def measure_peaks() -> dict:
 
 def main_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> BenchReport:
     """Measure every configuration of ``cfg`` on the export folder ``cfg.export``; see :mod:`ecgedge.bench`."""
-    manifest = load_manifest(cfg.export, verify=True)
+    manifest = load_manifest(cfg.export, verify=True, public_key=cfg.public_key)
     available = available_backends()
     ckpt = checkpoint_path(manifest, cfg.checkpoint)
     machine = machine_info()

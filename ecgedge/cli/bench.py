@@ -37,6 +37,7 @@ def bench_cmd(
                                             "activations in on every call; --default-malloc measures an untuned process."),
     json_out: Optional[Path] = typer.Option(None, "--json", dir_okay=False,
                                             help="Write every row, the targets and the machine's description as JSON."),
+    key: Optional[Path] = typer.Option(None, "--key", exists=True, dir_okay=False, help="Ed25519 public key (PEM) the export must be signed by (a signature that exists is checked without it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line per configuration."),
 ):
     """Measure every backend x precision x batch x threads, each in a fresh process, against PyTorch FP32 eager and the machine's FP32 and INT8 peaks."""
@@ -45,7 +46,7 @@ def bench_cmd(
         export=str(export), backends=cast("tuple[BenchBackend, ...]", backend), precisions=cast("tuple[Precision, ...]", precision or ()),
         batches=parse_ints(batch, "--batch"), threads=parse_ints(threads, "--threads"), warmup=warmup, repeats=repeats,
         max_seconds=max_seconds, rtf_steps=rtf_steps, rtf_beds=rtf_beds, source_fs_hz=source_fs, checkpoint=str(checkpoint) if checkpoint else None,
-        baseline=baseline, include_rejected=include_rejected, steady_malloc=steady_malloc,
+        baseline=baseline, include_rejected=include_rejected, steady_malloc=steady_malloc, public_key=str(key) if key else None,
     )
     report = main_bench(cfg, log=(lambda _msg: None) if quiet else (lambda msg: typer.echo(msg, err=True)))
     echo(report.render())

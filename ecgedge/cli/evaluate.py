@@ -49,6 +49,9 @@ def evaluate_cmd(
     threads: Optional[int] = typer.Option(None, min=1, help="Export folders: inference threads."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples of the records for the 95 % intervals (1 to 100,000: more is time, not precision)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Window cache folder (default ~/.cache/ecgedge)."),
+    key: Optional[Path] = typer.Option(None, "--key", exists=True, dir_okay=False,
+                                       help="Export folders: Ed25519 public key (PEM) the export must be signed by "
+                                            "(a signature that exists is checked without it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Score a model on labelled records: record-level F1 (mean of its windows' probabilities) with bootstrap intervals.
@@ -64,7 +67,8 @@ def evaluate_cmd(
     cfg = EvaluateConfig(source=source, data=DataConfig(paths=tuple(map(str, data)), labels_file=str(labels_file) if labels_file else None,
                                                         cache_dir=str(cache_dir) if cache_dir else None),
                          labels=labels, out=str(out or default_run_dir(f"eval-{source_name(source)}")), hop=hop,
-                         precision=precision, backend=backend, threads=threads, bootstrap_repeats=bootstrap)
+                         precision=precision, backend=backend, threads=threads, bootstrap_repeats=bootstrap,
+                         public_key=str(key) if key else None)
     # A rhythm-trees export scores each record's features (one decision per record, no windows).
     res = (evaluate_trees if is_trees_export(resolve_source(source)) else evaluate_source)(cfg, progress=not quiet)
     echo(summary_table(res.report))

@@ -87,6 +87,7 @@ class EvaluateConfig:
     batch_size: int = 64
     bootstrap_repeats: int = 1000
     seed: int = 0
+    public_key: str | None = None  # export folders: must be signed by this key (--key); a signature is checked anyway
 
     def __post_init__(self):
         object.__setattr__(self, "labels", LabelScheme(self.labels))
@@ -224,7 +225,7 @@ def _export_source(folder: Path, name: str, cfg: EvaluateConfig) -> ModelSource:
     from ecgedge.manifest import load_manifest
     from ecgedge.runtime.loader import runner_from_export
 
-    manifest = load_manifest(folder, verify=True)
+    manifest = load_manifest(folder, verify=True, public_key=cfg.public_key)
     backend = cfg.backend or Backend.ort_cpu
     # Built now (cheap, nothing runs until entered): a rejected artefact or a missing backend is refused
     # before any record is read, and the runner says which precision the manifest's policy picked.
