@@ -336,3 +336,46 @@ def test_show_draws_beats_rate_and_alarms(shared_data, lead_ii, tmp_path):
     assert "HR " in screen and "ASYSTOLE" in screen and "▲" in screen
     if png._figure is not None:  # matplotlib installed
         assert [p.name for p in png.written if "alarm_asystole" in p.name]
+
+
+def test_cli_takes_the_rate_alarm_limits(tmp_path):
+    """``ecgedge stream --asystole-s/--brady-bpm/--tachy-bpm``: in the help, and a limit that leaves no
+    normal rate is one clear line, no traceback."""
+    from typer.testing import CliRunner
+
+    from ecgedge.cli.main import app
+
+    res = CliRunner().invoke(app, ["stream", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and all(o in res.output for o in ("--asystole-s", "--brady-bpm", "--tachy-bpm"))
+    res = CliRunner().invoke(app, ["stream", str(tmp_path), "--source", "stdin", "--brady-bpm", "100", "--tachy-bpm", "90"])
+    assert res.exit_code != 0 and "no normal rate" in res.output and "Traceback" not in res.output
+
+
+# ---- gaps ---------------------------------------------------------------------------------------------
+
+def test_gaps_concealed_keep_the_rate_and_long_ones_restart_it(shared_data):
+    """A 36-sample gap (0.1 s, concealed: the detector gets the concealed mask) over an R peak: the rate
+    runs on and a beat there is flagged concealed (2) or lost, never invented; a 5-s gap (the filters
+    restart, the detector too): the RR history starts over after it (no RR interval spans the gap)
+    and no asystole is raised for the lost seconds."""
+    x = mitdb(shared_data, "100", 60)
+    peak = beat_after(x, 20.0)
+    settings = StreamSettings(conceal_max_s=0.1)
+    m = BedMonitor(0, fs_in=FS, lead_names=["MLII"], model=SPEC, settings=settings)
+    events = []
+    cut_a, cut_b = peak - 10, peak + 26  # 36 samples lost around the R peak: concealed
+    long_a, long_b = int(40 * FS), int(45 * FS)  # 5 s lost: a restart
+    for a in range(0, x.shape[1], 90):
+        b = min(a + 90, x.shape[1])
+        keep = [(s, e) for s, e in ((a, min(b, cut_a)), (max(a, cut_b), min(b, long_a)), (max(a, long_b), b)) if e > s]
+        for s, e in keep:
+            events += m.push(x[:, s:e], s)
+    hr = rates(events)
+    near = [(s, f) for h in hr for s, f in zip(h.beats, h.beat_flags) if abs(s - peak) < 0.15 * FS]
+    assert all(f & 2 for _, f in near)  # found in the concealed stretch: flagged
+    during = [h for h in hr if cut_b / FS < h.t_s < long_a / FS]
+    assert all(h.rr_count == RATE_BEATS and 65 < h.hr_bpm < 85 for h in during[5:])  # the rate ran on
+    after = [h for h in hr if h.t_s > long_b / FS]
+    assert after[0].rr_count == 0 and after[0].hr_bpm is None  # starts over after the long gap
+    assert max(s for h in after for s in h.beats) > long_b and min(s for h in after for s in h.beats) >= long_b
+    assert not alarms(events)

@@ -8,10 +8,10 @@ II), else the model's first lead. Why that signal and that lead:
   model's 0.5-40 Hz band-pass and resampling would only add their delay (and move the R peak by
   their group delay); on the source signal beat positions are exact source sample indices, and the
   beats equal ``detect_beats`` on the record (the figures ``ecgedge evaluate beats`` reports);
-- one lead, because the detector's cost grows with its leads and the cost target (at most 20 % of
-  the monitor's CPU time per hop, ``benchmarks/test_beats_stream.py``) leaves room for one lead of a
-  12-lead, 500-Hz bed, not twelve; lead II (MLII) is where the QRS is tallest in most patients and
-  the lead the detector was measured on (MIT-BIH MLII: gross Se 99.7 % / +P 99.9 % over 100 + 208).
+- one lead, because the detector's cost grows with its leads and even one lead costs more than the
+  target (at most 20 % of the monitor's CPU time per hop; measured by ``benchmarks/test_beats_stream.py``,
+  figures in ``docs/beats-stream.md``); lead II (MLII) is where the QRS is tallest in most patients and
+  the lead the detector was measured on (MIT-BIH MLII: gross Se 99.8 % / +P 99.9 % over 100 + 208).
   A model without lead II takes its first lead.
 
 The detector is fed at every window end (every hop), with the samples since the previous one, so a
@@ -42,8 +42,9 @@ with hysteresis, judged at every hop end:
 - **extreme bradycardia / tachycardia**: the heart rate (from at least ``min_rr`` RR intervals) below
   ``brady_bpm`` (40) / above ``tachy_bpm`` (140); cleared once it is ``hysteresis_bpm`` (5) back
   inside (45 / 135 bpm). The median of 8 RR intervals turns when 5 of them have the new rate:
-  **delay after a sudden change about 5 RR intervals + 0.2 s + ``hop_s``** (tachycardia at 150 bpm:
-  2 s + 1.2 s; bradycardia at 35 bpm: 8.6 s + 1.2 s). Not judged while asystole is raised (the rate
+  **delay after a sudden change 5 to 6 RR intervals + 0.2 s + ``hop_s``** (6 when the change falls
+  mid-interval; measured on MIT-BIH 100 time-compressed to about 160 bpm: 2.4-3.1 s, stretched to
+  about 35 bpm: 9.0-10.1 s). Not judged while asystole is raised (the rate
   is that of the beats before it).
 
 Each has a **technical** variant, raised instead when its condition holds but the signal is too poor
