@@ -93,7 +93,7 @@ class Gateway:
         self.subscribers: set[asyncio.Queue] = set()
         self.latencies: deque = deque(maxlen=LATENCIES_KEPT)
         self.cpu_s = {"write": 0.0, "push": 0.0}
-        self.counts = {"records": 0, "events": 0, "batches": 0, "dropped_subscribers": 0}
+        self.counts = {"records": 0, "events": 0, "windows": 0, "batches": 0, "dropped_subscribers": 0}
         self._ids = itertools.count(1)
         self._stop = asyncio.Event()
         self._writes: queue.Queue = queue.Queue(maxsize=512)
@@ -314,6 +314,7 @@ class Gateway:
         now = time.time()
         self.counts["batches"] += 1
         self.counts["records"] += len(batch.records)
+        self.counts["windows"] += sum(r["type"] == "window" for r in batch.records)
         for arrived in batch.arrived:
             if arrived is not None:
                 self.latencies.append(now - arrived)
