@@ -439,6 +439,11 @@ def run_ward(cfg: WardConfig, *, log: Callable[[str], None] | None = None, on_st
     from ecgedge.stream.run import stream_precision
     from ecgedge.config import Backend, Precision
 
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise ConfigError("ecgedge ward serves its page with starlette and uvicorn: pip install 'ecgedge[ward]'") from None
     manifest = load_manifest(cfg.export)
     precision = Precision(cfg.precision) if cfg.precision else stream_precision(manifest, Backend.ort_cpu)[0]
     runner = runner_from_export(cfg.export, precision, Backend.ort_cpu, threads=cfg.threads, manifest=manifest, verify=False)
