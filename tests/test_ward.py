@@ -233,6 +233,11 @@ def test_alarm_policy_store_and_acknowledgement(db_url):
         (h,) = r.hourly(bed="7")
         assert h["windows_ok"] == 3 and h["rhythms"] == {"SR": 3} and h["hr_mean"] == 70.0 and (h["hr_min"], h["hr_max"]) == (60.0, 80.0)
         assert [e["type"] for e in r.events(bed="7")] == ["rate_alarm", "rate_alarm", "rate_alarm"]  # per-hop records are summarised
+    store.write([], strips=[{"bed": "7", "ts": ts, "first": 0, "fs": 250.0, "lead": "II", "uv": b"\x01\x00" * 250}
+                            for ts in (1000.0, 2000.0)])
+    assert store.prune_strips(1500.0) == 1
+    with WardReader(db_url) as r:
+        assert [c["ts"] for c in r.strip("7", 1990.0, 2010.0)] == [2000.0] and r.strip("7", 990.0, 1010.0) == []
     cur = store.conn.cursor()
     cur.execute("SELECT COUNT(*) FROM acknowledgements")
     assert cur.fetchone()[0] == 1

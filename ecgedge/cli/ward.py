@@ -54,6 +54,7 @@ def serve_cmd(
     threads: int = typer.Option(1, min=1, help="Inference threads."),
     max_devices: int = typer.Option(1024, min=1, help="Devices connected at once."),
     max_device_rate: int = typer.Option(512 * 1024, min=1024, help="A device's sustained bytes per second before it is dropped as a flood."),
+    keep_strips_days: float = typer.Option(7.0, min=0.0, help="Delete stored strips older than this (about 43 MB per bed-day); 0: keep for ever."),
 ):
     """Run the gateway: devices connect over TCP (the wire protocol of firmware_bridge/PROTOCOL.md), every bed is
     classified by one StreamHub as ecgedge stream would, events go to the database, then to the page.
@@ -67,7 +68,7 @@ def serve_cmd(
     from ecgedge.ward.gateway import run_ward
 
     cfg = WardConfig(export=str(export), listen=listen, http=http, db=db, token=token, precision=precision, threads=threads,
-                     settings=replace(ward_settings(), hysteresis=hysteresis),
+                     settings=replace(ward_settings(), hysteresis=hysteresis), keep_strips_days=keep_strips_days,
                      limits=Limits(max_connections=max_devices, max_bytes_per_s=max_device_rate))
     run_ward(cfg)
 

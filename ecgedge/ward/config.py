@@ -79,6 +79,8 @@ class WardConfig:
         limits: the bounds of :class:`Limits`.
         display_fs_hz: the live strip's rate (a lead decimated to at most this), Hz.
         strip_chunk_s: seconds of strip per database row (the history's strips around events).
+        keep_strips_days: strips older than this are deleted (checked hourly; about 43 MB per bed-day);
+            0: kept for ever. Events, alarms and summaries are never deleted.
     """
 
     export: str
@@ -92,8 +94,11 @@ class WardConfig:
     limits: Limits = Limits()
     display_fs_hz: float = 250.0
     strip_chunk_s: float = 10.0
+    keep_strips_days: float = 7.0
 
     def __post_init__(self):
+        if not self.keep_strips_days >= 0:
+            raise ConfigError(f"--keep-strips-days must be >= 0 (0: for ever), not {self.keep_strips_days}")
         if not self.listen.startswith("tcp://"):
             raise ConfigError(f"--listen {self.listen!r}: expected tcp://HOST:PORT (devices connect to it)")
         host_port(self.listen[len("tcp://"):], "--listen")

@@ -38,6 +38,8 @@ from ecgedge.ward.store import WardReader, WardStore
 STRIP_TAIL_S = 10.0
 #: How often idle and first-frame deadlines are checked, s.
 SWEEP_S = 0.5
+#: How often old strips are deleted (``WardConfig.keep_strips_days``), s.
+PRUNE_EVERY_S = 3600.0
 #: Latencies kept for /api/status and the benchmark.
 LATENCIES_KEPT = 100_000
 
@@ -273,6 +275,7 @@ class Gateway:
         self._to_loop(self._publish_strips, strips)
 
     def _write_loop(self) -> None:
+        next_prune = 0.0
         while True:
             item = self._writes.get()
             if item is None:
@@ -281,6 +284,9 @@ class Gateway:
                 continue  # stopping after a failure: drained so the engine never blocks on it
             t0 = time.thread_time()
             try:
+                if self.cfg.keep_strips_days and time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY_S
+                    self.store.prune_strips(time.time() - self.cfg.keep_strips_days * 86400)
                 if isinstance(item, tuple):  # ("ack", alarm id, by, future)
                     _, alarm_id, by, fut = item
                     row = self.store.acknowledge(alarm_id, by)

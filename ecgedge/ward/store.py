@@ -252,6 +252,12 @@ class WardStore:
                             (chunk["bed"], chunk["ts"], chunk["first"], chunk["fs"], chunk["lead"], chunk["uv"]))
         return out
 
+    def prune_strips(self, older_than: float) -> int:
+        """Delete the strip chunks that began before wall time ``older_than``; how many went."""
+        with self._tx() as cur:
+            cur.execute(self._q("DELETE FROM strips WHERE ts < ?"), (older_than,))
+            return int(cur.rowcount or 0)
+
     def _alarm(self, cur, change: AlarmChange, event_id: int, now: float) -> dict | None:
         cur.execute(self._q("SELECT id FROM alarms WHERE bed = ? AND alarm = ? AND cleared IS NULL ORDER BY id DESC LIMIT 1"),
                     (change.bed, change.alarm))
