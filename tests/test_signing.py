@@ -1,7 +1,8 @@
 """Signed manifests: hashes catch accidents, the Ed25519 signature catches deliberate edits.
 
 Each attack below passes the hash check (the attacker re-hashes what they changed) and is refused
-once the exporter's public key is given; without a key everything behaves as before.
+once the exporter's public key is given, and (issue 25) by every loader without a key too, since the
+signature names its signer; the key then pins who that must be.
 """
 
 from __future__ import annotations
@@ -86,15 +87,17 @@ def test_rehashed_modified_int8_file_fails_with_the_key(signed, keys, tmp_path):
     int8 = folder / "model.int8.onnx"
     int8.write_bytes(int8.read_bytes() + b"\0")
     _edit(folder, lambda m: m["files"]["model.int8.onnx"].update(sha256=file_sha256(int8), bytes=int8.stat().st_size))
-    load_manifest(folder)  # the hashes alone cannot tell: they were rewritten to match
+    load_manifest(folder, verify=False)  # the hashes alone cannot tell: they were rewritten to match
     _one_line_refusal(_check(folder, "--key", str(keys[1])), "signature does not match")
+    _one_line_refusal(_check(folder), "signature does not match")  # issue 25: a signature is checked without --key too
 
 
 def test_reversed_labels_fail_with_the_key(signed, keys, tmp_path):
     folder = _copy(signed, tmp_path)
     _edit(folder, lambda m: m["output"].update(labels=m["output"]["labels"][::-1]))
-    assert load_manifest(folder).labels == tuple(reversed(load_manifest(signed).labels))  # hashes still match
+    assert load_manifest(folder, verify=False).labels == tuple(reversed(load_manifest(signed).labels))
     _one_line_refusal(_check(folder, "--key", str(keys[1])), "signature does not match")
+    _one_line_refusal(_check(folder), "signature does not match")  # issue 25: without --key too
 
 
 def test_unsigned_folder_fails_with_the_key(signed, keys, tmp_path):
