@@ -25,7 +25,7 @@ def test_export_check_with_a_bad_backend_is_one_line_naming_the_choices(tmp_path
 
 @pytest.mark.parametrize("args, message", [
     (["bench", "{tmp}", "--precision", "int4"], "error: --precision: 'int4' is not one of fp32, fp16, int8"),
-    (["bench", "{tmp}", "--backend", ","], "error: --backend: give at least one of torch, ort-cpu, ort-cuda, ort-trt, tensorrt"),
+    (["bench", "{tmp}", "--backend", ","], "error: --backend: give at least one of torch, ort-cpu, ort-cuda, ort-trt, tensorrt, c-int8"),
     (["experiment", "transfer", "--data", "{tmp}", "--labels", "chapman4", "--arms", "random,2D"],
      "error: --arms: '2D' is not one of transfer, random, frozen, 2d"),
 ])

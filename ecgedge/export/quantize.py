@@ -65,14 +65,14 @@ def int8_onnx_from_onnx(fp32_path: str | Path, out_path: str | Path, calib_windo
         try:
             quantize_static(
                 str(pre), str(out_path), _Reader(input_name, calib_windows),
-                quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
+                quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=preset.reduce_range,
                 activation_type=getattr(QuantType, preset.activation_type), weight_type=getattr(QuantType, preset.weight_type),
                 calibrate_method=methods[method], extra_options=extra, nodes_to_exclude=excluded,
             )
         except Exception as exc:
             raise ArtefactError(f"INT8 quantization of {fp32_path} failed: {exc}") from exc
     strip_debug_info(out_path)
-    return {"format": "QDQ", "per_channel": True, "fp32_nodes": excluded, "activation_type": preset.activation_type,
+    return {"format": "QDQ", "per_channel": True, "reduce_range": preset.reduce_range, "fp32_nodes": excluded, "activation_type": preset.activation_type,
             "activation_symmetric": preset.activation_symmetric, "weight_type": preset.weight_type,
             "calib_method": method.value, "calib_windows": int(len(calib_windows))}
 
