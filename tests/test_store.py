@@ -113,7 +113,7 @@ def test_pretrain_on_a_store_equals_pretrain_on_its_records(synth, tmp_path):
                                run_dir=str(tmp_path / name))
         return pretrain(cfg, progress=False)
 
-    from_records, from_store = run([str(synth / "data")], "records"), run([str(tmp_path / "store")], "store")
+    from_records, from_store = run([str(synth / "data")], "records"), run([str(tmp_path / "store")], "from-store")
     a, b = load_checkpoint(from_records.checkpoint).state_dict, load_checkpoint(from_store.checkpoint).state_dict
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((from_store.run_dir / "data_summary.json").read_text()) == json.loads((from_records.run_dir / "data_summary.json").read_text())
