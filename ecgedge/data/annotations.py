@@ -85,12 +85,9 @@ def _code(aux: str) -> str:
     return aux.replace("\x00", "").strip().lstrip("(").strip()
 
 
-def read_rhythm_reference(record: str | Path, extension: str = "atr") -> RhythmReference:
-    """The reference rhythm of a WFDB record from its annotation file.
-
-    Args:
-        record: the record's ``.hea`` path or its path without extension.
-        extension: annotation file extension (``atr`` for reference annotations).
+def _header_and_annotations(record: str | Path, extension: str, what: str):
+    """``(path without extension, wfdb header, wfdb annotation)`` of a record; ``what`` names the
+    reference in the error when the annotation file is missing.
 
     Raises:
         BadRecord: no header or annotation file, or one wfdb cannot read (said with the path).
@@ -103,11 +100,25 @@ def read_rhythm_reference(record: str | Path, extension: str = "atr") -> RhythmR
     except Exception as exc:  # noqa: BLE001 - wfdb raises several types for one unreadable header
         raise BadRecord(f"{base}.hea", f"cannot read the header ({exc})") from None
     if not Path(f"{base}.{extension}").is_file():
-        raise BadRecord(base, f"no .{extension} annotation file, so no reference rhythm to score against")
+        raise BadRecord(base, f"no .{extension} annotation file, so no {what} to score against")
     try:
         ann = wfdb.rdann(base, extension)
     except Exception as exc:  # noqa: BLE001
         raise BadRecord(f"{base}.{extension}", f"cannot read the annotations ({exc})") from None
+    return base, header, ann
+
+
+def read_rhythm_reference(record: str | Path, extension: str = "atr") -> RhythmReference:
+    """The reference rhythm of a WFDB record from its annotation file.
+
+    Args:
+        record: the record's ``.hea`` path or its path without extension.
+        extension: annotation file extension (``atr`` for reference annotations).
+
+    Raises:
+        BadRecord: no header or annotation file, or one wfdb cannot read (said with the path).
+    """
+    base, header, ann = _header_and_annotations(record, extension, "reference rhythm")
     n = int(header.sig_len or 0)
     fs = float(header.fs)
     changes = [(int(s), _code(a or "")) for s, sym, a in zip(ann.sample, ann.symbol, ann.aux_note or [""] * len(ann.sample))
@@ -167,19 +178,7 @@ def read_beat_reference(record: str | Path, extension: str = "atr") -> BeatRefer
     Raises:
         BadRecord: no header or annotation file, or one wfdb cannot read (said with the path).
     """
-    import wfdb
-
-    base = str(record)[:-4] if str(record).endswith(".hea") else str(record)
-    try:
-        header = wfdb.rdheader(base)
-    except Exception as exc:  # noqa: BLE001 - wfdb raises several types for one unreadable header
-        raise BadRecord(f"{base}.hea", f"cannot read the header ({exc})") from None
-    if not Path(f"{base}.{extension}").is_file():
-        raise BadRecord(base, f"no .{extension} annotation file, so no reference beats to score against")
-    try:
-        ann = wfdb.rdann(base, extension)
-    except Exception as exc:  # noqa: BLE001
-        raise BadRecord(f"{base}.{extension}", f"cannot read the annotations ({exc})") from None
+    base, header, ann = _header_and_annotations(record, extension, "reference beats")
     n = int(header.sig_len or 0)
     beats = beat_symbols()
     keep = [(int(s), sym) for s, sym in zip(ann.sample, ann.symbol) if sym in beats]
