@@ -192,19 +192,26 @@ class StreamSession:
         """
         self._now = time.monotonic() if now is None else now
         for event in self.decoder.feed(data):
-            if isinstance(event, DecodeError):
-                self._push_runs()  # what was decoded before the error comes out before it
-                self.hub.note(UndecodedBytes(event.kind, event.detail, event.offset))
-            elif isinstance(event, BeatFrame):
-                self._beat_frame(event)
-            elif isinstance(event, LabelFrame):
-                self._push_run(event.stream_id)  # the samples before it go first
-                self.hub.note(DeviceLabel(event.stream_id, event.end_sample / event.fs_hz, event.first_sample,
-                                          event.end_sample, event.label_text, event.scores,
-                                          bool(event.flags & LabelFlag.LEAD_OFF)))
-            else:
-                self._frame(event)
+            self.dispatch(event)
         return self.flush() if flush else []
+
+    def dispatch(self, event: Frame | LabelFrame | BeatFrame | DecodeError) -> None:
+        """One decoded item of the wire (a sample, label or beat frame, or a decode error) into the
+        session, in arrival order; its records wait for :meth:`flush`. :meth:`feed` calls it for each
+        item its decoder yields; a gateway that decodes each connection itself (``ecgedge ward``) calls it
+        with the frames of all its connections."""
+        if isinstance(event, DecodeError):
+            self._push_runs()  # what was decoded before the error comes out before it
+            self.hub.note(UndecodedBytes(event.kind, event.detail, event.offset))
+        elif isinstance(event, BeatFrame):
+            self._beat_frame(event)
+        elif isinstance(event, LabelFrame):
+            self._push_run(event.stream_id)  # the samples before it go first
+            self.hub.note(DeviceLabel(event.stream_id, event.end_sample / event.fs_hz, event.first_sample,
+                                      event.end_sample, event.label_text, event.scores,
+                                      bool(event.flags & LabelFlag.LEAD_OFF)))
+        else:
+            self._frame(event)
 
     def flush(self) -> list[dict]:
         """Push the samples waiting for their monitors, classify the windows waiting in the hub (one
@@ -249,10 +256,7 @@ class StreamSession:
         self.hub.note(DeviceBeats(frame.stream_id, frame.end_sample / frame.fs_hz, frame.from_sample, frame.end_sample,
                                   frame.samples, frame.flags, leads))
 
-    def _frame(self, frame: Frame | BeatFrame) -> None:
-        if isinstance(frame, BeatFrame):  # (a session fed decoded frames passes beat frames here too)
-            self._beat_frame(frame)
-            return
+    def _frame(self, frame: Frame) -> None:
         sid = frame.stream_id
         tracked = self.tracker.push(frame)
         frames_lost = None

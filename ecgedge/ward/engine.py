@@ -29,8 +29,7 @@ from typing import Callable, Hashable, Iterable
 import numpy as np
 
 from ecgedge.bridge.decoder import FrameDecoder
-from ecgedge.bridge.frame import DecodeError, Frame, LabelFlag, LabelFrame
-from ecgedge.stream.events import DeviceLabel
+from ecgedge.bridge.frame import BeatFrame, DecodeError, Frame, LabelFrame
 from ecgedge.stream.hub import StreamHub
 from ecgedge.stream.session import BATCH_DELAY_S, StreamSession
 from ecgedge.ward.config import Limits
@@ -49,21 +48,16 @@ ARRIVALS_KEPT = 256
 class WardSession(StreamSession):
     """``ecgedge stream``'s session, fed decoded frames keyed by bed instead of bytes of one link.
 
-    :meth:`feed_frames` is :meth:`StreamSession.feed`'s dispatch for frames someone else decoded
-    (each connection has its own decoder); decode errors stay with the connection that sent them.
+    :meth:`feed_frames` hands frames someone else decoded (each connection has its own decoder) to
+    :meth:`StreamSession.dispatch`, as :meth:`StreamSession.feed` does; decode errors stay with the
+    connection that sent them.
     """
 
-    def feed_frames(self, items: Iterable[Frame | LabelFrame], now: float) -> None:
+    def feed_frames(self, items: Iterable[Frame | LabelFrame | BeatFrame], now: float) -> None:
         """Frames (``stream_id``: the bed) in arrival order; their records wait for :meth:`flush`."""
         self._now = now
         for event in items:
-            if isinstance(event, LabelFrame):
-                self._push_run(event.stream_id)  # the samples before it go first
-                self.hub.note(DeviceLabel(event.stream_id, event.end_sample / event.fs_hz, event.first_sample,
-                                          event.end_sample, event.label_text, event.scores,
-                                          bool(event.flags & LabelFlag.LEAD_OFF)))
-            else:
-                self._frame(event)
+            self.dispatch(event)
 
     def note_bed(self, bed: Hashable, event) -> None:
         """A gateway event about one bed, in order after the samples that bed sent before it."""
