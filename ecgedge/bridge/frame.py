@@ -17,6 +17,9 @@ own scale.
   PROTOCOL.md gives so that C and Python report the same :class:`DecodeErrorKind`.
 - :data:`LEAD_NAMES` is the lead table (index = code on the wire); :class:`DeviceFlag` the
   device status bits.
+- What every frame shares (:class:`DecodeError`, the constants, the float32 bit checks) is
+  :mod:`ecgedge.bridge.wire`; the device's label and beat frames :mod:`ecgedge.bridge.result_frames`.
+  This module re-exports both, so ``ecgedge.bridge.frame`` stays the one place to import frames from.
 
 NumPy only: no torch, no wfdb.
 """
@@ -31,28 +34,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecgedge.bridge.result_frames import (  # noqa: F401 (re-exported: the bridge's frames have one face)
+    BEAT_FLAG_MASK, BEAT_HEADER_BYTES, LABEL_HEADER_BYTES, LABEL_TEXT_BYTES, MAX_FRAME_BEATS, MAX_LABEL_CLASSES, BeatFrame,
+    LabelFlag, LabelFrame, pack_beat_frame, pack_label_frame, unpack_beats, unpack_label)
+from ecgedge.bridge.wire import (  # noqa: F401 (re-exported)
+    BEAT_VERSION, CRC_BYTES, LABEL_VERSION, MAGIC, MAX_FRAME_BYTES, SEQ_MODULUS, DecodeError, DecodeErrorKind, decode_error,
+    f32_bits, f32_from_bits, gain_bits_ok)
 from ecgedge.config import STANDARD_12_LEADS
 from ecgedge.errors import ConfigError
 
 PROTOCOL_VERSION = 1  # what Frame sends unless told otherwise: every v1 receiver reads it
 PROTOCOL_VERSIONS = (1, 2)
-# Version byte of a label frame (PROTOCOL.md section 2b, "L"): the device's own verdict on a window.
-# Not 1 or 2, so a receiver that predates it reports it as unknown_version, never as samples.
-LABEL_VERSION = 0x4C
-# Version byte of a beat frame (PROTOCOL.md section 2c, "B"): the device's own QRS detector's beats.
-BEAT_VERSION = 0x42
-MAGIC = b"EG"
 HEADER_FIXED_BYTES = 34
-CRC_BYTES = 4
 # Version 2: per lead, after the lead ids: f32 gain_uv, i32 baseline.
 LEAD_CAL_BYTES = 8
 _LEAD_CAL = struct.Struct("<Ii")
 MAX_LEADS = 16
-# Largest decoded frame, header to CRC (PROTOCOL.md, "Sizes").
-MAX_FRAME_BYTES = 1024
 # Version 1, one lead, one int16 sample.
 MIN_FRAME_BYTES = HEADER_FIXED_BYTES + 1 + 2 + CRC_BYTES
-SEQ_MODULUS = 1 << 16
 
 # Lead codes: index = code on the wire. "?" (code 0) is a lead the table does not name.
 LEAD_NAMES: tuple[str, ...] = (
@@ -97,27 +96,6 @@ class DeviceFlag(enum.IntFlag):
     CALIBRATION = 0x0002  # a calibration pulse is being injected
     SATURATED = 0x0004  # an ADC channel clipped during this frame
     SIMULATED = 0x0008  # replayed from a recording (ecgsim), not from a patient
-
-
-class DecodeErrorKind(str, enum.Enum):
-    """Why bytes between two delimiters were not a frame (the C library's ``ecgb_status`` names)."""
-
-    BAD_CRC = "bad_crc"
-    BAD_LENGTH = "bad_length"
-    UNKNOWN_VERSION = "unknown_version"
-    OVERSIZE = "oversize"
-    BAD_COBS = "bad_cobs"
-    BAD_MAGIC = "bad_magic"
-    BAD_FIELD = "bad_field"
-
-
-@dataclass(frozen=True)
-class DecodeError:
-    """A decoder event, not an exception: the bytes ending at stream byte ``offset`` were dropped."""
-
-    kind: DecodeErrorKind
-    detail: str
-    offset: int = -1
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -349,31 +327,18 @@ def max_samples_per_lead(n_leads: int, sample_format: SampleFormat = SampleForma
     return free // (n_leads * fmt.nbytes)
 
 
-def _f32_bits(value: float) -> int:
-    return struct.unpack("<I", struct.pack("<f", value))[0]
-
-
-def _f32_from_bits(bits: int) -> float:
-    return struct.unpack("<f", struct.pack("<I", bits))[0]
-
-
-def _gain_bits_ok(bits: int) -> bool:
-    """Finite, positive, not zero (checked on the bits, as the C library does)."""
-    return bits != 0 and not bits & 0x80000000 and bits & 0x7F800000 != 0x7F800000
-
-
 def pack_frame(frame: Frame) -> bytes:
     """The frame's bytes without COBS: header, lead ids, interleaved samples, CRC-32."""
     fmt = frame.sample_format
     v2 = frame.version == 2
     header = _HEADER.pack(
         MAGIC, frame.version, frame.stream_id, frame.seq, frame.samples_per_lead, frame.first_sample,
-        frame.fs_mhz, 0 if v2 else _f32_bits(frame.gains_uv[0]), 0 if v2 else frame.baselines[0],
+        frame.fs_mhz, 0 if v2 else f32_bits(frame.gains_uv[0]), 0 if v2 else frame.baselines[0],
         fmt.code, frame.n_leads, frame.device_flags, frame.lead_off,
     )
     leads = bytes(_LEAD_CODES[name.lower()] for name in frame.lead_ids)
     if v2:
-        leads += b"".join(_LEAD_CAL.pack(_f32_bits(g), b) for g, b in zip(frame.gains_uv, frame.baselines))
+        leads += b"".join(_LEAD_CAL.pack(f32_bits(g), b) for g, b in zip(frame.gains_uv, frame.baselines))
     interleaved = np.ascontiguousarray(frame.samples.T)  # sample t of every lead, then t + 1
     if fmt is SampleFormat.INT16:
         payload = interleaved.astype("<i2").tobytes()
@@ -381,10 +346,6 @@ def pack_frame(frame: Frame) -> bytes:
         payload = interleaved.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
     body = header + leads + payload
     return body + struct.pack("<I", zlib.crc32(body))
-
-
-def _error(kind: DecodeErrorKind, detail: str) -> DecodeError:
-    return DecodeError(kind, detail)
 
 
 def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | BeatFrame | DecodeError:
@@ -395,9 +356,9 @@ def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | BeatFrame | De
     data = bytes(data)
     n = len(data)
     if n < MIN_FRAME_BYTES:
-        return _error(DecodeErrorKind.BAD_LENGTH, f"{n} bytes; the smallest frame has {MIN_FRAME_BYTES}")
+        return decode_error(DecodeErrorKind.BAD_LENGTH, f"{n} bytes; the smallest frame has {MIN_FRAME_BYTES}")
     if n > MAX_FRAME_BYTES:
-        return _error(DecodeErrorKind.OVERSIZE, f"{n} bytes; the largest frame has {MAX_FRAME_BYTES}")
+        return decode_error(DecodeErrorKind.OVERSIZE, f"{n} bytes; the largest frame has {MAX_FRAME_BYTES}")
     (magic, version, stream_id, seq, n_per_lead, first_sample, fs_mhz, gain_bits, baseline,
      fmt_code, n_leads, device_flags, lead_off) = _HEADER.unpack_from(data)
     fmt = _FORMAT_BY_CODE.get(fmt_code)
@@ -406,23 +367,23 @@ def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | BeatFrame | De
                 if known and fmt is not None and 1 <= n_leads <= MAX_LEADS and n_per_lead >= 1 else 0)
     if zlib.crc32(data[:-CRC_BYTES]) != struct.unpack_from("<I", data, n - CRC_BYTES)[0]:
         if magic == MAGIC and known and expected and expected != n:
-            return _error(DecodeErrorKind.BAD_LENGTH,
+            return decode_error(DecodeErrorKind.BAD_LENGTH,
                           f"{n} bytes but the header implies {expected} (bytes lost, or a delimiter)")
-        return _error(DecodeErrorKind.BAD_CRC, f"CRC-32 mismatch over {n} bytes")
+        return decode_error(DecodeErrorKind.BAD_CRC, f"CRC-32 mismatch over {n} bytes")
     if magic != MAGIC:
-        return _error(DecodeErrorKind.BAD_MAGIC, f"magic {magic!r}, expected {MAGIC!r}")
+        return decode_error(DecodeErrorKind.BAD_MAGIC, f"magic {magic!r}, expected {MAGIC!r}")
     if version == LABEL_VERSION:
-        return _unpack_label(data)
+        return unpack_label(data)
     if version == BEAT_VERSION:
-        return _unpack_beats(data)
+        return unpack_beats(data)
     if not known:
-        return _error(DecodeErrorKind.UNKNOWN_VERSION,
+        return decode_error(DecodeErrorKind.UNKNOWN_VERSION,
                       f"protocol version {version}; this decoder speaks {PROTOCOL_VERSIONS}")
     if not expected or fmt is None:  # expected is 0 whenever fmt is None
-        return _error(DecodeErrorKind.BAD_FIELD,
+        return decode_error(DecodeErrorKind.BAD_FIELD,
                       f"sample format {fmt_code}, {n_leads} leads, {n_per_lead} samples per lead")
     if expected != n:
-        return _error(DecodeErrorKind.BAD_LENGTH, f"{n} bytes but the header implies {expected}")
+        return decode_error(DecodeErrorKind.BAD_LENGTH, f"{n} bytes but the header implies {expected}")
     table_end = HEADER_FIXED_BYTES + _lead_table_bytes(n_leads, version)
     # Version, bytes 20..27 (v1 gain and baseline; v2 reserved) and the lead table: all the checks below read.
     key = data[2:3] + data[20:28] + data[HEADER_FIXED_BYTES:table_end]
@@ -435,9 +396,9 @@ def unpack_frame(data: bytes | bytearray) -> Frame | LabelFrame | BeatFrame | De
             _LEAD_TABLES.clear()
         table = _LEAD_TABLES[key] = checked
     if fs_mhz == 0:
-        return _error(DecodeErrorKind.BAD_FIELD, f"sampling rate {fs_mhz} mHz, gain bits ok")
+        return decode_error(DecodeErrorKind.BAD_FIELD, f"sampling rate {fs_mhz} mHz, gain bits ok")
     if lead_off >> n_leads:
-        return _error(DecodeErrorKind.BAD_FIELD, f"lead-off mask {lead_off:#06x} names leads beyond {n_leads}")
+        return decode_error(DecodeErrorKind.BAD_FIELD, f"lead-off mask {lead_off:#06x} names leads beyond {n_leads}")
     payload = np.frombuffer(data, np.uint8, n_leads * n_per_lead * fmt.nbytes, table_end)
     if fmt is SampleFormat.INT16:
         values = payload.view("<i2").astype(np.int32)
@@ -477,207 +438,17 @@ def _lead_table_from(data: bytes, version: int, n_leads: int, gain_bits: int, ba
     if version == 2:
         cal = [_LEAD_CAL.unpack_from(data, HEADER_FIXED_BYTES + n_leads + LEAD_CAL_BYTES * i) for i in range(n_leads)]
         if gain_bits or baseline:
-            return _error(DecodeErrorKind.BAD_FIELD,
+            return decode_error(DecodeErrorKind.BAD_FIELD,
                           f"version 2 with bytes 20..27 {gain_bits:#010x} {baseline:#x}; reserved, must be 0")
     else:
         cal = [(gain_bits, baseline)] * n_leads
-    bad_gains = [bits for bits, _ in cal if not _gain_bits_ok(bits)]
+    bad_gains = [bits for bits, _ in cal if not gain_bits_ok(bits)]
     if fs_mhz == 0 or bad_gains:
-        return _error(DecodeErrorKind.BAD_FIELD, f"sampling rate {fs_mhz} mHz, gain bits "
+        return decode_error(DecodeErrorKind.BAD_FIELD, f"sampling rate {fs_mhz} mHz, gain bits "
                       f"{', '.join(f'{b:#010x}' for b in bad_gains) or 'ok'}")
     if max(codes) >= len(LEAD_NAMES):
-        return _error(DecodeErrorKind.BAD_FIELD, f"lead code {max(codes)} is reserved")
-    gains = tuple(_f32_from_bits(bits) for bits, _ in cal)
+        return decode_error(DecodeErrorKind.BAD_FIELD, f"lead code {max(codes)} is reserved")
+    gains = tuple(f32_from_bits(bits) for bits, _ in cal)
     bases = tuple(b for _, b in cal)
     return _LeadTable(tuple(LEAD_NAMES[c] for c in codes), gains, bases,
                       gains[0] if len(set(gains)) == 1 else None, bases[0] if len(set(bases)) == 1 else None)
-
-
-# ---- label frames (PROTOCOL.md section 2b) ------------------------------------------------------
-
-LABEL_TEXT_BYTES = 8
-MAX_LABEL_CLASSES = 32
-# magic, version, stream id, label seq, classes, label, first sample, end sample, fs (mHz),
-# score scale (f32 bits), score zero point, flags, label text
-_LABEL_HEADER = struct.Struct(f"<2sBBHBBQQIIbB{LABEL_TEXT_BYTES}s")
-LABEL_HEADER_BYTES = _LABEL_HEADER.size
-assert LABEL_HEADER_BYTES == 42
-
-
-class LabelFlag(enum.IntFlag):
-    """Bits of a label frame's ``flags``; bits 1..7 are reserved (must be 0)."""
-
-    LEAD_OFF = 0x01  # an electrode the model reads was off during the window
-
-
-@dataclass(frozen=True)
-class LabelFrame:
-    """The device's own rhythm verdict on one window of a stream (``ecgsim --classify``).
-
-    Args:
-        stream_id: the stream whose samples were classified.
-        seq: label-frame counter 0..65535 (its own, not the sample frames'); wraps to 0.
-        first_sample, end_sample: the window, source sample indices ``[first_sample, end_sample)``
-            of that stream (the host's ``WindowVerdict.start_sample`` / ``end_sample``).
-        fs_hz: the stream's sampling rate (so the frame reads alone), at the wire's 1 mHz.
-        label: class index (< ``len(scores)``); ``label_text`` its name (at most 8 bytes of UTF-8).
-        scores: int8 logits, one per class; ``(score - zero_point) * scale`` are the model's logits.
-        scale, zero_point: the output quantization.
-        flags: :class:`LabelFlag` bits.
-    """
-
-    stream_id: int
-    seq: int
-    first_sample: int
-    end_sample: int
-    fs_hz: float
-    label: int
-    label_text: str
-    scores: tuple[int, ...]
-    scale: float
-    zero_point: int
-    flags: int = 0
-
-    def __post_init__(self) -> None:
-        def bad(what: str) -> ConfigError:
-            return ConfigError(f"label frame: {what}")
-
-        if not 0 <= self.stream_id <= 255 or not 0 <= self.seq < SEQ_MODULUS:
-            raise bad(f"stream_id {self.stream_id} / seq {self.seq} out of range")
-        if not 1 <= len(self.scores) <= MAX_LABEL_CLASSES or not 0 <= self.label < len(self.scores):
-            raise bad(f"{len(self.scores)} classes (1..{MAX_LABEL_CLASSES}), label {self.label}")
-        if any(not -128 <= s <= 127 for s in self.scores) or not -128 <= self.zero_point <= 127:
-            raise bad("scores and zero point are int8")
-        if not 0 <= self.first_sample < self.end_sample < 1 << 64:
-            raise bad(f"window [{self.first_sample}, {self.end_sample}) is empty or out of range")
-        if len(self.label_text.encode()) > LABEL_TEXT_BYTES:
-            raise bad(f"label text {self.label_text!r} is longer than {LABEL_TEXT_BYTES} bytes")
-        if not 0 < round(self.fs_hz * 1000) < 1 << 32 or not _gain_bits_ok(_f32_bits(self.scale)):
-            raise bad(f"sampling rate {self.fs_hz} Hz / scale {self.scale} not > 0 and finite")
-        if self.flags & ~int(LabelFlag.LEAD_OFF) & 0xFF or not 0 <= self.flags <= 0xFF:
-            raise bad(f"flags {self.flags:#x}: only bit 0 is defined")
-        object.__setattr__(self, "scores", tuple(int(s) for s in self.scores))
-        object.__setattr__(self, "fs_hz", round(self.fs_hz * 1000) / 1000)
-        object.__setattr__(self, "scale", _f32_from_bits(_f32_bits(self.scale)))
-
-    @property
-    def logits(self) -> np.ndarray:
-        return (np.asarray(self.scores, np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)
-
-
-def pack_label_frame(frame: LabelFrame) -> bytes:
-    """A label frame's bytes without COBS (header, scores, CRC-32)."""
-    body = _LABEL_HEADER.pack(MAGIC, LABEL_VERSION, frame.stream_id, frame.seq, len(frame.scores), frame.label,
-                              frame.first_sample, frame.end_sample, round(frame.fs_hz * 1000), _f32_bits(frame.scale),
-                              frame.zero_point, frame.flags, frame.label_text.encode())
-    body += struct.pack(f"<{len(frame.scores)}b", *frame.scores)
-    return body + struct.pack("<I", zlib.crc32(body))
-
-
-def _unpack_label(data: bytes) -> LabelFrame | DecodeError:
-    """A label frame whose CRC and magic have passed (unpack_frame's checks 1..5)."""
-    n = len(data)
-    if n < LABEL_HEADER_BYTES + 1 + CRC_BYTES:
-        return _error(DecodeErrorKind.BAD_LENGTH, f"label frame of {n} bytes; the smallest has {LABEL_HEADER_BYTES + 5}")
-    (_, _, stream_id, seq, n_classes, label, first, end, fs_mhz, scale_bits, zero_point, flags,
-     text) = _LABEL_HEADER.unpack_from(data)
-    if not 1 <= n_classes <= MAX_LABEL_CLASSES:
-        return _error(DecodeErrorKind.BAD_FIELD, f"label frame with {n_classes} classes (1..{MAX_LABEL_CLASSES})")
-    if n != LABEL_HEADER_BYTES + n_classes + CRC_BYTES:
-        return _error(DecodeErrorKind.BAD_LENGTH, f"{n} bytes but a label frame of {n_classes} classes has "
-                      f"{LABEL_HEADER_BYTES + n_classes + CRC_BYTES}")
-    try:
-        label_text = text.rstrip(b"\0").decode()
-    except UnicodeDecodeError:
-        label_text = None
-    if (label >= n_classes or end <= first or fs_mhz == 0 or not _gain_bits_ok(scale_bits) or flags & 0xFE
-            or label_text is None or b"\0" in text.rstrip(b"\0")):
-        return _error(DecodeErrorKind.BAD_FIELD, f"label frame: label {label} of {n_classes}, window [{first}, {end}), "
-                      f"{fs_mhz} mHz, scale bits {scale_bits:#010x}, flags {flags:#04x}, text {text!r}")
-    scores = struct.unpack_from(f"<{n_classes}b", data, LABEL_HEADER_BYTES)
-    return LabelFrame(stream_id, seq, first, end, fs_mhz / 1000, label, label_text, scores,
-                      _f32_from_bits(scale_bits), zero_point, flags)
-
-
-# ---- beat frames (PROTOCOL.md section 2c) -------------------------------------------------------
-
-MAX_FRAME_BEATS = 64
-BEAT_FLAG_MASK = 0x07  # ecgedge.beats.BeatFlag: 1 noisy, 2 concealed, 4 search-back
-# magic, version, stream id, beat seq, beats, reserved, from sample, end sample, fs (mHz), leads, reserved
-_BEAT_HEADER = struct.Struct("<2sBBHBBQQIHH")
-BEAT_HEADER_BYTES = _BEAT_HEADER.size
-assert BEAT_HEADER_BYTES == 32
-_BEAT = struct.Struct("<QB")
-
-
-@dataclass(frozen=True)
-class BeatFrame:
-    """The beats the device's own QRS detector found (``ecgsim --classify``: ``ecgb_qrs``, the C port
-    of :mod:`ecgedge.beats.qrs`).
-
-    Args:
-        stream_id: the stream whose samples the detector read.
-        seq: beat-frame counter 0..65535 (its own); wraps to 0.
-        from_sample, end_sample: the detector's decisions on stream samples ``[from_sample, end_sample)``
-            since the previous beat frame (whose ``end_sample`` is this ``from_sample`` unless one was lost).
-        fs_hz: the stream's sampling rate, at the wire's 1 mHz.
-        leads: bit mask of the stream's leads that fed the detector (bit i: lead i).
-        samples: R-peak positions, stream sample indices (each < ``end_sample``).
-        flags: per beat, :class:`ecgedge.beats.BeatFlag` bits.
-    """
-
-    stream_id: int
-    seq: int
-    from_sample: int
-    end_sample: int
-    fs_hz: float
-    leads: int
-    samples: tuple[int, ...]
-    flags: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        def bad(what: str) -> ConfigError:
-            return ConfigError(f"beat frame: {what}")
-
-        if not 0 <= self.stream_id <= 255 or not 0 <= self.seq < SEQ_MODULUS:
-            raise bad(f"stream_id {self.stream_id} / seq {self.seq} out of range")
-        if not 1 <= len(self.samples) <= MAX_FRAME_BEATS or len(self.flags) != len(self.samples):
-            raise bad(f"{len(self.samples)} beats (1..{MAX_FRAME_BEATS}) with {len(self.flags)} flags")
-        if not 0 <= self.from_sample < self.end_sample < 1 << 64:
-            raise bad(f"range [{self.from_sample}, {self.end_sample}) is empty or out of range")
-        if any(not 0 <= s < self.end_sample for s in self.samples) or any(f & ~BEAT_FLAG_MASK or f < 0 for f in self.flags):
-            raise bad(f"beats {self.samples} must lie before sample {self.end_sample}; flags {self.flags} use bits 0..2")
-        if not 0 < round(self.fs_hz * 1000) < 1 << 32 or not 0 < self.leads < 1 << 16:
-            raise bad(f"sampling rate {self.fs_hz} Hz / leads {self.leads:#x}")
-        object.__setattr__(self, "samples", tuple(int(s) for s in self.samples))
-        object.__setattr__(self, "flags", tuple(int(f) for f in self.flags))
-        object.__setattr__(self, "fs_hz", round(self.fs_hz * 1000) / 1000)
-
-
-def pack_beat_frame(frame: BeatFrame) -> bytes:
-    """A beat frame's bytes without COBS (header, beats, CRC-32)."""
-    body = _BEAT_HEADER.pack(MAGIC, BEAT_VERSION, frame.stream_id, frame.seq, len(frame.samples), 0, frame.from_sample,
-                             frame.end_sample, round(frame.fs_hz * 1000), frame.leads, 0)
-    body += b"".join(_BEAT.pack(s, f) for s, f in zip(frame.samples, frame.flags))
-    return body + struct.pack("<I", zlib.crc32(body))
-
-
-def _unpack_beats(data: bytes) -> BeatFrame | DecodeError:
-    """A beat frame whose CRC and magic have passed (unpack_frame's checks 1..5)."""
-    n = len(data)
-    if n < BEAT_HEADER_BYTES + _BEAT.size + CRC_BYTES:
-        return _error(DecodeErrorKind.BAD_LENGTH, f"beat frame of {n} bytes; the smallest has "
-                      f"{BEAT_HEADER_BYTES + _BEAT.size + CRC_BYTES}")
-    _, _, stream_id, seq, n_beats, reserved, first, end, fs_mhz, leads, reserved2 = _BEAT_HEADER.unpack_from(data)
-    if not 1 <= n_beats <= MAX_FRAME_BEATS:
-        return _error(DecodeErrorKind.BAD_FIELD, f"beat frame with {n_beats} beats (1..{MAX_FRAME_BEATS})")
-    if n != BEAT_HEADER_BYTES + _BEAT.size * n_beats + CRC_BYTES:
-        return _error(DecodeErrorKind.BAD_LENGTH, f"{n} bytes but a beat frame of {n_beats} beats has "
-                      f"{BEAT_HEADER_BYTES + _BEAT.size * n_beats + CRC_BYTES}")
-    beats = [_BEAT.unpack_from(data, BEAT_HEADER_BYTES + _BEAT.size * i) for i in range(n_beats)]
-    if (reserved or reserved2 or fs_mhz == 0 or end <= first or leads == 0
-            or any(s >= end or f & ~BEAT_FLAG_MASK for s, f in beats)):
-        return _error(DecodeErrorKind.BAD_FIELD, f"beat frame: range [{first}, {end}), {fs_mhz} mHz, leads {leads:#x}, "
-                      f"reserved {reserved:#x}/{reserved2:#x}, beats {beats}")
-    return BeatFrame(stream_id, seq, first, end, fs_mhz / 1000, leads, tuple(s for s, _ in beats),
-                     tuple(f for _, f in beats))
