@@ -94,6 +94,45 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def atomic_copy(src: str | Path, dest: str | Path) -> Path:
+    """Copy the file ``src`` to ``dest`` atomically (:func:`atomic_file`). Returns ``dest``."""
+    with open(src, "rb") as fin, atomic_file(dest, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+    return Path(dest)
+
+
+def staged_folder(dest: str | Path) -> Path:
+    """A new, empty folder beside ``dest`` to build a replacement for it in (see :func:`swap_folder`);
+    a staging folder left by a killed run is found by its name and removed by the next one."""
+    dest = Path(os.path.abspath(dest))
+    for left in dest.parent.glob(f".{dest.name}{_STAGING}*"):
+        shutil.rmtree(left, ignore_errors=True)
+    staging = dest.with_name(f".{dest.name}{_STAGING}{uuid.uuid4().hex[:8]}")
+    staging.mkdir(parents=True)
+    return staging
+
+
+def swap_folder(staging: str | Path, dest: str | Path) -> Path:
+    """Replace the folder ``dest`` (a sub-folder ecgedge wrote whole: an MCU library, a Triton model, a
+    shipped export) by the finished ``staging`` one: the old folder is renamed aside, the new one renamed
+    in, then the old one removed; a failed rename puts the old folder back. An interruption leaves the old
+    folder or the new one, never a mix. Returns ``dest``."""
+    staging, dest = Path(staging), Path(os.path.abspath(dest))
+    old = None
+    try:
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}{_OLD}{uuid.uuid4().hex[:8]}")
+            os.rename(dest, old)
+        os.rename(staging, dest)
+    except BaseException:
+        if old is not None and not dest.exists():
+            os.rename(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
 def is_private_key(path: str | Path) -> bool:
     """Whether ``path`` is a file holding a PEM private key (its first 4 KiB name one)."""
     try:

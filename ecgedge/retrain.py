@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ecgedge.config import ClassifyConfig, DataConfig, ExportConfig, PretrainConfig, config_from_toml
 from ecgedge.errors import DataNotFound
+from ecgedge.fsio import atomic_copy, atomic_write_text, staged_folder, swap_folder
 from ecgedge.hashing import file_sha256
 from ecgedge.shipped import SHIPPED_ROOT
 
@@ -85,25 +86,15 @@ def install_shipped(cae_checkpoint: str | Path, export_folder: str | Path, *, lo
     from ecgedge.manifest import load_manifest
 
     load_manifest(export_folder, verify=True)  # only a complete, hash-clean export is shipped
-    cae_dst = SHIPPED_ROOT / CAE_NAME / "cae.pt"
-    tmp = cae_dst.with_suffix(".pt.tmp")
-    shutil.copyfile(cae_checkpoint, tmp)
-    tmp.replace(cae_dst)
+    cae_dst = atomic_copy(cae_checkpoint, SHIPPED_ROOT / CAE_NAME / "cae.pt")
     meta = SHIPPED_ROOT / CAE_NAME / "shipped.json"
     d = json.loads(meta.read_text())
     d["sha256"] = file_sha256(cae_dst)
-    meta.write_text(json.dumps(d, indent=2) + "\n")
+    atomic_write_text(meta, json.dumps(d, indent=2) + "\n")
     dst = SHIPPED_ROOT / CLASSIFIER_NAME / "export"
-    staging = dst.with_name("export.new")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(export_folder, staging)
-    if dst.exists():
-        old = dst.with_name("export.old")
-        dst.replace(old)
-        staging.replace(dst)
-        shutil.rmtree(old)
-    else:
-        staging.replace(dst)
+    staging = staged_folder(dst)
+    shutil.copytree(export_folder, staging, dirs_exist_ok=True)
+    swap_folder(staging, dst)
     log(f"installed {cae_dst} and {dst}; they verify only once pinned and signed again: ecgedge models pin --sign PROJECT_KEY")
 
 

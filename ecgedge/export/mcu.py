@@ -41,7 +41,6 @@ reshape). Anything the kernels do not implement is refused with
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -50,6 +49,7 @@ import numpy as np
 
 from ecgedge.config import require
 from ecgedge.errors import ArtefactError
+from ecgedge.fsio import staged_folder, swap_folder
 
 MCU_DIR = "mcu"
 KERNEL_FILES = ("ecgedge_kernels.h", "ecgedge_kernels.c")
@@ -575,14 +575,10 @@ def c_library_from_int8_onnx(int8_path: str | Path, folder: str | Path, *, name:
     if plan.out_tensor.size != len(labels):
         raise ArtefactError(f"{int8_path}: {plan.out_tensor.size} outputs, manifest labels {labels}")
     dest = Path(folder) / MCU_DIR
-    tmp = Path(folder) / (MCU_DIR + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = staged_folder(dest)
     sources = {**c_sources_from_plan(plan, name=name, labels=labels), **kernel_sources()}
     for fname, text in sources.items():
         (tmp / fname).write_text(text)
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+    swap_folder(tmp, dest)
     _, arena = _arena(plan)
     return McuLibrary(dest, [dest / f for f in sorted(sources)], plan, arena, const_bytes(sources["ecgedge_model.c"]))

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from ecgedge.config import Backend, Precision, Target
 from ecgedge.errors import ArtefactError, ConfigError
+from ecgedge.fsio import staged_folder, swap_folder
 from ecgedge.hashing import file_sha256
 from ecgedge.fsio import own_files
 from ecgedge.manifest import (SIGNATURE, ArtefactStatus, Manifest, load_manifest, passed_over, precision_for, sign_manifest,
@@ -280,17 +281,17 @@ def triton_repository_from_export(folder: str | Path, out: str | Path | None = N
     model_dir = root / cfg.name
     if model_dir.is_symlink() or model_dir.resolve().parent != root.resolve():
         raise ConfigError(f"Triton model folder {model_dir} is not a folder directly inside {root}; refused")
-    if model_dir.exists():
-        if not (model_dir / "config.pbtxt").is_file():
-            raise ConfigError(f"{model_dir} exists and is not a Triton model folder; choose another repository or model name")
-        shutil.rmtree(model_dir)
-    (model_dir / "1").mkdir(parents=True)
+    if model_dir.exists() and not (model_dir / "config.pbtxt").is_file():
+        raise ConfigError(f"{model_dir} exists and is not a Triton model folder; choose another repository or model name")
+    staging = staged_folder(model_dir)  # built beside, swapped in whole: a killed run leaves the old model
+    (staging / "1").mkdir()
     source = manifest.path(cfg.artefact)
+    shutil.copyfile(source, staging / "1" / "model.onnx")
+    _check_model_file(staging / "1" / "model.onnx", cfg)
+    (staging / LABELS_FILE).write_text("\n".join(cfg.labels) + "\n")
+    (staging / "config.pbtxt").write_text(cfg.to_pbtxt())
+    swap_folder(staging, model_dir)
     model_file = model_dir / "1" / "model.onnx"
-    shutil.copyfile(source, model_file)
-    _check_model_file(model_file, cfg)
-    (model_dir / LABELS_FILE).write_text("\n".join(cfg.labels) + "\n")
-    (model_dir / "config.pbtxt").write_text(cfg.to_pbtxt())
     files = [model_dir / "config.pbtxt", model_dir / LABELS_FILE, model_file]
     if inside:
         rel = lambda p: p.resolve().relative_to(export_dir).as_posix()  # noqa: E731
