@@ -319,20 +319,31 @@ HR_START_S = 10.0
 ALARM_MATCH_S = 10.0
 
 
-def reference_rates(hop_ends: Sequence[tuple[float, int]], ref: BeatReference, rate_settings=None) -> tuple[list, list]:
+def reference_rates(hop_ends: Sequence[tuple[float, int]], ref: BeatReference, rate_settings=None, *,
+                    latency_s: float | None = None) -> tuple[list, list]:
     """The heart rate and rate alarms the reference beats give at each hop end ``(t_s, sample)``: the
-    stream's own rules (:class:`~ecgedge.stream.rate.BedBeats`, fed the reference beats before each
-    hop end, no detector and no decision delay). Returns (``HeartRate`` list, ``RateAlarm`` list)."""
+    stream's own rules (:class:`~ecgedge.stream.rate.BedBeats`, no detector), fed the reference beats
+    whose R peak lies at least ``latency_s`` before the hop end. ``latency_s`` defaults to the QRS
+    detector's decision delay at the record's rate (:attr:`ecgedge.beats.StreamingQrsDetector.decision_delay_s`,
+    0.17 s at 360 Hz): the beats any causal detector can have reported by the hop end, so the rates
+    compared are computed over the same beats and a one-beat lag does not count as an error (with
+    alternating RR intervals, as in bigeminy, the median of 8 moves by a whole interval with each beat).
+    The lag itself is disclosed as that delay and scored in the alarm delays; ``latency_s=0`` compares
+    with every reference beat before the hop end. Returns (``HeartRate`` list, ``RateAlarm`` list)."""
+    from ecgedge.beats import StreamingQrsDetector
     from ecgedge.stream.events import HeartRate
     from ecgedge.stream.rate import BedBeats, RateAlarmSettings
 
+    if latency_s is None:
+        latency_s = StreamingQrsDetector(ref.fs_hz, 1).decision_delay_s if ref.fs_hz >= 100 else 0.0
+    lag = int(round(latency_s * ref.fs_hz))
     bed = BedBeats.reference(0, ref.fs_hz, rate_settings or RateAlarmSettings())
     beats = np.asarray(ref.samples, dtype=np.int64)
     rates: list = []
     alarms: list = []
     i = 0
     for t_s, end in hop_ends:
-        j = int(np.searchsorted(beats, end, side="left"))
+        j = int(np.searchsorted(beats, end - lag, side="left"))
         bed.add(beats[i:j], np.zeros(j - i, dtype=np.uint8))
         i = j
         for e in bed.hop(t_s, end, lambda seconds: ""):
