@@ -49,6 +49,7 @@ from ecgedge.data.annotations import BeatReference, RhythmReference, read_beat_r
 from ecgedge.data.leads import chosen_lead_row, lead_indices
 from ecgedge.data.records import read_record
 from ecgedge.errors import BadRecord, ConfigError, DataNotFound, MissingLeads, ShapeMismatch
+from ecgedge.fsio import FolderKind, claim_folder, owned_folder
 from ecgedge.evaluate.episodes import EpisodeScore, Interval, markdown_table, score_episodes, summarise
 
 AF_CODE = "AFIB"
@@ -98,7 +99,9 @@ class StreamEvalConfig:
     Args:
         export: export folder (a shipped model's folder included).
         records: ``.hea`` paths of annotated records.
-        out: report folder.
+        out: report folder: new, empty, or an earlier evaluation folder of ecgedge's, whose own files are
+            replaced (a user's files beside them are kept); a user's folder, or one holding the export or
+            a record, is refused (:mod:`ecgedge.fsio`).
         hops_s, hystereses: the settings played; more than one of either is a sweep (the first pair
             is the headline run).
         via_device: through ``ecgsim`` and the wire decoder as well.
@@ -321,15 +324,12 @@ ALARM_MATCH_S = 10.0
 
 def reference_rates(hop_ends: Sequence[tuple[float, int]], ref: BeatReference, rate_settings=None, *,
                     latency_s: float | None = None) -> tuple[list, list]:
-    """The heart rate and rate alarms the reference beats give at each hop end ``(t_s, sample)``: the
-    stream's own rules (:class:`~ecgedge.stream.rate.BedBeats`, no detector), fed the reference beats
-    whose R peak lies at least ``latency_s`` before the hop end. ``latency_s`` defaults to the QRS
-    detector's decision delay at the record's rate (:attr:`ecgedge.beats.StreamingQrsDetector.decision_delay_s`,
-    0.17 s at 360 Hz): the beats any causal detector can have reported by the hop end, so the rates
-    compared are computed over the same beats and a one-beat lag does not count as an error (with
-    alternating RR intervals, as in bigeminy, the median of 8 moves by a whole interval with each beat).
-    The lag itself is disclosed as that delay and scored in the alarm delays; ``latency_s=0`` compares
-    with every reference beat before the hop end. Returns (``HeartRate`` list, ``RateAlarm`` list)."""
+    """The heart rate and rate alarms of the reference beats at each hop end ``(t_s, sample)`` by the
+    stream's rules (:class:`~ecgedge.stream.rate.BedBeats`), over the beats whose R peak lies ``latency_s``
+    (default: the detector's decision delay, 0.17 s at 360 Hz) before the hop end: those a causal
+    detector can have reported, so a one-beat lag (which moves the median of 8 alternating RR intervals
+    by a whole interval) is not a rate error; the lag is disclosed as that delay. ``latency_s=0``: every
+    beat before the hop end. Returns (``HeartRate`` list, ``RateAlarm`` list)."""
     from ecgedge.beats import StreamingQrsDetector
     from ecgedge.stream.events import HeartRate
     from ecgedge.stream.rate import BedBeats, RateAlarmSettings
@@ -440,7 +440,12 @@ class StreamEvaluation:
 
 
 def evaluate_stream(cfg: StreamEvalConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> StreamEvaluation:
-    """Play and score every record for every (hop, hysteresis); write report.json, report.md and plots."""
+    """Play and score every record for every (hop, hysteresis); write report.json, report.md and plots.
+
+    The folder ``cfg.out`` is checked before anything is played and built beside it, then swapped in
+    whole (:func:`ecgedge.fsio.owned_folder`, as ``evaluate --out``): an earlier evaluation's files are
+    replaced, a user's files are carried over; a user's folder or one holding an input is refused
+    (:class:`ConfigError`)."""
     from ecgedge.manifest import load_manifest, precision_for
     from ecgedge.runtime.loader import runner_from_export
     from ecgedge.stream.monitor import CONCEAL_MAX_S, ModelSpec, StreamSettings
@@ -452,7 +457,8 @@ def evaluate_stream(cfg: StreamEvalConfig, *, progress: bool = True, log: Callab
     cmap = class_map(spec.labels, sorted({c for r in refs.values() for c in r.codes}), dict(cfg.overrides))
     precision = cfg.precision or precision_for(manifest, cfg.backend)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = (str(export), *cfg.records)
+    claim_folder(out, FolderKind.evaluation, replace=True, inputs=inputs, legacy=_legacy_stream_evaluation)  # refuse before the work
     runs: dict[tuple[float, int], list[EpisodeScore]] = {}
     headline_played: dict[Path, PlayedRecord] = {}
     cpu = signal = 0.0
@@ -503,24 +509,40 @@ def evaluate_stream(cfg: StreamEvalConfig, *, progress: bool = True, log: Callab
         report["sweep"] = [{"hop_s": h, "hysteresis": k, **{key: summarise(v)[key] for key in ("gross", "alarm_delay")}}
                            for (h, k), v in runs.items()]
     table = markdown_table(scores, summary)
-    files = [_write(out / "report.json", json.dumps(report, indent=1, default=str)),
-             _write(out / "report.md", _markdown(report, table))]
-    for hea, p in headline_played.items():
-        (out / f"events-{hea.stem}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in p.events))
-        files.append(out / f"events-{hea.stem}.jsonl")
-    if cfg.plots:
-        from ecgedge.evaluate.plots import plot_stream_sweep, plot_stream_timeline
-
+    names: list[str] = []
+    with owned_folder(out, FolderKind.evaluation, replace=True, inputs=inputs, legacy=_legacy_stream_evaluation) as staging:
+        names += [_write(staging / "report.json", json.dumps(report, indent=1, default=str)),
+                  _write(staging / "report.md", _markdown(report, table))]
         for hea, p in headline_played.items():
-            files.append(plot_stream_timeline(refs[hea], p.windows, p.events, cmap, spec.labels, out / f"timeline-{hea.stem}.png"))
-        if "sweep" in report:
-            files.append(plot_stream_sweep(report["sweep"], out / "sweep.png"))
-    return StreamEvaluation(report, table, out, files)
+            names.append(_write(staging / f"events-{hea.stem}.jsonl", "".join(json.dumps(e) + "\n" for e in p.events)))
+        if cfg.plots:
+            from ecgedge.evaluate.plots import plot_stream_sweep, plot_stream_timeline
+
+            for hea, p in headline_played.items():
+                names.append(plot_stream_timeline(refs[hea], p.windows, p.events, cmap, spec.labels, staging / f"timeline-{hea.stem}.png").name)
+            if "sweep" in report:
+                names.append(plot_stream_sweep(report["sweep"], staging / "sweep.png").name)
+    return StreamEvaluation(report, table, out, [out / n for n in names])
 
 
-def _write(path: Path, text: str) -> Path:
+def _write(path: Path, text: str) -> str:
     path.write_text(text)
-    return path
+    return path.name
+
+
+def _legacy_stream_evaluation(folder: Path) -> list[str] | None:
+    """The files of a stream evaluation written before folder markers (its ``report.json`` holds the
+    class map and the stream's path); ``None`` for anything else."""
+    try:
+        doc = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not {"class_map", "path", "settings", "summary"} <= set(doc):
+        return None
+    return [p.name for pattern in _STREAM_EVALUATION_FILES for p in folder.glob(pattern) if p.is_file()]
+
+
+_STREAM_EVALUATION_FILES = ("report.json", "report.md", "events-*.jsonl", "timeline-*.png", "sweep.png")
 
 
 def _markdown(report: dict, table: str) -> str:
