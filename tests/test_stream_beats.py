@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import signal as sps
 
-from ecgedge.beats import RATE_BEATS, detect_beats
+from ecgedge.beats import RATE_BEATS, detect_beats, heart_rate_bpm, rr_irregularity
 from ecgedge.config import PreprocessConfig
 from ecgedge.errors import ConfigError
 from ecgedge.manifest import load_manifest
@@ -21,7 +21,7 @@ from ecgedge.runtime import runner_from_export
 from ecgedge.stream.events import AlertState, HeartRate, RateAlarm, RateAlarmKind, WindowVerdict
 from ecgedge.stream.hub import StreamHub
 from ecgedge.stream.monitor import SATURATED_FLAG, BedMonitor, ModelSpec, StreamSettings
-from ecgedge.stream.rate import ASYSTOLE_S, RateAlarmSettings, qrs_lead
+from ecgedge.stream.rate import ASYSTOLE_S, RateAlarmSettings, _rate_of, qrs_lead
 from ecgedge.stream.session import StreamSession
 from helpers import LABELS, WINDOW, linear_export, mv, python_frames
 
@@ -379,3 +379,20 @@ def test_gaps_concealed_keep_the_rate_and_long_ones_restart_it(shared_data):
     assert after[0].rr_count == 0 and after[0].hr_bpm is None  # starts over after the long gap
     assert max(s for h in after for s in h.beats) > long_b and min(s for h in after for s in h.beats) >= long_b
     assert not alarms(events)
+
+
+def test_rate_in_plain_python_is_numpys_bit_for_bit():
+    """The monitor's heart rate and irregularity (plain Python on at most 9 beats) equal
+    heart_rate_bpm and rr_irregularity (numpy medians) exactly, odd and even counts alike."""
+    rng = np.random.default_rng(3)
+    for fs in (360.0, 500.0, 128.0):
+        for n in range(RATE_BEATS + 2):
+            for _ in range(20):
+                samples = np.cumsum(rng.integers(50, 900, n)).tolist()
+                rr = np.diff(np.array(samples, dtype=np.float64)) / fs
+                hr, irr, n_rr = _rate_of(samples, fs)
+                want_hr = heart_rate_bpm(rr) if rr.size else float("nan")
+                assert n_rr == rr.size
+                assert (hr == want_hr) or (np.isnan(hr) and np.isnan(want_hr))
+                want_irr = rr_irregularity(rr)
+                assert (irr == want_irr) or (np.isnan(irr) and np.isnan(want_irr))

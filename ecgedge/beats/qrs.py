@@ -213,13 +213,20 @@ class StreamingQrsDetector:
         self._zi: np.ndarray | None = None
         self._prev2 = np.zeros((len(self.leads), 2))  # band-passed samples n-2, n-1 (central difference)
         self._csum = np.zeros(self.w_int)  # running sum of the slope energy, last w_int values
-        # Look-back buffers, indexed by absolute sample n (buffer index n - self._base).
+        # Look-back buffers, indexed by absolute sample n (index n - self._base of the views below, which
+        # hold samples self._base to self.n). They are views of preallocated arrays (index n - self._phys)
+        # that new samples are written into; the kept samples move to the front only when one fills up.
         self._keep = max(self.learning, round(4.0 * self.fs)) + self.w_int + 2 * self.locate + 4 * self.r_cand
         self._base = 0
-        self._energy = np.zeros((len(self.leads), 0))  # per-lead slope energy
-        self._integ = np.zeros(0)
-        self._located = np.zeros((len(self.leads), 0))  # the input (mV), for R-peak location
-        self._concealed = np.zeros(0, bool)
+        self._phys = 0
+        n_used = len(self.leads)
+        self._bufs: tuple[np.ndarray, ...] = (np.zeros((n_used, 0)), np.zeros(0), np.zeros(0), np.zeros((n_used, 0)), np.zeros(0, bool))
+        self._energy = self._bufs[0]  # per-lead slope energy
+        self._total = self._bufs[1]  # slope energy summed over the leads
+        self._integ = self._bufs[2]
+        self._located = self._bufs[3]  # the input (mV), for R-peak location
+        self._concealed = self._bufs[4]
+        self._none = Beats.empty(self.fs)
         self._held = np.zeros(len(self.leads))  # last finite sample per lead, mV (NaN and Inf hold it)
         self.n = 0  # samples pushed
         self._decided = 0  # candidates are decided for integrated samples < this
@@ -242,7 +249,7 @@ class StreamingQrsDetector:
         interpolated over lost data) and return the beats decided so far."""
         x, cflag = self._prepared(chunk, concealed)
         if not x.shape[1]:
-            return Beats.empty(self.fs)
+            return self._none
         y, self._zi = sps.sosfilt(self.sos, x, axis=-1, zi=self._state_before(x))
         return self._filtered(x, y, cflag)
 
@@ -253,30 +260,44 @@ class StreamingQrsDetector:
         band-pass call (``sosfilt``) for each set of detectors with the same sections and chunk length,
         their leads as the rows of one array (sosfilt runs every row alone with its own state, so
         stacking rows changes no sum), as :meth:`ecgedge.data.preprocess.StreamingBandpass.push_many`
-        does for the preprocessing. The later stages run per detector."""
+        does for the preprocessing. The slope energy and the moving-window integration run on those
+        rows too (element by element, and ``cumsum`` along a row is the same sequential scan as on
+        the row alone); the candidates and decisions run per detector."""
         concealed = concealed if concealed is not None else [None] * len(detectors)
         prepared = [d._prepared(x, c) for d, x, c in zip(detectors, chunks, concealed)]
         out: list[Beats | None] = [None] * len(detectors)
         groups: dict[tuple, list[int]] = {}
         for i, (d, (x, _)) in enumerate(zip(detectors, prepared)):
             if not x.shape[1]:
-                out[i] = Beats.empty(d.fs)
+                out[i] = d._none
             else:
-                groups.setdefault((d.sos.tobytes(), x.shape[1]), []).append(i)
+                groups.setdefault((d.sos.tobytes(), x.shape[1], x.shape[0], d.w_int, d.fs), []).append(i)
         for members in groups.values():
+            if len(members) == 1:
+                i = members[0]
+                d, (x, c) = detectors[i], prepared[i]
+                y, d._zi = sps.sosfilt(d.sos, x, axis=-1, zi=d._state_before(x))
+                out[i] = d._filtered(x, y, c)
+                continue
+            dets = [detectors[i] for i in members]
             xs = [prepared[i][0] for i in members]
-            zi = np.concatenate([detectors[i]._state_before(x) for i, x in zip(members, xs)], axis=1)
-            y, zf = sps.sosfilt(detectors[members[0]].sos, np.concatenate(xs) if len(xs) > 1 else xs[0], axis=-1, zi=zi)
-            a = 0
-            for i, x in zip(members, xs):
-                d, b = detectors[i], a + x.shape[0]
+            zi = np.concatenate([d._state_before(x) for d, x in zip(dets, xs)], axis=1)
+            y, zf = sps.sosfilt(dets[0].sos, np.concatenate(xs), axis=-1, zi=zi)
+            rows = xs[0].shape[0]
+            e, prev2 = dets[0]._slope_energy(np.concatenate([d._prev2 for d in dets]), y)
+            total = e if rows == 1 else np.stack([e[j:j + rows].sum(axis=0) for j in range(0, e.shape[0], rows)])
+            csum = np.concatenate([np.stack([d._csum for d in dets]), total], axis=1)
+            integ = dets[0]._integrated(csum)
+            for k, (d, x) in enumerate(zip(dets, xs)):
+                a, b = k * rows, (k + 1) * rows
                 d._zi = zf[:, a:b]
-                out[i] = d._filtered(x, y[a:b], prepared[i][1])
-                a = b
+                d._prev2 = prev2[a:b]
+                d._csum = csum[k, -d.w_int:]
+                out[members[k]] = d._take(x, e[a:b], total[k], integ[k], prepared[members[k]][1])
         return out  # type: ignore[return-value]  # every slot is filled above
 
-    def _prepared(self, chunk: np.ndarray, concealed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The leads in use of a chunk (float64, non-finite samples held) and its concealed mask."""
+    def _prepared(self, chunk: np.ndarray, concealed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The leads in use of a chunk (float64, non-finite samples held) and its concealed mask (None: none concealed)."""
         x = np.asarray(chunk, dtype=np.float64)
         if x.ndim == 1:
             x = x[None, :]
@@ -284,10 +305,10 @@ class StreamingQrsDetector:
             raise ShapeMismatch(f"chunk of shape {x.shape}; the QRS detector expects ({self.n_leads}, n) samples in mV")
         m = x.shape[1]
         if m == 0:
-            return x, np.zeros(0, bool)
+            return x, None
         if self.leads != self._all_leads:
             x = x[self.leads]
-        cflag = np.zeros(m, bool) if concealed is None else np.asarray(concealed, bool).reshape(m).copy()
+        cflag = None if concealed is None else np.asarray(concealed, bool).reshape(m).copy()
         finite = np.isfinite(x)
         if not finite.all():
             # Hold the last finite value (a step would look like a QRS); the samples count as concealed.
@@ -299,7 +320,8 @@ class StreamingQrsDetector:
                 last = np.where(ok, np.arange(m), -1)
                 np.maximum.accumulate(last, out=last)
                 x[r] = np.where(last >= 0, x[r][np.maximum(last, 0)], self._held[r])
-            cflag |= ~finite.all(axis=0)
+            lost = np.asarray(~finite.all(axis=0))
+            cflag = lost if cflag is None else cflag | lost
         self._held = x[:, -1].copy()
         return x, cflag
 
@@ -310,24 +332,35 @@ class StreamingQrsDetector:
             self._prev2 = np.zeros((len(self.leads), 2))
         return self._zi
 
-    def _filtered(self, x: np.ndarray, y: np.ndarray, cflag: np.ndarray) -> Beats:
+    def _filtered(self, x: np.ndarray, y: np.ndarray, cflag: np.ndarray | None) -> Beats:
         """The stages after the band-pass (``y``) for the samples ``x``: slope energy, integration,
         candidates and decisions; the beats decided so far."""
-        m = x.shape[1]
-        loc = x
-        ext = np.concatenate([self._prev2, y], axis=1)
-        self._prev2 = ext[:, -2:]
-        d = (ext[:, 2:] - ext[:, :-2]) * (self.fs / 2.0)
-        e = d * d
+        e, self._prev2 = self._slope_energy(self._prev2, y)
         total = e.sum(axis=0) if e.shape[0] > 1 else e[0]
-        # Moving-window integration as a difference of a running sum that carries over between pushes:
-        # cumsum is a sequential scan, so the sums (and the beats) do not depend on the chunking.
-        csum = np.cumsum(np.concatenate([[self._csum[-1]], total]))[1:]
-        ext_sum = np.concatenate([self._csum, csum])
-        integ = (ext_sum[self.w_int:] - ext_sum[:-self.w_int]) / self.w_int
-        self._csum = ext_sum[-self.w_int:]
-        self._append(e, integ, loc, cflag)
-        self.n += m
+        csum = np.concatenate([self._csum, total])
+        integ = self._integrated(csum[None, :])[0]
+        self._csum = csum[-self.w_int:]
+        return self._take(x, e, total, integ, cflag)
+
+    def _slope_energy(self, prev2: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Squared central difference (mV/s) of band-passed rows ``y`` after their last two samples
+        ``prev2``, and the rows' last two samples now."""
+        ext = np.concatenate([prev2, y], axis=1)
+        d = (ext[:, 2:] - ext[:, :-2]) * (self.fs / 2.0)
+        return d * d, ext[:, -2:]
+
+    def _integrated(self, csum: np.ndarray) -> np.ndarray:
+        """Moving-window integration as a difference of a running sum that carries over between pushes:
+        ``csum`` holds rows of the last ``w_int`` running sums, then the new slope energies, which it turns
+        (in place) into running sums. cumsum is a sequential scan, so the sums (and the beats) do not
+        depend on the chunking (nor on how many rows are scanned at once)."""
+        w = self.w_int
+        np.cumsum(csum[:, w - 1:], axis=1, out=csum[:, w - 1:])
+        return (csum[:, w:] - csum[:, :-w]) / w
+
+    def _take(self, x: np.ndarray, e: np.ndarray, total: np.ndarray, integ: np.ndarray, cflag: np.ndarray | None) -> Beats:
+        self._append(e, total, integ, x, cflag)
+        self.n += x.shape[1]
         return self._decide(self.n - self.r_cand)
 
     def finish(self) -> Beats:
@@ -335,24 +368,39 @@ class StreamingQrsDetector:
         return self._decide(self.n, final=True)
 
     # ------------------------------------------------------------------ stages
-    def _append(self, e: np.ndarray, integ: np.ndarray, loc: np.ndarray, cflag: np.ndarray) -> None:
-        self._energy = np.concatenate([self._energy, e], axis=1)
-        self._integ = np.concatenate([self._integ, integ])
-        self._located = np.concatenate([self._located, loc], axis=1)
-        self._concealed = np.concatenate([self._concealed, cflag])
+    def _append(self, e: np.ndarray, total: np.ndarray, integ: np.ndarray, loc: np.ndarray, cflag: np.ndarray | None) -> None:
+        m = e.shape[1]
+        at = self.n - self._phys  # where the new samples go in the arrays
+        bufs = self._bufs
+        if at + m > bufs[1].shape[0]:  # full: move the kept samples to the front (of larger arrays if need be)
+            lo = self._base - self._phys
+            kept = at - lo
+            cap = max(bufs[1].shape[0], kept + m + 2 * self._keep)
+            if cap > bufs[1].shape[0]:
+                new = tuple(np.zeros(b.shape[:-1] + (cap,), b.dtype) for b in bufs)
+            else:
+                new = bufs
+            for old, b in zip(bufs, new):
+                b[..., :kept] = old[..., lo:at]
+            self._bufs = bufs = new
+            self._phys, at = self._base, kept
+        end = at + m
+        bufs[0][:, at:end] = e
+        bufs[1][at:end] = total
+        bufs[2][at:end] = integ
+        bufs[3][:, at:end] = loc
+        bufs[4][at:end] = False if cflag is None else cflag
         # Trim to what later stages may look back at (pending candidates, learning, location).
-        oldest_needed = self.n + e.shape[1] - self._keep
+        oldest_needed = self.n + m - self._keep
         if self._state.pending:
             oldest_needed = min(oldest_needed, self._state.pending[0].n - self.w_int - 2 * self.locate - self.delay)
         if not self._state.learned:
             oldest_needed = min(oldest_needed, self._state.clock0)
-        drop = oldest_needed - self._base
-        if drop > 0:
-            self._energy = self._energy[:, drop:]
-            self._integ = self._integ[drop:]
-            self._located = self._located[:, drop:]
-            self._concealed = self._concealed[drop:]
-            self._base += drop
+        if oldest_needed > self._base:
+            self._base = oldest_needed
+        lo = self._base - self._phys
+        self._energy, self._total, self._integ = bufs[0][:, lo:end], bufs[1][lo:end], bufs[2][lo:end]
+        self._located, self._concealed = bufs[3][:, lo:end], bufs[4][lo:end]
 
     def _candidates(self, lo: int, hi: int) -> list[_Candidate]:
         """Candidates with ``lo <= n < hi``: the integrated signal's strict maximum over
@@ -373,7 +421,7 @@ class StreamingQrsDetector:
             c = full[k + r]
             n = lo + k
             i = n - self._base
-            slope = float(self._energy[:, max(0, i - self.w_int + 1):i + 1].sum(axis=0).max())
+            slope = float(self._total[max(0, i - self.w_int + 1):i + 1].max())
             out.append(_Candidate(n, float(c), slope))
         return out
 
@@ -381,10 +429,10 @@ class StreamingQrsDetector:
         st = self._state
         if not st.learned:
             if self.n - st.clock0 < self.learning and not final:
-                return Beats.empty(self.fs)
+                return self._none
             seg = self._integ[st.clock0 - self._base:min(self.n, st.clock0 + self.learning) - self._base]
             if seg.size == 0:
-                return Beats.empty(self.fs)
+                return self._none
             st.spk0 = float(seg.max()) / 3.0
             st.npk = float(seg.mean()) / 2.0
             st.learned = True
@@ -397,7 +445,7 @@ class StreamingQrsDetector:
         self._decided = max(self._decided, upto)
         self._searchback_before(self._decided, found)
         if not found:
-            return Beats.empty(self.fs)
+            return self._none
         return Beats(np.array([p for p, _ in found], np.int64) + self.first_sample, np.array([f for _, f in found], np.uint8), self.fs)
 
     def _threshold(self) -> float:
@@ -482,9 +530,8 @@ class StreamingQrsDetector:
         """R-peak position (input sample) of the QRS whose integrated hump peaks at ``c.n``."""
         i = c.n - self._base
         lo_e = max(0, i - self.w_int + 1)
-        e = self._energy[:, lo_e:i + 1]
-        steep = lo_e + int(np.argmax(e.sum(axis=0)))
-        lead = int(np.argmax(e.sum(axis=1)))
+        steep = lo_e + int(np.argmax(self._total[lo_e:i + 1]))
+        lead = int(np.argmax(self._energy[:, lo_e:i + 1].sum(axis=1))) if self._energy.shape[0] > 1 else 0
         centre = steep - self.delay  # the steepest slope, in input time
         lo = max(0, centre - self.locate)
         hi = min(self._located.shape[1], centre + self.locate + 1)

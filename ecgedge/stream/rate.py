@@ -71,7 +71,7 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
-from ecgedge.beats import RATE_BEATS, BeatFlag, StreamingQrsDetector, heart_rate_bpm, rr_irregularity
+from ecgedge.beats import RATE_BEATS, BeatFlag, StreamingQrsDetector
 from ecgedge.beats.qrs import MIN_FS_HZ
 from ecgedge.data.leads import lead_indices
 from ecgedge.data.quality import FLAT_STD_MV, signal_problems
@@ -173,7 +173,7 @@ class BedBeats:
         # (stream sample, flags, QRS amplitude in mV) of the last beats.
         self._beats: deque[tuple[int, int, float]] = deque(maxlen=RATE_BEATS + 1)
         self._new: list[tuple[int, int]] = []  # beats since the last hop
-        self._rate: tuple[float, float] | None = None  # (heart rate, irregularity) of the beats in _beats
+        self._rate: tuple[float, float, int] | None = None  # (heart rate, irregularity, RR intervals) of the beats in _beats
         self.raised: dict[RateAlarmKind, RateAlarm] = {}  # alarms raised now
         self._beats_since: dict[RateAlarmKind, int] = {}  # beats found since each alarm was raised
         self._reference = False  # judged from reference beats (``reference``), not from a detector
@@ -263,12 +263,11 @@ class BedBeats:
         raises or clears. ``signal_problem(seconds) -> str``: the monitor's reason (lead-off, device
         flags, the inoperable alert) why its last ``seconds`` are too poor to decide (``""``: none);
         asked only where an alarm condition holds."""
-        rr = self.rr_s()
         if self._new or self._rate is None:  # the rate changes with the beats only
-            self._rate = (heart_rate_bpm(rr) if rr.size else math.nan, rr_irregularity(rr))
-        hr, irr = self._rate
+            self._rate = _rate_of([b[0] for b in self._beats], self.fs)
+        hr, irr, n_rr = self._rate
         new, self._new = self._new, []
-        out: list[HeartRate | RateAlarm] = [HeartRate(self.stream_id, t_s, end, None if math.isnan(hr) else hr, int(rr.size),
+        out: list[HeartRate | RateAlarm] = [HeartRate(self.stream_id, t_s, end, None if math.isnan(hr) else hr, n_rr,
                                                       None if math.isnan(irr) else irr,
                                                       tuple(s for s, _ in new), tuple(f for _, f in new))]
         if self.detector is None and not self._reference:
@@ -290,7 +289,7 @@ class BedBeats:
             out += self._update(A.asystole, holds, clears, t_s, end, hr_or_none, last, since_s, asystole_problem)
         if A.asystole in self.raised:
             return out  # the rate is that of the beats before the pause
-        if rr.size >= st.min_rr:  # extreme bradycardia and tachycardia: from enough RR intervals only
+        if n_rr >= st.min_rr:  # extreme bradycardia and tachycardia: from enough RR intervals only
 
             def rate_problem() -> str:
                 return self._signal_problem(st.asystole_s or ASYSTOLE_S, signal_problem) or self._poor_beats()
@@ -316,7 +315,7 @@ class BedBeats:
         if self._reference:
             return ""
         amps = [a for _, _, a in list(self._beats)[-3:] if math.isfinite(a)]
-        qrs_mv = float(np.median(amps)) if amps else DEFAULT_QRS_MV
+        qrs_mv = _median(amps) if amps else DEFAULT_QRS_MV
         x = self._span(since + round(T_WAVE_END_S * self.fs), decided)
         block = max(1, round(ACTIVITY_BLOCK_S * self.fs))
         n = x.size // block
@@ -363,6 +362,25 @@ class BedBeats:
         was = self.raised.pop(kind)
         self._beats_since.pop(kind, None)
         return RateAlarm(self.stream_id, t_s, end, kind, AlertState.cleared, was.technical, hr, last, since_s)
+
+
+def _median(values: list[float]) -> float:
+    """``numpy.median`` of a short list of floats (the mean of the middle two for an even count), bit
+    for bit, without numpy's overhead (the heart rate takes three medians of at most 8 values per hop)."""
+    v = sorted(values)
+    h = len(v) // 2
+    return v[h] if len(v) % 2 else (v[h - 1] + v[h]) / 2.0
+
+
+def _rate_of(samples: list[int], fs: float) -> tuple[float, float, int]:
+    """(:func:`~ecgedge.beats.heart_rate_bpm`, :func:`~ecgedge.beats.rr_irregularity`, RR intervals) of beats at
+    ``samples`` (at most ``RATE_BEATS + 1``), bit for bit, in plain Python: a few values, where numpy's
+    per-call overhead would be most of the monitor's rate cost."""
+    rr = [(b - a) / fs for a, b in zip(samples, samples[1:])]
+    last = [r for r in rr[-RATE_BEATS:] if math.isfinite(r) and r > 0]
+    hr = 60.0 / _median(last) if last else math.nan
+    irr = _median([abs(b - a) for a, b in zip(rr, rr[1:])]) / _median(rr) if len(rr) >= 3 else math.nan
+    return hr, irr, len(rr)
 
 
 def flat_or_fine(lead_mv: np.ndarray, fs: float, name: str) -> str:
