@@ -271,7 +271,7 @@ class StreamingQrsDetector:
             if not x.shape[1]:
                 out[i] = d._none
             else:
-                groups.setdefault((d.sos.tobytes(), x.shape[1], x.shape[0], d.w_int, d.fs), []).append(i)
+                groups.setdefault((d.sos.tobytes(), x.shape[1], x.shape[0], d.w_int, d.r_cand, d.fs), []).append(i)
         for members in groups.values():
             if len(members) == 1:
                 i = members[0]
@@ -288,12 +288,23 @@ class StreamingQrsDetector:
             total = e if rows == 1 else np.stack([e[j:j + rows].sum(axis=0) for j in range(0, e.shape[0], rows)])
             csum = np.concatenate([np.stack([d._csum for d in dets]), total], axis=1)
             integ = dets[0]._integrated(csum)
+            windows: dict[int, list[int]] = {}  # the detectors ready to decide, by the length of their window
             for k, (d, x) in enumerate(zip(dets, xs)):
                 a, b = k * rows, (k + 1) * rows
                 d._zi = zf[:, a:b]
                 d._prev2 = prev2[a:b]
                 d._csum = csum[k, -d.w_int:]
-                out[members[k]] = d._take(x, e[a:b], total[k], integ[k], prepared[members[k]][1])
+                d._append(e[a:b], total[k], integ[k], x, prepared[members[k]][1])
+                d.n += x.shape[1]
+                if d._learn():
+                    windows.setdefault(min(d.n - d.r_cand, d.n) - d._decided, []).append(k)
+                else:
+                    out[members[k]] = d._none
+            for ks in windows.values():
+                found = StreamingQrsDetector._candidates_many(
+                    [dets[k] for k in ks], [(dets[k]._decided, min(dets[k].n - dets[k].r_cand, dets[k].n)) for k in ks])
+                for k, cands in zip(ks, found):
+                    out[members[k]] = dets[k]._decide(dets[k].n - dets[k].r_cand, candidates=cands)
         return out  # type: ignore[return-value]  # every slot is filled above
 
     def _prepared(self, chunk: np.ndarray, concealed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -405,41 +416,60 @@ class StreamingQrsDetector:
     def _candidates(self, lo: int, hi: int) -> list[_Candidate]:
         """Candidates with ``lo <= n < hi``: the integrated signal's strict maximum over
         ``[n - r, n)`` and its maximum over ``(n, n + r]`` (samples beyond the end count as absent)."""
-        if hi <= lo:
-            return []
-        r = self.r_cand
-        a, b = max(lo - r, self._base), min(hi + r, self.n)
-        full = np.full(hi - lo + 2 * r, -np.inf)
-        full[a - (lo - r):b - (lo - r)] = self._integ[a - self._base:b - self._base]
-        centre = full[r:r + hi - lo]
+        return StreamingQrsDetector._candidates_many([self], [(lo, hi)])[0]
+
+    @staticmethod
+    def _candidates_many(detectors: "list[StreamingQrsDetector]", windows: list[tuple[int, int]]) -> list[list[_Candidate]]:
+        """:meth:`_candidates` of detectors with the same ``r_cand`` and ``w_int`` over windows
+        ``(lo, hi)`` of the same length, as the rows of one array (running maxima, exact, row by row)."""
+        width = windows[0][1] - windows[0][0]
+        if width <= 0:
+            return [[] for _ in detectors]
+        r, w = detectors[0].r_cand, detectors[0].w_int
+        full = np.full((len(detectors), width + 2 * r), -np.inf)  # the integrated signal over [lo - r, hi + r)
+        energy = np.full((len(detectors), width + w - 1), -np.inf)  # the summed slope energy over [lo - w + 1, hi)
+        for k, (d, (lo, hi)) in enumerate(zip(detectors, windows)):
+            a, b = max(lo - r, d._base), min(hi + r, d.n)
+            full[k, a - (lo - r):b - (lo - r)] = d._integ[a - d._base:b - d._base]
+            a = max(lo - w + 1, d._base)
+            energy[k, a - (lo - w + 1):hi - (lo - w + 1)] = d._total[a - d._base:hi - d._base]
+        centre = full[:, r:r + width]
         # peak[j] = max(full[j:j + r]) for every j (a running maximum in C, exact): the r samples before
         # a centre start at its index k, the r after it at k + r + 1.
-        peak = maximum_filter1d(full, size=r, mode="constant", cval=-np.inf, origin=-(r // 2))
-        is_peak = (centre > peak[:hi - lo]) & (centre >= peak[r + 1:r + 1 + hi - lo]) & (centre > 0)
-        out = []
-        for k in np.flatnonzero(is_peak).tolist():
-            c = full[k + r]
-            n = lo + k
-            i = n - self._base
-            slope = float(self._total[max(0, i - self.w_int + 1):i + 1].max())
-            out.append(_Candidate(n, float(c), slope))
+        peak = maximum_filter1d(full, size=r, axis=1, mode="constant", cval=-np.inf, origin=-(r // 2))
+        is_peak = (centre > peak[:, :width]) & (centre >= peak[:, r + 1:r + 1 + width]) & (centre > 0)
+        rows, ks = np.nonzero(is_peak)
+        out: list[list[_Candidate]] = [[] for _ in detectors]
+        if not rows.size:
+            return out
+        # A candidate's slope: the largest slope energy in the integration window up to it (w samples).
+        slope = maximum_filter1d(energy, size=w, axis=1, mode="constant", cval=-np.inf, origin=-(w // 2))[:, :width]
+        for row, k, c, e in zip(rows.tolist(), ks.tolist(), centre[rows, ks].tolist(), slope[rows, ks].tolist()):
+            out[row].append(_Candidate(windows[row][0] + k, c, e))
         return out
 
-    def _decide(self, upto: int, final: bool = False) -> Beats:
+    def _learn(self, final: bool = False) -> bool:
+        """Learn the thresholds once ``learning_s`` of signal (or the end of the record) is in; whether learned."""
         st = self._state
         if not st.learned:
             if self.n - st.clock0 < self.learning and not final:
-                return self._none
+                return False
             seg = self._integ[st.clock0 - self._base:min(self.n, st.clock0 + self.learning) - self._base]
             if seg.size == 0:
-                return self._none
+                return False
             st.spk0 = float(seg.max()) / 3.0
             st.npk = float(seg.mean()) / 2.0
             st.learned = True
             self._decided = max(self._decided, st.clock0)
+        return True
+
+    def _decide(self, upto: int, final: bool = False, candidates: list[_Candidate] | None = None) -> Beats:
+        """Decide the candidates up to ``upto`` (``candidates``: those :meth:`_candidates` gives, found already)."""
+        if not self._learn(final):
+            return self._none
         upto = min(upto, self.n)
         found: list[tuple[int, int]] = []
-        for c in self._candidates(self._decided, upto):
+        for c in self._candidates(self._decided, upto) if candidates is None else candidates:
             self._searchback_before(c.n, found)
             self._classify(c, found)
         self._decided = max(self._decided, upto)
