@@ -63,6 +63,11 @@ from scipy.ndimage import maximum_filter1d
 
 from ecgedge.errors import ConfigError, ShapeMismatch
 
+try:  # the kernel under scipy.signal.sosfilt: the wrapper's checks and copies cost more than a hop's filtering
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
+except ImportError:  # pragma: no cover - a scipy that moved it: the public function, the same numbers
+    _sosfilt_kernel = None
+
 MIN_FS_HZ = 100.0
 
 
@@ -250,7 +255,7 @@ class StreamingQrsDetector:
         x, cflag = self._prepared(chunk, concealed)
         if not x.shape[1]:
             return self._none
-        y, self._zi = sps.sosfilt(self.sos, x, axis=-1, zi=self._state_before(x))
+        y, self._zi = band_pass(self.sos, x, self._state_before(x))
         return self._filtered(x, y, cflag)
 
     @staticmethod
@@ -276,13 +281,13 @@ class StreamingQrsDetector:
             if len(members) == 1:
                 i = members[0]
                 d, (x, c) = detectors[i], prepared[i]
-                y, d._zi = sps.sosfilt(d.sos, x, axis=-1, zi=d._state_before(x))
+                y, d._zi = band_pass(d.sos, x, d._state_before(x))
                 out[i] = d._filtered(x, y, c)
                 continue
             dets = [detectors[i] for i in members]
             xs = [prepared[i][0] for i in members]
             zi = np.concatenate([d._state_before(x) for d, x in zip(dets, xs)], axis=1)
-            y, zf = sps.sosfilt(dets[0].sos, np.concatenate(xs), axis=-1, zi=zi)
+            y, zf = band_pass(dets[0].sos, np.concatenate(xs), zi)
             rows = xs[0].shape[0]
             e, prev2 = dets[0]._slope_energy(np.concatenate([d._prev2 for d in dets]), y)
             total = e if rows == 1 else np.stack([e[j:j + rows].sum(axis=0) for j in range(0, e.shape[0], rows)])
@@ -577,6 +582,18 @@ class StreamingQrsDetector:
         if self._concealed[max(0, peak_buf - self.locate):min(peak_buf + self.locate + 1, i + self.r_cand)].any():
             flags |= BeatFlag.CONCEALED
         return self._base + peak_buf, flags
+
+
+def band_pass(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.sosfilt(sos, x, axis=-1, zi=zi)`` for float64 rows ``x`` (rows, n) and ``zi``
+    (sections, rows, 2): the same kernel on the same arrays (so the same numbers, bit for bit), without
+    the wrapper's checks, which cost more than filtering a hop of a few beds."""
+    if _sosfilt_kernel is None:  # pragma: no cover
+        return sps.sosfilt(sos, x, axis=-1, zi=zi)
+    y = np.array(x, np.float64, order="C")  # filtered in place
+    z = np.ascontiguousarray(np.moveaxis(zi, 0, 1), dtype=np.float64)  # (rows, sections, 2), in place
+    _sosfilt_kernel(sos, y, z)
+    return y, np.moveaxis(z, 1, 0)
 
 
 def _lower_quartile(values: list[float]) -> float:
