@@ -6,7 +6,8 @@ rename it over the target: an interrupted run (Ctrl-C, a crash, a full disk) lea
 file, never half of a new one.
 
 *Folders ecgedge owns* (house style 20). A command that writes a folder (a training run, an
-export, a window store, an evaluation, a download) writes only into
+export, a window store, an evaluation, a download, ``stream --show-png``'s strips, a transfer
+experiment, the quickstart's folder) writes only into
 
 - a new or empty folder, or
 - a folder carrying its own marker (:data:`MARKER`, ``.ecgedge-folder.json``) of the same
@@ -32,6 +33,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import shutil
 import uuid
 from contextlib import contextmanager
@@ -54,6 +56,9 @@ class FolderKind(str, enum.Enum):
     store = "window store"
     evaluation = "evaluation"
     download = "download"
+    strips = "stream strips folder"
+    experiment = "transfer experiment"
+    quickstart = "quickstart folder"
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -388,6 +393,28 @@ def claim_in_place(folder: str | Path, kind: FolderKind, *, replace: bool = Fals
     Path(folder).mkdir(parents=True, exist_ok=True)
     write_marker(folder, kind, owned)
     return owned
+
+
+_TEMP = re.compile(r"^\.(.+)\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def clean_stale_temps(folder: str | Path) -> list[str]:
+    """Remove what :func:`atomic_file` left in ``folder`` (and below) when its process was killed: the
+    hidden ``.NAME.PID.XXXXXXXX.tmp`` files of processes no longer alive on this machine. A temporary
+    file is never a result (it was renamed to one, or it was not finished). Returns the removed names."""
+    folder = Path(folder)
+    removed: list[str] = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.rglob(".*.tmp"):
+        m = _TEMP.match(p.name)
+        if m is None or not p.is_file() or p.is_symlink():
+            continue
+        if _alive({"host": os.uname().nodename, "pid": int(m.group(2))}):
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p.relative_to(folder).as_posix())
+    return removed
 
 
 def own_files(folder: str | Path, *names: str) -> None:

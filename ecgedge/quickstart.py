@@ -12,6 +12,12 @@ real record) connects to an ``ecgedge ward`` gateway for 20 s, its page's addres
 runs. Everything lands under one folder (the benchmark as ``bench.json``, the stream's JSON lines as
 ``stream.jsonl``, the ward's database as ``ward.sqlite``).
 
+That folder is one ecgedge owns (house style 20, :func:`claim_quickstart`): new, empty, or a
+quickstart's own folder from an earlier run, which a rerun writes over (its runs, export and data
+are the quickstart's; each is replaced as its own command replaces it). A user's folder, an ecgedge
+folder of another kind, or a user's file with one of the quickstart's names in it is refused
+before anything is written; the marker lists every file the quickstart wrote.
+
 The training sizes are chosen for 2 CPU cores and a few minutes, not for accuracy: the synthetic
 rhythms are easy, and the point is the chain. Where ``make`` or a C compiler is missing the stream
 step says so and is skipped (everything before it stands).
@@ -24,9 +30,53 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecgedge.config import ClassifyConfig, DataConfig, ExportConfig, LabelScheme, PretrainConfig, WindowConfig
+from ecgedge.errors import ConfigError
+from ecgedge.fsio import MARKER, FolderKind, claim_in_place, clean_stale_temps, own_files, read_marker
 
 
 QUICKSTART_GATE_WINDOWS = 40  # held-out windows the demo's gate needs (see the export step)
+
+# What the quickstart writes in its folder: sub-folders (each written by its own command) and files.
+QUICKSTART_FOLDERS = ("data", "cache", "runs", "export")
+QUICKSTART_FILES = ("bench.json", "stream.jsonl", "stream-real.jsonl", "ward.sqlite", "ward.sqlite-wal", "ward.sqlite-shm")
+
+
+def _legacy_quickstart(folder: Path) -> list[str] | None:
+    """The files of a quickstart folder written before folder markers: a folder holding its generated
+    data set and nothing but the quickstart's own names (and hidden leftovers); ``None`` otherwise."""
+    names = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
+    if not (folder / "data").is_dir() or any(n not in QUICKSTART_FOLDERS + QUICKSTART_FILES for n in names):
+        return None
+    return _written(folder, ())
+
+
+def _written(out: Path, user: frozenset[str] | tuple) -> list[str]:
+    """The quickstart's files now in ``out`` (its files and everything under its sub-folders), less ``user``."""
+    found = [n for n in QUICKSTART_FILES if (out / n).is_file()]
+    for sub in QUICKSTART_FOLDERS:
+        if (out / sub).is_dir():
+            found += [p.relative_to(out).as_posix() for p in (out / sub).rglob("*") if p.is_file() or p.is_symlink()]
+    return [f for f in found if f not in user and not Path(f).name.endswith(".tmp")]
+
+
+def claim_quickstart(out: str | Path) -> frozenset[str]:
+    """Claim ``out`` for the quickstart (:func:`ecgedge.fsio.claim_in_place`): new, empty, or an earlier
+    quickstart's folder (rerun over it). Refused (:class:`ConfigError`, nothing written): a user's
+    folder, an ecgedge folder of another kind (a run, an export ...), a user's file named as one of
+    the quickstart's (``bench.json``, ``ward.sqlite`` ...). The marker then lists those names (so
+    a run killed while writing one leaves it the quickstart's). Returns the files already there that
+    are not the quickstart's (a user's, kept and never listed)."""
+    out = Path(out)
+    owned = claim_in_place(out, FolderKind.quickstart, replace=True, legacy=_legacy_quickstart)
+    clean_stale_temps(out)
+    present = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() or p.is_symlink()} - {MARKER}
+    user = frozenset(present - set(owned))
+    clash = sorted(n for n in QUICKSTART_FILES if n in user)
+    if clash:
+        raise ConfigError(f"{out / clash[0]} is not the quickstart's and the quickstart writes a file of that name; "
+                          "move it and run again (or choose another --out)")
+    own_files(out, *QUICKSTART_FILES)  # its names from now on: a run killed while writing one leaves it listed
+    return user
 
 
 @dataclass(frozen=True)
@@ -58,13 +108,17 @@ def quickstart(cfg: QuickstartConfig, *, progress: bool = True, log=print) -> Qu
     from ecgedge.train import classify, pretrain
 
     out = Path(cfg.out)
+    user = claim_quickstart(out)
     res = QuickstartResult(out)
     data_dir, cache = out / "data", out / "cache"
 
     def step(name, fn):
         log(f"\n== {name}")
         t = time.perf_counter()
-        value, where = fn()
+        try:
+            value, where = fn()
+        finally:  # listed as written, an interrupted step's files too
+            own_files(out, *_written(out, user))
         res.steps.append((name, time.perf_counter() - t, where))
         return value
 
@@ -129,9 +183,10 @@ def _ward(export: Path, clf, heas: list[Path], out: Path, seconds: float, log) -
     if (real := _real_record()) is not None:
         plays.append((real, "real Chapman JS00001"))
     db = out / "ward.sqlite"
+    listed = set((read_marker(out) or {"files": []})["files"])
     for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-        if leftover.exists():
-            leftover.unlink()  # the quickstart's own database from an earlier run (its folder is the quickstart's)
+        if leftover.exists() and leftover.name in listed:
+            leftover.unlink()  # the quickstart's own database from an earlier run (listed in its folder's marker)
     devices: list = []
 
     def start_devices(gateway) -> None:

@@ -111,7 +111,8 @@ def summary_table(report: dict) -> str:
 def evaluate_stream_cmd(
     export: Path = export_folder_argument(),
     data: list[Path] = typer.Option(..., "--data", exists=True, help="Annotated records (.hea with .atr beside it) or folders; repeatable."),
-    out: Optional[Path] = typer.Option(None, help="Report folder (default runs/stream-eval-NAME-TIMESTAMP)."),
+    out: Optional[Path] = typer.Option(None, help="Report folder (default runs/stream-eval-NAME-TIMESTAMP): new, empty or an earlier "
+                                                  "evaluation, whose own files are replaced; a user's files there are kept."),
     hop: float = typer.Option(1.0, min=0.05, help="Seconds between window ends."),
     hysteresis: int = typer.Option(3, min=1, help="Consecutive reliable windows a new rhythm must win before it is raised."),
     via_device: bool = typer.Option(False, "--via-device", help="Play through the simulated device (ecgsim) and the wire decoder too."),

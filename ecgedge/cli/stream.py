@@ -53,7 +53,9 @@ def stream_cmd(
     sim: str = typer.Option("", "--sim", help="Extra ecgsim options for a wfdb: source, quoted: \"--loop --drop-frames 0.01\"."),
     max_outage: Optional[float] = typer.Option(None, min=0.0, help="End when nothing has arrived for this many seconds (default: keep waiting)."),
     show: bool = typer.Option(False, "--show", help="Draw the last seconds of a lead and the current rhythm in the terminal (on stderr)."),
-    show_png: Optional[Path] = typer.Option(None, "--show-png", file_okay=False, help="Write a PNG strip per rhythm change / quality loss into this folder."),
+    show_png: Optional[Path] = typer.Option(None, "--show-png", file_okay=False,
+                                            help="Write a PNG strip per rhythm change / quality loss into this folder: new, empty, or "
+                                                 "an earlier stream's strips folder (the new strips join it); a folder of yours is refused."),
     show_lead: str = typer.Option("II", help="Lead drawn by --show and --show-png."),
     lead: Optional[str] = typer.Option(None, "--lead", help="Single-lead models: the source lead to read as the model's lead, "
                                        "by name (e.g. MLII, V5) or 1-based position (2, for unnamed '?' leads)."),
@@ -89,6 +91,10 @@ def stream_cmd(
                        max_outage_s=max_outage, show=show, show_png=str(show_png) if show_png else None,
                        show_lead=show_lead, tee=str(tee) if tee else None, server=server, server_model=server_model,
                        public_key=str(key) if key else None)
+    if show_png is not None:  # before --out is opened (it may lie inside): refused before anything is written
+        from ecgedge.stream.show import claim_strips
+
+        claim_strips(show_png, cfg.inputs())
     try:
         sink = open(out, "w", buffering=1) if out else sys.stdout
     except OSError as exc:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from ecgedge.config import ClassifyConfig, PretrainConfig, WindowConfig, config_
 from ecgedge.errors import ConfigError, DataNotFound
 from ecgedge.experiment.config import FORMAT, Arm, ExperimentConfig
 from ecgedge.experiment.report import plot_f1_vs_records, report_markdown, summarise, table_markdown
+from ecgedge.fsio import FolderKind, atomic_write_text, claim_in_place, clean_stale_temps, own_files
 
 # --------------------------------------------------------------------------------- the grid
 
@@ -115,12 +115,50 @@ def config_differences(stored: dict, current: dict) -> list[str]:
 
 
 def write_json_atomic(path: Path, value: Any) -> Path:
-    """Write JSON so that a reader (or a rerun after Ctrl-C) sees the old file or the whole new one."""
+    """Write JSON so that a reader (or a rerun after Ctrl-C) sees the old file or the whole new one
+    (:func:`ecgedge.fsio.atomic_write_text`; a rerun removes what a killed write left)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(value, indent=2))
+
+
+_EXPERIMENT_FILES = ("experiment.json", "inputs.json", "split.json", "plan.json", "results.json", "table.md",
+                     "f1_vs_records.png", "report.md", "invocations.jsonl")
+
+
+def experiment_inputs(cfg: ExperimentConfig) -> list[str]:
+    """What the experiment reads (labelled and pretraining records, ``--cae``, the recipe file, the 2d
+    arm's weights): its folder may not hold any of them."""
+    named = (*cfg.data.paths, *cfg.pretrain_data.paths, cfg.cae, cfg.recipe, cfg.image_weights)
+    return [p for p in named if p and Path(p).exists()]
+
+
+def claim_experiment(out: Path, cfg: ExperimentConfig) -> None:
+    """Claim ``out`` for the experiment (house style 20, :func:`ecgedge.fsio.claim_in_place`): new,
+    empty, or an experiment folder of ecgedge's (resumed: nothing of it is removed, the config is
+    checked by :func:`_claim_folder`). Refused (:class:`ConfigError`, nothing written): a user's folder,
+    an ecgedge folder of another kind, a folder holding an input. A killed run's temporary files go."""
+    claim_in_place(out, FolderKind.experiment, replace=True, inputs=experiment_inputs(cfg), legacy=_legacy_experiment)
+    clean_stale_temps(out)
+
+
+def _legacy_experiment(folder: Path) -> list[str] | None:
+    """The files of an experiment folder written before folder markers (its ``experiment.json`` in
+    the experiment's format): the known files, the cells and the CAE run."""
+    try:
+        doc = json.loads((folder / "experiment.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return None
+    listed = [n for n in _EXPERIMENT_FILES if (folder / n).is_file()]
+    for sub in ("cells", "cae"):
+        listed += [p.relative_to(folder).as_posix() for p in (folder / sub).rglob("*") if p.is_file()]
+    return listed
+
+
+def _own(out: Path, *paths: Path) -> None:
+    """List ``paths`` (inside ``out``) in its marker as the experiment's."""
+    own_files(out, *(Path(p).relative_to(out).as_posix() for p in paths))
 
 
 def _claim_folder(out: Path, cfg: ExperimentConfig) -> None:
@@ -218,8 +256,9 @@ def _run(cfg: ExperimentConfig, progress: bool, command: str | None) -> Experime
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     reused = load_cae(cfg.cae, "--cae") if cfg.cae else None  # a wrong path fails before anything is written
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_experiment(out, cfg)
     _claim_folder(out, cfg)
+    _own(out, out / "experiment.json")
     device = checked_device(cfg.device)
     # A CAE pretrained here takes cfg's preprocessing, window length and encoder, so the classifier's
     # settings (and the windows) are known before it exists: the test split is fixed first and kept out of it.
@@ -238,12 +277,16 @@ def _run(cfg: ExperimentConfig, progress: bool, command: str | None) -> Experime
     test_ids = [ws.record_ids[i] for i in test]
     write_json_atomic(out / "split.json", {"train": [ws.record_ids[i] for i in train], "test": test_ids,
                                            "class_names": list(ws.class_names), "seed": cfg.seed, "notes": notes})
+    _own(out, out / "split.json")
     cae, cae_info = _cae_for(cfg, out, progress, reused, test_ids)
+    if (out / "cae").is_dir():  # pretrained here: its run folder (with its own marker) is the experiment's too
+        _own(out, *(p for p in (out / "cae").rglob("*") if p.is_file()))
     if cae is not None and config_to_dict(classify_config(cfg, cae)) != config_to_dict(clf_cfg):
         raise ConfigError(f"the CAE in {out / 'cae'} was pretrained with other settings than this config; use a new --out")
     _check_inputs(out, {"window_cache_key": ws.key, "cae_sha256": cae_info.get("sha256")})
     plan = grid_plan(cfg, train, rec_labels)
     write_json_atomic(out / "plan.json", {k: [ws.record_ids[i] for i in v] for k, v in plan.items()})
+    _own(out, out / "inputs.json", out / "plan.json")
 
     order = np.argsort(ws.window_record, kind="stable")
     bounds = np.searchsorted(ws.window_record[order], np.arange(len(ws.record_ids) + 1))
@@ -258,7 +301,7 @@ def _run(cfg: ExperimentConfig, progress: bool, command: str | None) -> Experime
     try:
         for cell in todo:
             bar.set_postfix_str(f"{cell.arm.value} {cell.fraction:.0%} #{cell.repeat + 1}")
-            write_json_atomic(cell.path(out), run_cell(cell, ctx))
+            _own(out, write_json_atomic(cell.path(out), run_cell(cell, ctx)))
             bar.update()
     finally:
         bar.close()
@@ -268,7 +311,7 @@ def _run(cfg: ExperimentConfig, progress: bool, command: str | None) -> Experime
     results["records"]["test_windows"] = int(len(test_windows))
     write_json_atomic(out / "results.json", results)
     table = table_markdown(results)
-    (out / "table.md").write_text(table + "\n")
+    atomic_write_text(out / "table.md", table + "\n")
     plot = plot_f1_vs_records(results, out / "f1_vs_records.png")
     wall = time.perf_counter() - t0
     invocation = {"started": started, "command": command, "wall_s": round(wall, 1), "cells_run": len(todo),
@@ -276,8 +319,8 @@ def _run(cfg: ExperimentConfig, progress: bool, command: str | None) -> Experime
     with open(out / "invocations.jsonl", "a") as f:
         f.write(json.dumps(invocation) + "\n")
     invocations = [json.loads(line) for line in (out / "invocations.jsonl").read_text().splitlines() if line.strip()]
-    report = out / "report.md"
-    report.write_text(report_markdown(results, table, ws, invocations))
+    report = atomic_write_text(out / "report.md", report_markdown(results, table, ws, invocations))
+    _own(out, *(out / n for n in _EXPERIMENT_FILES if (out / n).is_file()))
     return ExperimentResult(out, results, table, len(todo), len(cells) - len(todo), wall, report, plot)
 
 

@@ -36,7 +36,8 @@ under 30 minutes) and ``paper`` (overnight, under 8 hours); see :data:`BUDGETS`.
 
 The output folder::
 
-    OUT/
+    OUT/                 a folder ecgedge owns (house style 20): new, empty or an experiment's, never a user's
+      .ecgedge-folder.json  the marker: kind "transfer experiment", the files the experiment wrote
       experiment.json    the config; a rerun with a different one is refused (arms, fractions and repeats may change)
       inputs.json        window-cache key of the labelled records and sha256 of the CAE
       split.json         train / test record ids (fixed for every cell)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from ecgedge.bridge.frame import Frame
@@ -153,6 +154,16 @@ class StreamConfig:
         if self.server_model and not self.server:
             raise ConfigError("--server-model names a model on a Triton server: give --server grpc://HOST:PORT too")
 
+    def inputs(self) -> list[str]:
+        """The files the stream reads (the export, the public key, a ``wfdb:`` record): the ``show_png``
+        folder may not hold any of them (:func:`~ecgedge.stream.show.claim_strips`)."""
+        found = [p for p in (self.export, self.public_key) if p and Path(p).exists()]
+        if self.source.strip().startswith("wfdb:"):
+            record = self.source.strip()[len("wfdb:"):].rpartition("@")
+            record_path = record[0] if record[1] else record[2]
+            found += [str(p) for p in (Path(record_path), Path(record_path + ".hea")) if p.exists()]
+        return found
+
 
 def stream_precision(manifest, backend: Backend) -> tuple[Precision, str]:
     """The precision a stream runs when none is asked for (:func:`~ecgedge.manifest.precision_for`), and
@@ -193,7 +204,7 @@ def stream_from_export(cfg: StreamConfig, emit: Callable[[dict], None], *, show_
         precision, why = (cfg.precision, "") if cfg.precision else stream_precision(manifest, cfg.backend)
         runner = runner_from_export(cfg.export, precision, cfg.backend, threads=cfg.threads, manifest=manifest, verify=False)
     spec = ModelSpec.from_manifest(manifest)
-    watchers = views_from_options(show=cfg.show, png_dir=cfg.show_png, lead=cfg.show_lead, out=show_to)
+    watchers = views_from_options(show=cfg.show, png_dir=cfg.show_png, lead=cfg.show_lead, out=show_to, inputs=cfg.inputs())
     try:
         # Unbuffered: a full disk shows at the write that hits it (reported, the copy dropped), not
         # at close, after the summary.

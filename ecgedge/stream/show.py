@@ -8,7 +8,9 @@
 - :class:`PngEvents` (``--show-png DIR``): a PNG strip of the seconds before each rhythm change,
   each loss of signal quality and each rate alarm raised, with the beats marked and the heart rate
   in the title. matplotlib is imported only here and only when asked; without it
-  the view says so once and writes nothing.
+  the view says so once and writes nothing. ``DIR`` is a folder ecgedge owns (:func:`claim_strips`,
+  house style 20): new, empty, or a strips folder of an earlier stream, which the new strips join;
+  each PNG is written atomically and listed in the folder's marker as it is written.
 
 Both get every delivered frame (``frame``) and every record (``update``); memory is bounded by
 one trace of ``seconds`` of one lead per bed.
@@ -29,6 +31,7 @@ import numpy as np
 from ecgedge.bridge.frame import Frame
 from ecgedge.data.leads import lead_indices
 from ecgedge.errors import MissingLeads
+from ecgedge.fsio import FolderKind, atomic_file, claim_in_place, clean_stale_temps, own_files, read_marker
 
 HIDE_CURSOR, SHOW_CURSOR, HOME, CLEAR_LINE, CLEAR_BELOW, CLEAR = "\x1b[?25l", "\x1b[?25h", "\x1b[H", "\x1b[K", "\x1b[J", "\x1b[2J"
 RED, GREEN, YELLOW, BOLD, DIM, RESET = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
@@ -268,13 +271,42 @@ class TerminalView:
             self.out.flush()
 
 
+_STRIP = re.compile(r"^bed.+_\d+\.\d{3}s_.+\.png$")
+
+
+def _legacy_strips(folder: Path) -> list[str] | None:
+    """The strips of a ``--show-png`` folder written before folder markers: a folder holding nothing
+    but ``bed*_*s_*.png`` files (and atomic writes' leftovers); ``None`` for anything else."""
+    names = [p.name for p in folder.iterdir()]
+    strips = [n for n in names if _STRIP.match(n) and (folder / n).is_file()]
+    if not strips or any(n not in strips and not n.endswith(".tmp") for n in names):
+        return None
+    return strips
+
+
+def claim_strips(folder: str | Path, inputs=()) -> Path:
+    """Claim ``folder`` for ``--show-png`` strips (:func:`ecgedge.fsio.claim_in_place`): new, empty, or
+    the strips folder of an earlier stream (the new strips join it; a strip of the same name, ecgedge's,
+    is replaced). Refused (:class:`~ecgedge.errors.ConfigError`, nothing written): a user's folder, an
+    ecgedge folder of another kind (a run, an export, an evaluation), a folder holding one of
+    ``inputs`` (the export, the record played). Temporary files of a stream killed mid-write are
+    removed. Returns the folder."""
+    folder = Path(folder)
+    claim_in_place(folder, FolderKind.strips, replace=True, inputs=inputs, legacy=_legacy_strips)
+    clean_stale_temps(folder)
+    return folder
+
+
 class PngEvents:
     """A PNG strip of the ``seconds`` before each rhythm change and each loss of signal quality.
 
-    Files are ``DIR/bed{stream}_{t}s_{what}.png``. Without matplotlib, says so once on stderr.
+    Files are ``DIR/bed{stream}_{t}s_{what}.png``, each written atomically and listed in ``DIR``'s
+    marker (:func:`claim_strips` claims ``DIR`` first; ``inputs``: what it may not hold). A user's
+    file of a strip's name is kept: that strip gets a numbered name. Without matplotlib, says so
+    once on stderr and claims nothing.
     """
 
-    def __init__(self, folder: str | Path, *, seconds: float = 10.0, lead: str = "II"):
+    def __init__(self, folder: str | Path, *, seconds: float = 10.0, lead: str = "II", inputs=()):
         self.folder = Path(folder)
         self.seconds = seconds
         self.traces = _Traces(lead, seconds + 5.0)  # events come out up to a read's worth after their sample
@@ -288,8 +320,8 @@ class PngEvents:
             print("--show-png: matplotlib is not installed (pip install matplotlib); no PNG strips will be written",
                   file=sys.stderr)
             return
+        claim_strips(self.folder, inputs)
         self._figure = (Figure, FigureCanvasAgg)
-        self.folder.mkdir(parents=True, exist_ok=True)
 
     def frame(self, frame: Frame) -> None:
         if self._figure is not None:
@@ -335,21 +367,33 @@ class PngEvents:
         ax.set_title(f"bed {event['stream']}, {event['t']:.1f} s{hr}: {title}", fontsize=10)
         ax.grid(True, lw=0.3)
         fig.tight_layout()
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"bed{event['stream']}_{event['t']:09.3f}s_{what}") + ".png"
-        path = self.folder / name
-        fig.savefig(path)
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", f"bed{event['stream']}_{event['t']:09.3f}s_{what}")
+        path = self._free(stem)
+        with atomic_file(path, "wb") as f:
+            fig.savefig(f, format="png")
+        own_files(self.folder, path.name)
         self.written.append(path)
+        return path
+
+    def _free(self, stem: str) -> Path:
+        """``DIR/STEM.png``, or ``DIR/STEM-2.png`` ... where a file of that name is not ecgedge's."""
+        owned = set((read_marker(self.folder) or {"files": []})["files"])
+        path, n = self.folder / f"{stem}.png", 1
+        while (path.exists() or path.is_symlink()) and path.name not in owned:
+            n += 1
+            path = self.folder / f"{stem}-{n}.png"
         return path
 
     def close(self) -> None:
         pass
 
 
-def views_from_options(*, show: bool = False, png_dir: str | Path | None = None, lead: str = "II", out=None) -> list:
-    """The live views the CLI options ask for (terminal strip chart on ``out``, PNG strips in ``png_dir``)."""
+def views_from_options(*, show: bool = False, png_dir: str | Path | None = None, lead: str = "II", out=None, inputs=()) -> list:
+    """The live views the CLI options ask for (terminal strip chart on ``out``, PNG strips in ``png_dir``,
+    which may not hold ``inputs``)."""
     views: list = []
     if show:
         views.append(TerminalView(out, lead=lead))
     if png_dir:
-        views.append(PngEvents(png_dir, lead=lead))
+        views.append(PngEvents(png_dir, lead=lead, inputs=inputs))
     return views
