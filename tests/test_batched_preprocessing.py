@@ -137,17 +137,19 @@ def test_deferred_monitors_give_what_each_alone_gives(ecg, seed):
 
 def test_beds_in_step_share_one_pass(ecg, monkeypatch):
     """64 beds fed the same hop go through the resampler and band-pass as one array: one call each per hop
-    (sosfilt twice: the preprocessing's band-pass and the QRS detectors', StreamingQrsDetector.push_many)."""
-    calls = {"upfirdn": 0, "sosfilt": 0}
+    (sosfilt for the preprocessing's band-pass, and its kernel for the QRS detectors', StreamingQrsDetector.push_many)."""
+    calls = {"upfirdn": 0, "sosfilt": 0, "band_pass": 0}
+    import ecgedge.beats.qrs as qrs
     import ecgedge.data.preprocess as pre
 
     for name in calls:
-        real = getattr(pre.sps, name)
+        where = qrs if name == "band_pass" else pre.sps
+        real = getattr(where, name)
 
         def counted(*a, _real=real, _name=name, **k):
             calls[_name] += 1
             return _real(*a, **k)
-        monkeypatch.setattr(pre.sps, name, counted)
+        monkeypatch.setattr(where, name, counted)
     monitors = [BedMonitor(b, fs_in=500.0, lead_names=STANDARD_12_LEADS, model=SPEC, defer=True) for b in range(64)]
     verdicts = []
     for second in range(12):
@@ -155,7 +157,7 @@ def test_beds_in_step_share_one_pass(ecg, monkeypatch):
                    for i in m.push(ecg[:, second * 500 + b:][:, :500], second * 500) if isinstance(i, PendingWindows)]
         assert len(pending) == 64
         verdicts += cut_pending(pending)
-    # sosfilt: the preprocessing's and the detectors' band-pass once a hop, and each detector's energy
-    # floor once, when its monitor is made (ecgedge.beats.qrs.energy_floor).
-    assert calls == {"upfirdn": 12, "sosfilt": 12 + 12 + 64}
+    # sosfilt: the preprocessing's band-pass once a hop, and each detector's energy floor once, when its
+    # monitor is made (ecgedge.beats.qrs.energy_floor); the detectors' band-pass (band_pass) once a hop.
+    assert calls == {"upfirdn": 12, "sosfilt": 12 + 64, "band_pass": 12}
     assert len(verdicts) == 12 * 64 and sum(v.window is not None for v in verdicts) == 3 * 64
