@@ -59,7 +59,6 @@ from enum import IntFlag
 
 import numpy as np
 from scipy import signal as sps
-from scipy.ndimage import maximum_filter1d
 
 from ecgedge.errors import ConfigError, ShapeMismatch
 
@@ -439,17 +438,22 @@ class StreamingQrsDetector:
             a = max(lo - w + 1, d._base)
             energy[k, a - (lo - w + 1):hi - (lo - w + 1)] = d._total[a - d._base:hi - d._base]
         centre = full[:, r:r + width]
-        # peak[j] = max(full[j:j + r]) for every j (a running maximum in C, exact): the r samples before
-        # a centre start at its index k, the r after it at k + r + 1.
-        peak = maximum_filter1d(full, size=r, axis=1, mode="constant", cval=-np.inf, origin=-(r // 2))
+        # peak[j] = max(full[j:j + r]) for every j (a running maximum, exact): the r samples before a
+        # centre start at its index k, the r after it at k + r + 1.
+        peak = running_max(full, r)
         is_peak = (centre > peak[:, :width]) & (centre >= peak[:, r + 1:r + 1 + width]) & (centre > 0)
         rows, ks = np.nonzero(is_peak)
         out: list[list[_Candidate]] = [[] for _ in detectors]
         if not rows.size:
             return out
-        # A candidate's slope: the largest slope energy in the integration window up to it (w samples).
-        slope = maximum_filter1d(energy, size=w, axis=1, mode="constant", cval=-np.inf, origin=-(w // 2))[:, :width]
-        for row, k, c, e in zip(rows.tolist(), ks.tolist(), centre[rows, ks].tolist(), slope[rows, ks].tolist()):
+        # A candidate's slope: the largest slope energy in the integration window up to it (w samples);
+        # for one detector, window by window (a few candidates cost less than a running maximum).
+        rows_, ks_ = rows.tolist(), ks.tolist()
+        if len(detectors) == 1:
+            slopes = [float(energy[0, k:k + w].max()) for k in ks_]
+        else:
+            slopes = running_max(energy, w)[rows, ks].tolist()
+        for row, k, c, e in zip(rows_, ks_, centre[rows, ks].tolist(), slopes):
             out[row].append(_Candidate(windows[row][0] + k, c, e))
         return out
 
@@ -582,6 +586,19 @@ class StreamingQrsDetector:
         if self._concealed[max(0, peak_buf - self.locate):min(peak_buf + self.locate + 1, i + self.r_cand)].any():
             flags |= BeatFlag.CONCEALED
         return self._base + peak_buf, flags
+
+
+def running_max(a: np.ndarray, size: int) -> np.ndarray:
+    """``out[..., j] = max(a[..., j:j + size])`` for ``j`` in ``0 .. n - size`` (windows inside ``a`` only):
+    maxima of windows of 2, 4, 8, ... samples, then of two overlapping windows of the largest power of two,
+    about log2(size) numpy calls on whole rows (exact: a maximum is one of its values)."""
+    m, k = a, 1
+    while 2 * k <= size:
+        m = np.maximum(m[..., :-k], m[..., k:])  # m[..., j] = max(a[..., j:j + 2k])
+        k *= 2
+    if k == size:
+        return m
+    return np.maximum(m[..., :m.shape[-1] - (size - k)], m[..., size - k:])
 
 
 def band_pass(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
