@@ -430,8 +430,10 @@ class StreamingQrsDetector:
         if width <= 0:
             return [[] for _ in detectors]
         r, w = detectors[0].r_cand, detectors[0].w_int
-        full = np.full((len(detectors), width + 2 * r), -np.inf)  # the integrated signal over [lo - r, hi + r)
-        energy = np.full((len(detectors), width + w - 1), -np.inf)  # the summed slope energy over [lo - w + 1, hi)
+        full = np.empty((len(detectors), width + 2 * r))  # the integrated signal over [lo - r, hi + r)
+        full.fill(-np.inf)
+        energy = np.empty((len(detectors), width + w - 1))  # the summed slope energy over [lo - w + 1, hi)
+        energy.fill(-np.inf)
         for k, (d, (lo, hi)) in enumerate(zip(detectors, windows)):
             a, b = max(lo - r, d._base), min(hi + r, d.n)
             full[k, a - (lo - r):b - (lo - r)] = d._integ[a - d._base:b - d._base]
@@ -569,14 +571,16 @@ class StreamingQrsDetector:
         """R-peak position (input sample) of the QRS whose integrated hump peaks at ``c.n``."""
         i = c.n - self._base
         lo_e = max(0, i - self.w_int + 1)
-        steep = lo_e + int(np.argmax(self._total[lo_e:i + 1]))
-        lead = int(np.argmax(self._energy[:, lo_e:i + 1].sum(axis=1))) if self._energy.shape[0] > 1 else 0
+        steep = lo_e + int(self._total[lo_e:i + 1].argmax())
+        lead = int(self._energy[:, lo_e:i + 1].sum(axis=1).argmax()) if self._energy.shape[0] > 1 else 0
         centre = steep - self.delay  # the steepest slope, in input time
         lo = max(0, centre - self.locate)
         hi = min(self._located.shape[1], centre + self.locate + 1)
         seg = self._located[lead, lo:hi]
-        dev = seg - float(np.partition(seg, seg.size // 2)[seg.size // 2])  # baseline: the median
-        k_pos, k_neg = int(np.argmax(dev)), int(np.argmin(dev))
+        part = seg.copy()
+        part.partition(seg.size // 2)
+        dev = seg - float(part[seg.size // 2])  # baseline: the median
+        k_pos, k_neg = int(dev.argmax()), int(dev.argmin())
         # The R wave is the positive peak unless the complex is mainly negative (QS, many PVCs).
         k = k_neg if -dev[k_neg] > self.cfg.negative_ratio * dev[k_pos] else k_pos
         peak_buf = lo + k
@@ -608,9 +612,9 @@ def band_pass(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarra
     if _sosfilt_kernel is None:  # pragma: no cover
         return sps.sosfilt(sos, x, axis=-1, zi=zi)
     y = np.array(x, np.float64, order="C")  # filtered in place
-    z = np.ascontiguousarray(np.moveaxis(zi, 0, 1), dtype=np.float64)  # (rows, sections, 2), in place
+    z = np.array(zi.transpose(1, 0, 2), np.float64, order="C")  # (rows, sections, 2), in place
     _sosfilt_kernel(sos, y, z)
-    return y, np.moveaxis(z, 1, 0)
+    return y, z.transpose(1, 0, 2)
 
 
 def _lower_quartile(values: list[float]) -> float:
