@@ -245,7 +245,10 @@ class BedBeats:
     def _amplitude(self, sample: int) -> float:
         """Peak-to-peak (mV) of the QRS lead within +-QRS_HALF_S of a beat; NaN where not at hand."""
         x = self._span(sample - round(QRS_HALF_S * self.fs), sample + round(QRS_HALF_S * self.fs) + 1)
-        return float(np.ptp(x)) if x.size and np.isfinite(x).all() else math.nan
+        if not x.size:
+            return math.nan
+        hi, lo = float(x.max()), float(x.min())  # both finite exactly when every sample is (NaN propagates)
+        return hi - lo if math.isfinite(hi) and math.isfinite(lo) else math.nan
 
     def _span(self, start: int, end: int) -> np.ndarray:
         """The QRS lead's samples ``[start, end)`` (stream indices), clipped to those still kept."""
