@@ -172,6 +172,7 @@ class _Candidate:
 @dataclass
 class _State:
     spk0: float = 0.0  # the beat-peak level learned at the start
+    spk: float = 0.0  # the beat-peak level now: the lower quartile of ``peaks``, or ``spk0`` without any (set with them)
     peaks: list[float] = field(default_factory=list)  # integrated heights of the last beats
     npk: float = 0.0
     last_beat: int = -1  # candidate index (integrated-signal time) of the last beat
@@ -468,7 +469,7 @@ class StreamingQrsDetector:
             seg = self._integ[st.clock0 - self._base:min(self.n, st.clock0 + self.learning) - self._base]
             if seg.size == 0:
                 return False
-            st.spk0 = float(seg.max()) / 3.0
+            st.spk0 = st.spk = float(seg.max()) / 3.0
             st.npk = float(seg.mean()) / 2.0
             st.learned = True
             self._decided = max(self._decided, st.clock0)
@@ -497,7 +498,7 @@ class StreamingQrsDetector:
     def _spk(self) -> float:
         """The beat-peak level: the lower quartile of the last ``rr_memory`` beats' heights."""
         st = self._state
-        return _lower_quartile(st.peaks) if st.peaks else st.spk0
+        return st.spk
 
     def _rr_mean(self) -> float:
         rr = self._state.rr
@@ -541,6 +542,7 @@ class StreamingQrsDetector:
                 tallest = max((c.height for c in st.pending if c.n <= deadline), default=0.0)
                 st.spk0 = max(min(0.5 * self._spk(), tallest), self.floor)
                 st.peaks = []
+                st.spk = st.spk0
                 st.npk = min(st.npk, 0.5 * st.spk0)
                 st.pending = [c for c in st.pending if c.n > deadline]
                 st.anchor = int(math.ceil(deadline))
@@ -558,6 +560,7 @@ class StreamingQrsDetector:
             del st.rr[: -self.cfg.rr_memory]
         st.peaks.append(c.height)
         del st.peaks[: -self.cfg.rr_memory]
+        st.spk = _lower_quartile(st.peaks)
         st.last_beat = c.n
         st.slopes.append(c.slope)
         del st.slopes[: -self.cfg.rr_memory]
