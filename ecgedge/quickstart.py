@@ -180,12 +180,15 @@ def _ward(export: Path, clf, heas: list[Path], out: Path, seconds: float, log) -
     try:
         sim = ecgsim_path()
         from ecgedge.ward.config import WardConfig
-        from ecgedge.ward.gateway import run_ward
+        from ecgedge.ward.gateway import run_ward, ward_extra_missing
     except StreamError as exc:
         log(f"skipped: {exc}")
         return None, "skipped (no simulated device)"
     except ImportError:
         log("skipped: the ward needs its extra: pip install 'ecgedge[ward]'")
+        return None, "skipped (pip install 'ecgedge[ward]')"
+    if missing := ward_extra_missing():
+        log(f"skipped: {missing}")
         return None, "skipped (pip install 'ecgedge[ward]')"
     plays = [(r, f"synthetic {rhythm}") for rhythm in ("SR", "AFIB", "SB", "GSVT") if (r := _held_out_record(clf, heas, rhythm))]
     if (real := _real_record()) is not None:

@@ -434,6 +434,20 @@ def _bed_order(bed: str):
     return (0, int(bed), "") if bed.isdigit() else (1, 0, bed)
 
 
+def ward_extra_missing() -> str:
+    """Why the ward cannot serve its page here (its extra is not installed), or ``""``."""
+    import importlib
+
+    absent = []
+    for name in ("starlette", "uvicorn"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            absent.append(name)
+    return (f"ecgedge ward serves its page with starlette and uvicorn ({', '.join(absent)} missing): "
+            "pip install 'ecgedge[ward]'") if absent else ""
+
+
 def run_ward(cfg: WardConfig, *, log: Callable[[str], None] | None = None, on_start: Callable[[Gateway], None] | None = None,
              seconds: float | None = None) -> dict:
     """``ecgedge ward``: load the model (as ``ecgedge stream`` does), run the gateway until SIGINT/SIGTERM
@@ -445,11 +459,9 @@ def run_ward(cfg: WardConfig, *, log: Callable[[str], None] | None = None, on_st
     from ecgedge.stream.run import stream_precision
     from ecgedge.config import Backend, Precision
 
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise ConfigError("ecgedge ward serves its page with starlette and uvicorn: pip install 'ecgedge[ward]'") from None
+    missing = ward_extra_missing()
+    if missing:
+        raise ConfigError(missing)
     manifest = load_manifest(cfg.export)
     precision = Precision(cfg.precision) if cfg.precision else stream_precision(manifest, Backend.ort_cpu)[0]
     runner = runner_from_export(cfg.export, precision, Backend.ort_cpu, threads=cfg.threads, manifest=manifest, verify=False)
