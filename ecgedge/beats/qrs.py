@@ -54,112 +54,14 @@ The same algorithm, stage for stage, is ``firmware_bridge/src/ecgb_qrs.c``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from enum import IntFlag
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import signal as sps
 
-from ecgedge.errors import ConfigError, ShapeMismatch
-
-try:  # the kernel under scipy.signal.sosfilt: the wrapper's checks and copies cost more than a hop's filtering
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
-except ImportError:  # pragma: no cover - a scipy that moved it: the public function, the same numbers
-    _sosfilt_kernel = None
-
-MIN_FS_HZ = 100.0
-
-
-class BeatFlag(IntFlag):
-    """Per-beat flags (bit mask, ``uint8``)."""
-
-    NONE = 0
-    NOISY = 1
-    CONCEALED = 2
-    SEARCHBACK = 4
-
-
-@dataclass(frozen=True)
-class QrsConfig:
-    """Settings of the QRS detector (times in seconds, frequencies in Hz).
-
-    Defaults are Pan-Tompkins' published choices where they exist (refractory 200 ms, T-wave zone
-    360 ms, search-back at 166 % of the mean RR, threshold a quarter of the way from noise to
-    signal peak level); the band (5-20 Hz) and integration width (120 ms) are the usual
-    rate-independent choices.
-    """
-
-    band_low_hz: float = 5.0
-    band_high_hz: float = 20.0
-    integration_s: float = 0.120
-    candidate_s: float = 0.080
-    refractory_s: float = 0.200
-    twave_s: float = 0.360
-    twave_slope_ratio: float = 0.5
-    searchback_rr: float = 1.66
-    learning_s: float = 2.0
-    threshold_fraction: float = 0.25
-    noise_ratio: float = 0.35
-    locate_s: float = 0.060
-    rr_memory: int = 8
-    initial_rr_s: float = 1.0
-    min_qrs_mv: float = 0.1
-    negative_ratio: float = 1.6
-
-    def __post_init__(self):
-        if not 0 < self.band_low_hz < self.band_high_hz:
-            raise ConfigError(f"QRS band {self.band_low_hz}-{self.band_high_hz} Hz is not a band")
-        for name in ("integration_s", "candidate_s", "refractory_s", "twave_s", "learning_s", "locate_s", "initial_rr_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"QRS setting {name} must be positive, not {getattr(self, name)}")
-        if self.rr_memory < 1:
-            raise ConfigError("QRS setting rr_memory must be at least 1")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Beats:
-    """Beats found in a signal.
-
-    Args:
-        samples: R-peak positions, int64 sample indices at ``fs`` counted from the first sample
-            pushed (``first_sample`` of the detector added).
-        flags: ``uint8`` :class:`BeatFlag` bit mask per beat.
-        fs: sampling rate of ``samples``, Hz.
-    """
-
-    samples: np.ndarray
-    flags: np.ndarray
-    fs: float
-
-    def __len__(self) -> int:
-        return int(self.samples.shape[0])
-
-    @property
-    def times_s(self) -> np.ndarray:
-        """R-peak times in seconds from the first sample."""
-        return self.samples / self.fs
-
-    @property
-    def rr_s(self) -> np.ndarray:
-        """RR intervals in seconds (``len(self) - 1`` of them)."""
-        return np.diff(self.samples) / self.fs
-
-    @staticmethod
-    def empty(fs: float) -> "Beats":
-        return Beats(np.zeros(0, np.int64), np.zeros(0, np.uint8), float(fs))
-
-    @staticmethod
-    def concat(parts: "list[Beats]", fs: float) -> "Beats":
-        if not parts:
-            return Beats.empty(fs)
-        return Beats(np.concatenate([p.samples for p in parts]).astype(np.int64),
-                     np.concatenate([p.flags for p in parts]).astype(np.uint8), float(fs))
-
-    def to_json(self) -> dict:
-        return {"fs_hz": self.fs, "samples": self.samples.tolist(), "flags": self.flags.tolist()}
+from ecgedge.beats.beat_types import MIN_FS_HZ, BeatFlag, Beats, QrsConfig  # noqa: F401 (the detector's face)
+from ecgedge.beats.stages import band_pass, energy_floor, group_delay_samples, lower_quartile, running_max  # noqa: F401
+from ecgedge.errors import ShapeMismatch
 
 
 @dataclass
@@ -560,7 +462,7 @@ class StreamingQrsDetector:
             del st.rr[: -self.cfg.rr_memory]
         st.peaks.append(c.height)
         del st.peaks[: -self.cfg.rr_memory]
-        st.spk = _lower_quartile(st.peaks)
+        st.spk = lower_quartile(st.peaks)
         st.last_beat = c.n
         st.slopes.append(c.slope)
         del st.slopes[: -self.cfg.rr_memory]
@@ -593,64 +495,6 @@ class StreamingQrsDetector:
         if self._concealed[max(0, peak_buf - self.locate):min(peak_buf + self.locate + 1, i + self.r_cand)].any():
             flags |= BeatFlag.CONCEALED
         return self._base + peak_buf, flags
-
-
-def running_max(a: np.ndarray, size: int) -> np.ndarray:
-    """``out[..., j] = max(a[..., j:j + size])`` for ``j`` in ``0 .. n - size`` (windows inside ``a`` only):
-    maxima of windows of 2, 4, 8, ... samples, then of two overlapping windows of the largest power of two,
-    about log2(size) numpy calls on whole rows (exact: a maximum is one of its values)."""
-    m, k = a, 1
-    while 2 * k <= size:
-        m = np.maximum(m[..., :-k], m[..., k:])  # m[..., j] = max(a[..., j:j + 2k])
-        k *= 2
-    if k == size:
-        return m
-    return np.maximum(m[..., :m.shape[-1] - (size - k)], m[..., size - k:])
-
-
-def band_pass(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``scipy.signal.sosfilt(sos, x, axis=-1, zi=zi)`` for float64 rows ``x`` (rows, n) and ``zi``
-    (sections, rows, 2): the same kernel on the same arrays (so the same numbers, bit for bit), without
-    the wrapper's checks, which cost more than filtering a hop of a few beds."""
-    if _sosfilt_kernel is None:  # pragma: no cover
-        return sps.sosfilt(sos, x, axis=-1, zi=zi)
-    y = np.array(x, np.float64, order="C")  # filtered in place
-    z = np.array(zi.transpose(1, 0, 2), np.float64, order="C")  # (rows, sections, 2), in place
-    _sosfilt_kernel(sos, y, z)
-    return y, z.transpose(1, 0, 2)
-
-
-def _lower_quartile(values: list[float]) -> float:
-    """``numpy.percentile(values, 25)`` (linear interpolation) for a short list, without numpy's overhead."""
-    v = sorted(values)
-    pos = 0.25 * (len(v) - 1)
-    i = int(pos)
-    return v[i] + (pos - i) * (v[min(i + 1, len(v) - 1)] - v[i])
-
-
-def energy_floor(sos: np.ndarray, w_int: int, fs: float, qrs_mv: float) -> float:
-    """The integrated slope energy of the smallest QRS worth a beat: a triangle ``qrs_mv`` high and
-    80 ms wide, through the detector's band-pass, central difference and integration. Below this no
-    candidate is a beat, so noise on a flat line (asystole, leads off) is not counted as beats."""
-    n = round(2 * fs)
-    x = np.zeros(n)
-    half = max(1, round(0.04 * fs))
-    x[n // 2 - half:n // 2 + half + 1] = qrs_mv * (1 - np.abs(np.arange(-half, half + 1)) / half)
-    y = sps.sosfilt(sos, x)
-    d = np.zeros(n)
-    d[2:] = (y[2:] - y[:-2]) * (fs / 2.0)
-    integ = np.convolve(d * d, np.full(w_int, 1.0 / w_int))[:n]
-    return float(integ.max())
-
-
-def group_delay_samples(sos: np.ndarray, fs: float, at_hz: float | None = None) -> int:
-    """Group delay (samples, rounded) of a filter at ``at_hz`` (default: the geometric centre of its pass band)."""
-    b, a = sps.sos2tf(sos)
-    if at_hz is None:
-        w, h = sps.freqz(b, a, worN=4096, fs=fs)
-        at_hz = float(w[int(np.argmax(np.abs(h)))])
-    _, gd = sps.group_delay((b, a), w=[at_hz], fs=fs)
-    return int(round(float(gd[0])))
 
 
 def detect_beats(signal_mv: np.ndarray, fs: float, *, leads: list[int] | None = None, cfg: QrsConfig | None = None,
